@@ -1,0 +1,44 @@
+# vmd and vmctl. `make run` sets up a fresh Debian machine and starts vmd;
+# `make test` is the one test command (CI calls it through .ci/run).
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/vmdhq/vmd/pkg/version.Version=$(VERSION)
+DATA_DIR ?= $(CURDIR)/.vmd-data
+IMAGE := images/tiny.qcow2
+
+.PHONY: build test test-unit test-e2e run image deps bench clean fmt vet
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vmd ./cmd/vmd
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vmctl ./cmd/vmctl
+
+# deps installs the Debian packages vmd and its tests use, where missing.
+deps:
+	./hack/install-deps.sh
+
+image: $(IMAGE)
+$(IMAGE): hack/build-image.sh
+	./hack/build-image.sh $(IMAGE)
+
+run: deps build image
+	mkdir -p $(DATA_DIR)/images
+	ln -sf $(CURDIR)/$(IMAGE) $(DATA_DIR)/images/tiny.qcow2
+	./bin/vmd serve --data-dir $(DATA_DIR)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+# test runs everything: unit tests (both store backends against the local
+# PostgreSQL) and the end-to-end tests, with the race detector.
+test: vet build image
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+bench: build image
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,202 @@
+// Package api holds the wire types of vmd's HTTP API: requests, responses,
+// the error body and the VM state names. It imports nothing of this module,
+// so the server, pkg/client, vmctl's printers and the TUI all share one copy.
+package api
+
+import "time"
+
+// BasePath is the prefix of every API route.
+const BasePath = "/api/v1"
+
+// Error codes carried in ErrorBody. Clients map them to exit codes.
+const (
+	CodeBadRequest      = "bad_request"
+	CodeValidation      = "validation_failed"
+	CodeUnauthenticated = "unauthenticated"
+	CodeForbidden       = "forbidden"
+	CodeNotFound        = "not_found"
+	CodeConflict        = "conflict"
+	CodeQuotaExceeded   = "quota_exceeded"
+	CodeEmailUnverified = "email_unverified"
+	CodeInvalidLogin    = "invalid_credentials"
+	CodeCSRF            = "csrf_failed"
+	CodeRateLimited     = "rate_limited"
+	CodeInvalidToken    = "invalid_token"
+	CodeTemplateInvalid = "template_invalid"
+	CodeInsufficient    = "insufficient_storage"
+	CodeInternal        = "internal_error"
+	CodeUnavailable     = "unavailable"
+)
+
+// ErrorBody is the body of every non-2xx response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong in a snake_case code and a human sentence.
+type ErrorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Quota is a set of resource limits, or the usage counted against them.
+type Quota struct {
+	VMs      int `json:"vms" yaml:"vms"`
+	CPUs     int `json:"cpus" yaml:"cpus"`
+	MemoryMB int `json:"memory_mb" yaml:"memory_mb"`
+	DiskGB   int `json:"disk_gb" yaml:"disk_gb"`
+}
+
+// User is the account as GET /me returns it.
+type User struct {
+	ID        string    `json:"id" yaml:"id"`
+	Email     string    `json:"email" yaml:"email"`
+	Admin     bool      `json:"admin" yaml:"admin"`
+	Verified  bool      `json:"verified" yaml:"verified"`
+	Quota     Quota     `json:"quota" yaml:"quota"`
+	Usage     Quota     `json:"usage" yaml:"usage"`
+	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+}
+
+// SignupRequest is the body of POST /auth/signup.
+type SignupRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// SignupResponse is returned with 201 by POST /auth/signup.
+type SignupResponse struct {
+	ID      string `json:"id"`
+	Email   string `json:"email"`
+	Message string `json:"message"`
+}
+
+// VerifyRequest is the body of POST /auth/verify.
+type VerifyRequest struct {
+	Token string `json:"token"`
+}
+
+// LoginRequest is the body of POST /auth/login.
+type LoginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	// Client is "cli" for a long-lived bearer token (vmctl); anything else
+	// opens a browser session, which also sets the session cookie.
+	Client string `json:"client,omitempty"`
+}
+
+// LoginResponse carries a bearer token; the same session is also set as cookie.
+type LoginResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// CSRFToken is what a browser sends back in the X-CSRF-Token header on
+	// unsafe cookie-authenticated calls. It is also set as the vmd_csrf cookie.
+	CSRFToken string `json:"csrf_token,omitempty"`
+}
+
+// ChangePasswordRequest is the body of POST /auth/password.
+type ChangePasswordRequest struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+}
+
+// SetQuotaRequest is the body of PUT /users/{id}/quota (admin only).
+type SetQuotaRequest = Quota
+
+// State is a VM's lifecycle state.
+type State string
+
+// VM states, as listed in the contract.
+const (
+	StatePending      State = "pending"
+	StateProvisioning State = "provisioning"
+	StateStarting     State = "starting"
+	StateRunning      State = "running"
+	StateStopping     State = "stopping"
+	StateStopped      State = "stopped"
+	StateError        State = "error"
+	StateDeleting     State = "deleting"
+	StateUnknown      State = "unknown"
+)
+
+// DesiredState is what the owner asked for; the reconciler makes State follow it.
+type DesiredState string
+
+// Desired states.
+const (
+	DesiredRunning DesiredState = "running"
+	DesiredStopped DesiredState = "stopped"
+	DesiredDeleted DesiredState = "deleted"
+)
+
+// CreateVMRequest is the body of POST /vms.
+type CreateVMRequest struct {
+	Name     string `json:"name"`
+	Template string `json:"template"`
+	CPU      int    `json:"cpu,omitempty"`
+	MemoryMB int    `json:"memory_mb,omitempty"`
+	DiskGB   int    `json:"disk_gb,omitempty"`
+	UserData string `json:"userdata,omitempty"`
+}
+
+// VM is a virtual machine as the API returns it.
+type VM struct {
+	ID           string       `json:"id" yaml:"id"`
+	Name         string       `json:"name" yaml:"name"`
+	OwnerID      string       `json:"owner_id" yaml:"owner_id"`
+	Template     string       `json:"template" yaml:"template"`
+	CPU          int          `json:"cpu" yaml:"cpu"`
+	MemoryMB     int          `json:"memory_mb" yaml:"memory_mb"`
+	DiskGB       int          `json:"disk_gb" yaml:"disk_gb"`
+	State        State        `json:"state" yaml:"state"`
+	DesiredState DesiredState `json:"desired_state" yaml:"desired_state"`
+	Node         string       `json:"node,omitempty" yaml:"node,omitempty"`
+	Message      string       `json:"message,omitempty" yaml:"message,omitempty"`
+	CreatedAt    time.Time    `json:"created_at" yaml:"created_at"`
+	UpdatedAt    time.Time    `json:"updated_at" yaml:"updated_at"`
+	Events       []VMEvent    `json:"events,omitempty" yaml:"events,omitempty"`
+}
+
+// VMEvent records one state change of a VM.
+type VMEvent struct {
+	Time    time.Time `json:"time" yaml:"time"`
+	State   State     `json:"state" yaml:"state"`
+	Message string    `json:"message,omitempty" yaml:"message,omitempty"`
+}
+
+// Template is a base image VMs are created from.
+type Template struct {
+	Name      string    `json:"name" yaml:"name"`
+	SizeBytes int64     `json:"size_bytes" yaml:"size_bytes"`
+	SHA256    string    `json:"sha256" yaml:"sha256"`
+	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+}
+
+// ConsoleResponse is the body of GET /vms/{id}/console.
+type ConsoleResponse struct {
+	URL       string    `json:"url"`
+	WSURL     string    `json:"ws_url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Version is the body of GET /version.
+type Version struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit,omitempty"`
+}
+
+// Limits on VM sizes, checked by the server and echoed in its error messages.
+const (
+	MaxCPU      = 64
+	MaxMemoryMB = 256 * 1024
+	MaxDiskGB   = 2048
+	MinMemoryMB = 64
+)
+
+// Defaults used when a create request leaves a size out.
+const (
+	DefaultCPU      = 1
+	DefaultMemoryMB = 256
+	DefaultDiskGB   = 1
+)

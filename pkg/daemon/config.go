@@ -1,0 +1,106 @@
+// Package daemon assembles vmd from its parts (store, accounts, VMs, HTTP
+// server) and holds the `vmd` command tree. cmd/vmd only calls Main.
+package daemon
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/api"
+)
+
+// Config is every setting of vmd; flags, VMD_* variables and --config fill it.
+type Config struct {
+	Listen        string
+	DataDir       string
+	DatabaseURL   string
+	RedisURL      string
+	Accel         string
+	PublicURL     string
+	SMTPURL       string
+	MailFrom      string
+	NodeName      string
+	SessionSecret string
+	RunDir        string
+	QEMUUser      string
+	StopTimeout   time.Duration
+	RestartPolicy string
+	LogLevel      string
+	LogFormat     string
+	DefaultQuota  api.Quota
+	BrowserTTL    time.Duration
+	CLITTL        time.Duration
+}
+
+// defaultDataDir follows the contract: /var/lib/vmd as root, else $XDG_DATA_HOME/vmd.
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/vmd"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "vmd")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "vmd")
+}
+
+func defaultRunDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/vmd"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "vmd")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("vmd-%d", os.Geteuid()))
+}
+
+// complete fills derived defaults and checks the settings.
+func (c *Config) complete() error {
+	if c.DataDir == "" {
+		c.DataDir = defaultDataDir()
+	}
+	if c.RunDir == "" {
+		c.RunDir = defaultRunDir()
+	}
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w", err)
+		}
+		c.NodeName = h
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--public-url %q: must be an absolute http(s) URL", c.PublicURL)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.MailFrom == "" {
+		c.MailFrom = "vmd@" + u.Hostname()
+		if !strings.Contains(u.Hostname(), ".") {
+			c.MailFrom = "vmd@localhost"
+		}
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return fmt.Errorf("--database-url must start with postgres:// (leave it empty for the embedded store)")
+	}
+	switch c.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		return fmt.Errorf("--accel %q: must be auto, kvm or tcg", c.Accel)
+	}
+	switch c.RestartPolicy {
+	case "always", "on-failure", "never":
+	default:
+		return fmt.Errorf("--restart-policy %q: must be always, on-failure or never", c.RestartPolicy)
+	}
+	return nil
+}
+
+func (c *Config) sqlitePath() string { return filepath.Join(c.DataDir, "vmd.db") }

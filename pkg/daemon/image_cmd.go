@@ -1,0 +1,45 @@
+package daemon
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+func newImageCmd(st *settings, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Short: "Manage templates (base images) of this node"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "import NAME FILE",
+		Short: "Register a qcow2 file as template NAME (copied, checksummed, read-only)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			return withApp(c.Context(), st, stderr, func(a *app) error {
+				t, err := a.catalog.Import(c.Context(), args[0], args[1])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "imported template %s (%d bytes, sha256 %s)\n", t.Name, t.SizeBytes, t.SHA256)
+				return nil
+			})
+		},
+	}, &cobra.Command{
+		Use:   "list",
+		Short: "List templates",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return withApp(c.Context(), st, stderr, func(a *app) error {
+				ts, err := a.catalog.List(c.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, "NAME\tSIZE_BYTES\tSHA256")
+				for _, t := range ts {
+					fmt.Fprintf(stdout, "%s\t%d\t%s\n", t.Name, t.SizeBytes, t.SHA256)
+				}
+				return nil
+			})
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,152 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/image"
+	"github.com/vmdhq/vmd/pkg/mail"
+	"github.com/vmdhq/vmd/pkg/ratelimit"
+	"github.com/vmdhq/vmd/pkg/server"
+	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/version"
+	"github.com/vmdhq/vmd/pkg/vm"
+)
+
+// app is vmd's parts, wired; admin commands use the same parts as serve.
+type app struct {
+	cfg      Config
+	log      *slog.Logger
+	store    store.Store
+	accounts *account.Service
+	catalog  *image.Catalog
+	vms      *vm.Service
+}
+
+func newApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.sqlitePath())
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	secret, err := sessionSecret(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	var mailer mail.Sender = mail.LogSender{Log: log}
+	if cfg.SMTPURL != "" {
+		if mailer, err = mail.NewSMTPSender(cfg.SMTPURL, cfg.MailFrom); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	accounts, err := account.New(account.Config{Store: st, Hasher: account.NewHasher(runtime.NumCPU()),
+		Limiter: ratelimit.NewMemory(), Mailer: mailer, Secret: secret, PublicURL: cfg.PublicURL,
+		DefaultQuota: cfg.DefaultQuota, BrowserTTL: cfg.BrowserTTL, CLITTL: cfg.CLITTL, Log: log})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	catalog := image.NewCatalog(filepath.Join(cfg.DataDir, "images"))
+	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: catalog, Node: cfg.NodeName})
+	return &app{cfg: cfg, log: log, store: st, accounts: accounts, catalog: catalog, vms: vms}, nil
+}
+
+func (a *app) Close() error { return a.store.Close() }
+
+func withApp(ctx context.Context, st *settings, stderr io.Writer, f func(*app) error) error {
+	cfg, err := st.config()
+	if err != nil {
+		return usageError{err}
+	}
+	a, err := newApp(ctx, cfg, st.logger(stderr))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return f(a)
+}
+
+// sessionSecret is --session-secret, or a key generated once into the data
+// dir. Nodes of a cluster must be given the same --session-secret.
+func sessionSecret(cfg Config) ([]byte, error) {
+	if cfg.SessionSecret != "" {
+		if len(cfg.SessionSecret) < 32 {
+			return nil, usageError{errors.New("--session-secret must be at least 32 bytes")}
+		}
+		return []byte(cfg.SessionSecret), nil
+	}
+	path := filepath.Join(cfg.DataDir, "session.key")
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) >= 64 {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	enc := hex.EncodeToString(key)
+	if err := os.WriteFile(path, []byte(enc+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return []byte(enc), nil
+}
+
+// Serve runs vmd until ctx ends.
+func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL,
+		Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
+		Ready: func(context.Context) map[string]string { return map[string]string{"node": cfg.NodeName} }})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("vmd serving", "listen", ln.Addr().String(), "public_url", cfg.PublicURL, "data_dir", cfg.DataDir,
+		"store", map[bool]string{true: "postgres", false: "sqlite"}[cfg.DatabaseURL != ""], "node", cfg.NodeName,
+		"version", version.Version)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("vmd shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
+}

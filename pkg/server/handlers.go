@@ -1,0 +1,206 @@
+package server
+
+import (
+	"html/template"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
+)
+
+func (s *Server) signup(c echo.Context) error {
+	var req api.SignupRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	u, err := s.cfg.Accounts.Signup(c.Request().Context(), req.Email, req.Password)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, api.SignupResponse{ID: u.ID, Email: u.Email,
+		Message: "check your e-mail for the verification link"})
+}
+
+func (s *Server) verify(c echo.Context) error {
+	var req api.VerifyRequest
+	if c.Request().Method == http.MethodGet {
+		req.Token = c.QueryParam("token")
+	} else if err := decode(c, &req); err != nil {
+		return err
+	}
+	if err := s.cfg.Accounts.Verify(c.Request().Context(), req.Token); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "verified"})
+}
+
+func (s *Server) login(c echo.Context) error {
+	var req api.LoginRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	kind := account.KindBrowser
+	if req.Client == "cli" {
+		kind = account.KindCLI
+	}
+	res, err := s.cfg.Accounts.Login(c.Request().Context(), req.Email, req.Password, c.RealIP(), kind)
+	if err != nil {
+		return err
+	}
+	if kind == account.KindBrowser {
+		s.setSessionCookies(c, res.Token, res.CSRFToken, res.Session.ExpiresAt)
+	}
+	return c.JSON(http.StatusOK, api.LoginResponse{Token: res.Token, ExpiresAt: res.Session.ExpiresAt, CSRFToken: res.CSRFToken})
+}
+
+func (s *Server) logout(c echo.Context) error {
+	if err := s.cfg.Accounts.Logout(c.Request().Context(), callerSession(c).ID); err != nil {
+		return err
+	}
+	s.clearSessionCookies(c)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) changePassword(c echo.Context) error {
+	var req api.ChangePasswordRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if err := s.cfg.Accounts.ChangePassword(c.Request().Context(), caller(c), callerSession(c).ID,
+		req.CurrentPassword, req.NewPassword); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) me(c echo.Context) error {
+	return c.JSON(http.StatusOK, caller(c).ToAPI())
+}
+
+func (s *Server) listVMs(c echo.Context) error {
+	all := false
+	if v := c.QueryParam("all"); v != "" {
+		var err error
+		if all, err = strconv.ParseBool(v); err != nil {
+			return errBadRequest("all must be true or false")
+		}
+	}
+	vms, err := s.cfg.VMs.List(c.Request().Context(), caller(c), all)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, vms)
+}
+
+func (s *Server) createVM(c echo.Context) error {
+	var req api.CreateVMRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	v, err := s.cfg.VMs.Create(c.Request().Context(), caller(c).ID, req)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, api.BasePath+"/vms/"+v.ID)
+	return c.JSON(http.StatusCreated, v)
+}
+
+func (s *Server) getVM(c echo.Context) error {
+	v, err := s.cfg.VMs.Get(c.Request().Context(), caller(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func (s *Server) startVM(c echo.Context) error {
+	v, err := s.cfg.VMs.Start(c.Request().Context(), caller(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, v)
+}
+
+func (s *Server) stopVM(c echo.Context) error {
+	force := false
+	if f := c.QueryParam("force"); f != "" {
+		var err error
+		if force, err = strconv.ParseBool(f); err != nil {
+			return errBadRequest("force must be true or false")
+		}
+	}
+	v, err := s.cfg.VMs.Stop(c.Request().Context(), caller(c), c.Param("id"), force)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, v)
+}
+
+func (s *Server) deleteVM(c echo.Context) error {
+	v, err := s.cfg.VMs.Delete(c.Request().Context(), caller(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, v)
+}
+
+func (s *Server) templates(c echo.Context) error {
+	ts, err := s.cfg.VMs.Templates(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []api.Template{}
+	}
+	return c.JSON(http.StatusOK, ts)
+}
+
+func (s *Server) listUsers(c echo.Context) error {
+	us, err := s.cfg.Store.ListUsers(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := make([]api.User, 0, len(us))
+	for _, u := range us {
+		out = append(out, u.ToAPI())
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) setQuota(c echo.Context) error {
+	var q api.Quota
+	if err := decode(c, &q); err != nil {
+		return err
+	}
+	u, err := s.cfg.Accounts.SetQuota(c.Request().Context(), c.Param("id"), q)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, u.ToAPI())
+}
+
+// verifyPage is where the e-mail link lands. It verifies with a POST from
+// the page's script, so a mail scanner that merely fetches the link does
+// not use the token up.
+func (s *Server) verifyPage(c echo.Context) error {
+	c.Response().Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+	return verifyTmpl.Execute(c.Response(), nil)
+}
+
+var verifyTmpl = template.Must(template.New("verify").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Verify e-mail · vmd</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;color:#1f2937}</style></head>
+<body><h1>vmd</h1><p id="msg">Verifying your e-mail address…</p>
+<script>
+const t = new URLSearchParams(location.search).get('token') || '';
+fetch('/api/v1/auth/verify', {method:'POST', headers:{'Content-Type':'application/json'}, body: JSON.stringify({token:t})})
+  .then(r => r.json().then(b => ({ok: r.ok, b})))
+  .then(({ok, b}) => { document.getElementById('msg').textContent = ok ?
+     'Your e-mail address is verified. You can now sign in.' : (b.error && b.error.message || 'Verification failed.'); });
+</script></body></html>`))
+
+var _ = store.ErrNotFound

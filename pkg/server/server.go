@@ -1,0 +1,234 @@
+// Package server is vmd's HTTP side: the /api/v1 handlers, authentication
+// and CSRF middleware, request logs, health and metrics. Handlers bind and
+// check input, call a service (account, vm) and return pkg/api types.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/vm"
+)
+
+// Config wires a Server.
+type Config struct {
+	Accounts    *account.Service
+	VMs         *vm.Service
+	Store       store.Store // for /readyz
+	PublicURL   string
+	Log         *slog.Logger
+	Registry    *prometheus.Registry
+	Classifiers []Classifier
+	// Ready adds facts to /readyz (the accelerator chosen, say).
+	Ready   func(ctx context.Context) map[string]string
+	Version string
+}
+
+// Server is the HTTP handler of vmd.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	echo   *echo.Echo
+	secure bool // public URL is https: cookies get Secure
+	origin string
+	reqs   *prometheus.CounterVec
+	dur    *prometheus.HistogramVec
+}
+
+// access is what a route needs of its caller.
+type access int
+
+const (
+	public access = iota
+	user
+	admin
+)
+
+type route struct {
+	method string
+	path   string
+	access access
+	h      echo.HandlerFunc
+}
+
+// New builds the server and its routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil || u.Host == "" {
+		return nil, &apiError{Message: "server: --public-url must be an absolute URL such as https://vmd.example.com"}
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, secure: u.Scheme == "https", origin: u.Scheme + "://" + u.Host}
+	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "api_requests_total",
+		Help: "HTTP requests by route, method and status code."}, []string{"route", "method", "code"})
+	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "api_request_duration_seconds",
+		Help: "HTTP request latency by route and method.", Buckets: prometheus.DefBuckets}, []string{"route", "method"})
+	if err := registerAll(cfg.Registry, s.reqs, s.dur); err != nil {
+		return nil, err
+	}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	// Client IPs come from the connection only; a trusted proxy list comes with the nginx deployment.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(s.requestID, s.accessLog, middleware.Recover(), middleware.BodyLimit("1M"), s.securityHeaders)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	e.GET("/verify", s.verifyPage)
+
+	g := e.Group(api.BasePath)
+	for _, r := range s.routes() {
+		mw := []echo.MiddlewareFunc{}
+		switch r.access {
+		case user:
+			mw = append(mw, s.authenticate)
+		case admin:
+			mw = append(mw, s.authenticate, requireAdmin)
+		}
+		g.Add(r.method, r.path, r.h, mw...)
+	}
+	// Unknown API paths answer in the error shape, not echo's default.
+	g.Any("/*", func(echo.Context) error { return echo.ErrNotFound })
+	s.echo = e
+	return s, nil
+}
+
+func registerAll(r prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routes is the API route table: each route with the access it requires.
+func (s *Server) routes() []route {
+	return []route{
+		{http.MethodPost, "/auth/signup", public, s.signup},
+		{http.MethodPost, "/auth/verify", public, s.verify},
+		{http.MethodGet, "/auth/verify", public, s.verify},
+		{http.MethodPost, "/auth/login", public, s.login},
+		{http.MethodPost, "/auth/logout", user, s.logout},
+		{http.MethodPost, "/auth/password", user, s.changePassword},
+		{http.MethodGet, "/me", user, s.me},
+		{http.MethodGet, "/me/vms", user, s.listVMs},
+		{http.MethodGet, "/vms", user, s.listVMs},
+		{http.MethodPost, "/vms", user, s.createVM},
+		{http.MethodGet, "/vms/:id", user, s.getVM},
+		{http.MethodPost, "/vms/:id/start", user, s.startVM},
+		{http.MethodPost, "/vms/:id/stop", user, s.stopVM},
+		{http.MethodDelete, "/vms/:id", user, s.deleteVM},
+		{http.MethodGet, "/templates", user, s.templates},
+		{http.MethodGet, "/users", admin, s.listUsers},
+		{http.MethodPut, "/users/:id/quota", admin, s.setQuota},
+		{http.MethodGet, "/version", public, s.version},
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Echo exposes the router so other parts (console, web pages) can add routes.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// requestID takes a sane incoming X-Request-Id or makes one, and echoes it.
+func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !validRequestID.MatchString(id) {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+// accessLog writes one JSON line a request. The query string is left out:
+// it can carry tokens (the e-mail verification link).
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		req, res := c.Request(), c.Response()
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		took := time.Since(start)
+		s.reqs.WithLabelValues(route, req.Method, strconv.Itoa(res.Status)).Inc()
+		s.dur.WithLabelValues(route, req.Method).Observe(took.Seconds())
+		attrs := []any{"request_id", res.Header().Get(echo.HeaderXRequestID), "method", req.Method,
+			"path", req.URL.Path, "route", route, "status", res.Status, "bytes", res.Size,
+			"duration_ms", float64(took.Microseconds()) / 1000, "remote_ip", c.RealIP()}
+		if u, ok := c.Get(ctxUser).(store.User); ok {
+			attrs = append(attrs, "user", u.ID)
+		}
+		s.log.Info("request", attrs...)
+		return nil
+	}
+}
+
+func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		if s.secure {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	out := map[string]string{"status": "ok"}
+	if s.cfg.Ready != nil {
+		for k, v := range s.cfg.Ready(ctx) {
+			out[k] = v
+		}
+	}
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		out["status"], out["store"] = "unavailable", "unreachable"
+		s.log.Warn("readyz: store unreachable", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, out)
+	}
+	out["store"] = "ok"
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) version(c echo.Context) error {
+	return c.JSON(http.StatusOK, api.Version{Version: s.cfg.Version})
+}

@@ -1,0 +1,134 @@
+// Package store keeps vmd's metadata: users, sessions, one-time tokens, VMs
+// and their events. One interface, two backends: embedded SQLite (the
+// default) and PostgreSQL. Migrations are embedded and applied by Open.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/api"
+)
+
+// Sentinel errors; callers test them with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrConflict      = errors.New("conflict")
+	ErrQuotaExceeded = errors.New("quota exceeded")
+)
+
+// User is a stored account.
+type User struct {
+	ID           string
+	Email        string // stored lower-case
+	PasswordHash string
+	Admin        bool
+	Verified     bool
+	Quota        api.Quota
+	Usage        api.Quota // kept by CreateVM and DeleteVM in the same transaction
+	CreatedAt    time.Time
+}
+
+// ToAPI returns the user as GET /me shows it.
+func (u User) ToAPI() api.User {
+	return api.User{ID: u.ID, Email: u.Email, Admin: u.Admin, Verified: u.Verified,
+		Quota: u.Quota, Usage: u.Usage, CreatedAt: u.CreatedAt}
+}
+
+// Session is a login: a browser cookie or a CLI bearer token refers to one by ID.
+type Session struct {
+	ID        string
+	UserID    string
+	Kind      string // "browser" or "cli"
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	RevokedAt *time.Time
+}
+
+// Token is a one-time token (e-mail verification); only its SHA-256 is stored.
+type Token struct {
+	Hash      string
+	Kind      string // "verify"
+	UserID    string
+	ExpiresAt time.Time
+}
+
+// VM is a stored VM: desired state from the owner, actual state from the reconciler.
+type VM struct {
+	ID        string
+	OwnerID   string
+	Name      string
+	Template  string
+	CPU       int
+	MemoryMB  int
+	DiskGB    int
+	UserData  string
+	State     api.State
+	Desired   api.DesiredState
+	Node      string
+	Message   string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// ToAPI returns the VM as the API shows it (events are added by the caller).
+func (v VM) ToAPI() api.VM {
+	return api.VM{ID: v.ID, Name: v.Name, OwnerID: v.OwnerID, Template: v.Template, CPU: v.CPU,
+		MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, State: v.State, DesiredState: v.Desired,
+		Node: v.Node, Message: v.Message, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
+}
+
+// Event is one recorded state change of a VM.
+type Event struct {
+	VMID    string
+	Time    time.Time
+	State   api.State
+	Message string
+}
+
+// Store is implemented by the SQLite and PostgreSQL backends alike.
+type Store interface {
+	// CreateUser inserts u; ErrConflict when the e-mail is taken.
+	CreateUser(ctx context.Context, u User) error
+	GetUser(ctx context.Context, id string) (User, error)
+	GetUserByEmail(ctx context.Context, email string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	SetVerified(ctx context.Context, userID string) error
+	SetPasswordHash(ctx context.Context, userID, hash string) error
+	// SetQuota replaces a user's limits; usage is left as it is, even above them.
+	SetQuota(ctx context.Context, userID string, q api.Quota) error
+
+	CreateToken(ctx context.Context, t Token) error
+	// ConsumeToken deletes and returns the unexpired token of that kind and hash;
+	// ErrNotFound when it is missing, used or expired.
+	ConsumeToken(ctx context.Context, kind, hash string, now time.Time) (Token, error)
+
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, id string) (Session, error)
+	RevokeSession(ctx context.Context, id string, now time.Time) error
+	// RevokeUserSessions revokes all of a user's sessions but exceptID.
+	RevokeUserSessions(ctx context.Context, userID, exceptID string, now time.Time) error
+
+	// CreateVM admits v against its owner's quota and inserts it in one
+	// transaction: ErrQuotaExceeded when it does not fit, ErrConflict when
+	// the owner already has a VM of that name. It also records the first event.
+	CreateVM(ctx context.Context, v VM) error
+	GetVM(ctx context.Context, id string) (VM, error)
+	GetVMByName(ctx context.Context, ownerID, name string) (VM, error)
+	// ListVMs lists one owner's VMs, or every VM when ownerID is "", by creation time.
+	ListVMs(ctx context.Context, ownerID string) ([]VM, error)
+	// SetDesired records what the owner wants.
+	SetDesired(ctx context.Context, id string, d api.DesiredState) (VM, error)
+	// SetState records the actual state, a message and the node, and appends an event.
+	SetState(ctx context.Context, id string, s api.State, message string) (VM, error)
+	SetNode(ctx context.Context, id, node string) error
+	// DeleteVM removes the record and its events and gives its resources back
+	// to the owner's usage, in one transaction.
+	DeleteVM(ctx context.Context, id string) error
+	ListEvents(ctx context.Context, vmID string) ([]Event, error)
+
+	// Ping checks the connection, for /readyz.
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,322 @@
+// Package vm holds the VM service (what the API asks of VMs: validation,
+// quota-checked creation, desired-state changes), the reconciler that makes
+// actual state follow desired state, and (in vm/qemu) the QEMU driver.
+// Nothing here knows about HTTP.
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
+)
+
+// Templates answers which base images exist on this node (pkg/image.Catalog).
+type Templates interface {
+	List(ctx context.Context) ([]api.Template, error)
+	Get(ctx context.Context, name string) (api.Template, error)
+	// Verify re-checks a template's checksum and returns the base file's path.
+	Verify(ctx context.Context, name string) (string, error)
+}
+
+// Provisioner makes and removes a VM's files and processes on this node
+// (the QEMU driver). Provision runs inside the create call so a failure
+// is returned to the caller and rolled back, never left half-made.
+type Provisioner interface {
+	// Provision creates the VM's directory, overlay on basePath and seed.
+	Provision(ctx context.Context, v store.VM, basePath string) error
+	// Destroy stops any process of the VM and removes every file it had.
+	Destroy(ctx context.Context, v store.VM) error
+}
+
+// Kicker is told that a VM's desired state changed (the reconciler).
+type Kicker interface {
+	Kick(id string)
+}
+
+// Errors the API maps to its codes.
+var (
+	ErrInvalid       = errors.New("invalid")
+	ErrNotFound      = store.ErrNotFound
+	ErrConflict      = store.ErrConflict
+	ErrQuotaExceeded = store.ErrQuotaExceeded
+)
+
+// ValidationError says which field of a request is wrong.
+type ValidationError struct {
+	Field   string
+	Message string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
+
+// Unwrap lets errors.Is(err, ErrInvalid) find every validation error.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// Service is the VM use-cases behind the API.
+type Service struct {
+	store     store.Store
+	templates Templates
+	prov      Provisioner // nil: records only
+	kick      Kicker      // nil: nothing reconciles
+	node      string
+	now       func() time.Time
+}
+
+// ServiceConfig wires a Service.
+type ServiceConfig struct {
+	Store       store.Store
+	Templates   Templates
+	Provisioner Provisioner
+	Kicker      Kicker
+	Node        string
+}
+
+// NewService returns a Service; Provisioner and Kicker may be nil.
+func NewService(c ServiceConfig) *Service {
+	return &Service{store: c.Store, templates: c.Templates, prov: c.Provisioner, kick: c.Kicker,
+		node: c.Node, now: time.Now}
+}
+
+// SetKicker wires the reconciler after both exist.
+func (s *Service) SetKicker(k Kicker) { s.kick = k }
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether name is a DNS label (RFC 1123), as VM and template names must be.
+func ValidName(name string) bool { return dnsLabel.MatchString(name) }
+
+// normalize fills defaults and checks a create request's shape.
+func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
+	if r.CPU == 0 {
+		r.CPU = api.DefaultCPU
+	}
+	if r.MemoryMB == 0 {
+		r.MemoryMB = api.DefaultMemoryMB
+	}
+	if r.DiskGB == 0 {
+		r.DiskGB = api.DefaultDiskGB
+	}
+	switch {
+	case r.Name == "":
+		return r, &ValidationError{"name", "is required"}
+	case !ValidName(r.Name):
+		return r, &ValidationError{"name", "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"}
+	case r.Template == "":
+		return r, &ValidationError{"template", "is required"}
+	case r.CPU < 1 || r.CPU > api.MaxCPU:
+		return r, &ValidationError{"cpu", fmt.Sprintf("must be between 1 and %d", api.MaxCPU)}
+	case r.MemoryMB < api.MinMemoryMB || r.MemoryMB > api.MaxMemoryMB:
+		return r, &ValidationError{"memory_mb", fmt.Sprintf("must be between %d and %d", api.MinMemoryMB, api.MaxMemoryMB)}
+	case r.DiskGB < 1 || r.DiskGB > api.MaxDiskGB:
+		return r, &ValidationError{"disk_gb", fmt.Sprintf("must be between 1 and %d", api.MaxDiskGB)}
+	case len(r.UserData) > 64*1024:
+		return r, &ValidationError{"userdata", "must be at most 64 KiB"}
+	}
+	return r, nil
+}
+
+// NewID returns a fresh VM id: "vm_" and a lower-case ULID.
+func NewID() string { return "vm_" + strings.ToLower(ulid.Make().String()) }
+
+// Create validates r, admits it against the owner's quota and records it;
+// with a Provisioner it also makes the overlay, undoing everything on failure.
+func (s *Service) Create(ctx context.Context, ownerID string, r api.CreateVMRequest) (api.VM, error) {
+	r, err := normalize(r)
+	if err != nil {
+		return api.VM{}, err
+	}
+	if _, err := s.templates.Get(ctx, r.Template); err != nil {
+		if errors.Is(err, ErrNotFound) || isNotFound(err) {
+			return api.VM{}, &ValidationError{"template", fmt.Sprintf("no template named %q", r.Template)}
+		}
+		return api.VM{}, fmt.Errorf("look up template %s: %w", r.Template, err)
+	}
+	var base string
+	if s.prov != nil {
+		if base, err = s.templates.Verify(ctx, r.Template); err != nil {
+			return api.VM{}, fmt.Errorf("template %s: %w", r.Template, err)
+		}
+	}
+	now := s.now().UTC()
+	v := store.VM{ID: NewID(), OwnerID: ownerID, Name: r.Name, Template: r.Template, CPU: r.CPU,
+		MemoryMB: r.MemoryMB, DiskGB: r.DiskGB, UserData: r.UserData, State: api.StatePending,
+		Desired: api.DesiredRunning, Node: s.node, CreatedAt: now, UpdatedAt: now}
+	if s.prov != nil {
+		v.State = api.StateProvisioning
+	}
+	if err := s.store.CreateVM(ctx, v); err != nil {
+		return api.VM{}, fmt.Errorf("create vm %s: %w", r.Name, err)
+	}
+	if s.prov != nil {
+		if err := s.prov.Provision(ctx, v, base); err != nil {
+			// Roll back with a fresh context: the request's may be what failed.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			derr := errors.Join(s.prov.Destroy(cctx, v), s.store.DeleteVM(cctx, v.ID))
+			if derr != nil {
+				return api.VM{}, fmt.Errorf("provision %s: %w (rollback: %v)", v.ID, err, derr)
+			}
+			return api.VM{}, fmt.Errorf("provision %s: %w", v.ID, err)
+		}
+		if v, err = s.store.SetState(ctx, v.ID, api.StateStarting, "provisioned"); err != nil {
+			return api.VM{}, fmt.Errorf("create vm %s: %w", r.Name, err)
+		}
+	}
+	s.kickVM(v.ID)
+	return v.ToAPI(), nil
+}
+
+// isNotFound lets Templates return their own not-found sentinel.
+func isNotFound(err error) bool {
+	var nf interface{ NotFound() bool }
+	return errors.As(err, &nf) && nf.NotFound()
+}
+
+func (s *Service) kickVM(id string) {
+	if s.kick != nil {
+		s.kick.Kick(id)
+	}
+}
+
+// lookup finds a caller's VM by id or name. Another owner's VM is reported
+// as not found, so ids do not leak; admins see every VM.
+func (s *Service) lookup(ctx context.Context, caller store.User, ref string) (store.VM, error) {
+	var v store.VM
+	var err error
+	if strings.HasPrefix(ref, "vm_") {
+		v, err = s.store.GetVM(ctx, ref)
+	} else {
+		v, err = s.store.GetVMByName(ctx, caller.ID, ref)
+	}
+	if err != nil {
+		return store.VM{}, fmt.Errorf("vm %s: %w", ref, err)
+	}
+	if v.OwnerID != caller.ID && !caller.Admin {
+		return store.VM{}, fmt.Errorf("vm %s: %w", ref, ErrNotFound)
+	}
+	return v, nil
+}
+
+// Lookup returns the stored VM a caller may act on (the console needs it).
+func (s *Service) Lookup(ctx context.Context, caller store.User, ref string) (store.VM, error) {
+	return s.lookup(ctx, caller, ref)
+}
+
+// Get returns one VM with its events.
+func (s *Service) Get(ctx context.Context, caller store.User, ref string) (api.VM, error) {
+	v, err := s.lookup(ctx, caller, ref)
+	if err != nil {
+		return api.VM{}, err
+	}
+	evs, err := s.store.ListEvents(ctx, v.ID)
+	if err != nil {
+		return api.VM{}, fmt.Errorf("events of %s: %w", v.ID, err)
+	}
+	out := v.ToAPI()
+	for _, e := range evs {
+		out.Events = append(out.Events, api.VMEvent{Time: e.Time, State: e.State, Message: e.Message})
+	}
+	return out, nil
+}
+
+// List returns the caller's VMs, or every VM when all is set and the caller is an admin.
+func (s *Service) List(ctx context.Context, caller store.User, all bool) ([]api.VM, error) {
+	owner := caller.ID
+	if all {
+		if !caller.Admin {
+			return nil, fmt.Errorf("list all vms: %w", ErrForbidden)
+		}
+		owner = ""
+	}
+	vms, err := s.store.ListVMs(ctx, owner)
+	if err != nil {
+		return nil, fmt.Errorf("list vms: %w", err)
+	}
+	out := make([]api.VM, 0, len(vms))
+	for _, v := range vms {
+		out = append(out, v.ToAPI())
+	}
+	return out, nil
+}
+
+// ErrForbidden is returned when a caller lacks a role (not for other users' VMs, which are not found).
+var ErrForbidden = errors.New("forbidden")
+
+// Start asks for the VM to run.
+func (s *Service) Start(ctx context.Context, caller store.User, ref string) (api.VM, error) {
+	return s.setDesired(ctx, caller, ref, api.DesiredRunning)
+}
+
+// Stop asks for the VM to stop; force skips the guest's clean shutdown.
+func (s *Service) Stop(ctx context.Context, caller store.User, ref string, force bool) (api.VM, error) {
+	v, err := s.setDesired(ctx, caller, ref, api.DesiredStopped)
+	if err == nil && force {
+		s.forceStop(v.ID)
+	}
+	return v, err
+}
+
+// forceStop tells a reconciler that can skip the ACPI wait to do so.
+func (s *Service) forceStop(id string) {
+	if f, ok := s.kick.(interface{ ForceStop(id string) }); ok {
+		f.ForceStop(id)
+	}
+}
+
+// Delete asks for the VM to go; the reconciler removes its files and record.
+// Without a reconciler the record is removed at once.
+func (s *Service) Delete(ctx context.Context, caller store.User, ref string) (api.VM, error) {
+	v, err := s.lookup(ctx, caller, ref)
+	if err != nil {
+		return api.VM{}, err
+	}
+	if s.kick == nil {
+		if s.prov != nil {
+			if err := s.prov.Destroy(ctx, v); err != nil {
+				return api.VM{}, fmt.Errorf("delete %s: %w", v.ID, err)
+			}
+		}
+		if err := s.store.DeleteVM(ctx, v.ID); err != nil {
+			return api.VM{}, fmt.Errorf("delete %s: %w", v.ID, err)
+		}
+		v.State, v.Desired = api.StateDeleting, api.DesiredDeleted
+		return v.ToAPI(), nil
+	}
+	if _, err := s.store.SetDesired(ctx, v.ID, api.DesiredDeleted); err != nil {
+		return api.VM{}, fmt.Errorf("delete %s: %w", v.ID, err)
+	}
+	v, err = s.store.SetState(ctx, v.ID, api.StateDeleting, "delete requested")
+	if err != nil {
+		return api.VM{}, fmt.Errorf("delete %s: %w", v.ID, err)
+	}
+	s.kickVM(v.ID)
+	return v.ToAPI(), nil
+}
+
+func (s *Service) setDesired(ctx context.Context, caller store.User, ref string, d api.DesiredState) (api.VM, error) {
+	v, err := s.lookup(ctx, caller, ref)
+	if err != nil {
+		return api.VM{}, err
+	}
+	if v.Desired == api.DesiredDeleted {
+		return api.VM{}, fmt.Errorf("vm %s is being deleted: %w", v.Name, ErrConflict)
+	}
+	if v, err = s.store.SetDesired(ctx, v.ID, d); err != nil {
+		return api.VM{}, fmt.Errorf("set %s %s: %w", v.ID, d, err)
+	}
+	s.kickVM(v.ID)
+	return v.ToAPI(), nil
+}
+
+// Templates lists this node's templates.
+func (s *Service) Templates(ctx context.Context) ([]api.Template, error) {
+	return s.templates.List(ctx)
+}
