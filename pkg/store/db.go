@@ -1,0 +1,349 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// querier is what the SQL code needs from a connection or a transaction.
+// Both backends take the same SQL text: modernc's SQLite binds $N by
+// position, as PostgreSQL does.
+type querier interface {
+	exec(ctx context.Context, q string, args ...any) (rowsAffected int64, err error)
+	query(ctx context.Context, q string, args ...any) (rows, error)
+	queryRow(ctx context.Context, q string, args ...any) scanner
+}
+
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+type rows interface {
+	scanner
+	Next() bool
+	Err() error
+	Close()
+}
+
+// db is one backend's connection pool.
+type db interface {
+	querier
+	// inTx runs f in a transaction that takes the write lock up front on
+	// SQLite, so concurrent writers queue instead of failing with SQLITE_BUSY.
+	inTx(ctx context.Context, f func(q querier) error) error
+	ping(ctx context.Context) error
+	close() error
+}
+
+// isNoRows reports the "no rows" error of either backend.
+func isNoRows(err error) bool {
+	return errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows)
+}
+
+// classify maps a driver error to ErrConflict (unique violation) or
+// ErrNotFound (foreign key violation: the referenced row is missing); any
+// other error is returned as it is.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505":
+			return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+		case "23503":
+			return fmt.Errorf("%w: %s", ErrNotFound, pgErr.ConstraintName)
+		}
+		return err
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		switch sqErr.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %s", ErrConflict, sqErr.Error())
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return fmt.Errorf("%w: %s", ErrNotFound, sqErr.Error())
+		}
+	}
+	return err
+}
+
+// --- SQLite (database/sql) ---
+
+// sqliteDB stores times as INTEGER microseconds since the epoch (UTC), the
+// precision PostgreSQL keeps, so both backends round-trip the same value
+// and ORDER BY works on numbers instead of formatted strings.
+type sqliteDB struct {
+	db *sql.DB
+}
+
+type sqliteQ interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+type sqliteQuerier struct{ q sqliteQ }
+
+func sqliteArgs(args []any) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case time.Time:
+			out[i] = v.UnixMicro()
+		case *time.Time:
+			if v == nil {
+				out[i] = nil
+			} else {
+				out[i] = v.UnixMicro()
+			}
+		default:
+			out[i] = a
+		}
+	}
+	return out
+}
+
+// microTime scans an INTEGER microsecond column into a UTC time.
+type microTime struct{ t *time.Time }
+
+func (m microTime) Scan(v any) error {
+	switch x := v.(type) {
+	case int64:
+		*m.t = time.UnixMicro(x).UTC()
+		return nil
+	case nil:
+		*m.t = time.Time{}
+		return nil
+	}
+	return fmt.Errorf("scan time: unexpected %T", v)
+}
+
+// microTimePtr scans a nullable INTEGER microsecond column.
+type microTimePtr struct{ t **time.Time }
+
+func (m microTimePtr) Scan(v any) error {
+	switch x := v.(type) {
+	case int64:
+		t := time.UnixMicro(x).UTC()
+		*m.t = &t
+		return nil
+	case nil:
+		*m.t = nil
+		return nil
+	}
+	return fmt.Errorf("scan time: unexpected %T", v)
+}
+
+func sqliteDest(dest []any) []any {
+	out := make([]any, len(dest))
+	for i, d := range dest {
+		switch v := d.(type) {
+		case *time.Time:
+			out[i] = microTime{v}
+		case **time.Time:
+			out[i] = microTimePtr{v}
+		default:
+			out[i] = d
+		}
+	}
+	return out
+}
+
+type sqliteRow struct{ r *sql.Row }
+
+func (r sqliteRow) Scan(dest ...any) error { return r.r.Scan(sqliteDest(dest)...) }
+
+type sqliteRows struct{ r *sql.Rows }
+
+func (r sqliteRows) Scan(dest ...any) error { return r.r.Scan(sqliteDest(dest)...) }
+func (r sqliteRows) Next() bool             { return r.r.Next() }
+func (r sqliteRows) Err() error             { return r.r.Err() }
+func (r sqliteRows) Close()                 { _ = r.r.Close() }
+
+func (s sqliteQuerier) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	res, err := s.q.ExecContext(ctx, q, sqliteArgs(args)...)
+	if err != nil {
+		return 0, classify(err)
+	}
+	return res.RowsAffected()
+}
+
+func (s sqliteQuerier) query(ctx context.Context, q string, args ...any) (rows, error) {
+	r, err := s.q.QueryContext(ctx, q, sqliteArgs(args)...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return sqliteRows{r}, nil
+}
+
+func (s sqliteQuerier) queryRow(ctx context.Context, q string, args ...any) scanner {
+	return classifyingRow{sqliteRow{s.q.QueryRowContext(ctx, q, sqliteArgs(args)...)}}
+}
+
+func (s *sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return sqliteQuerier{s.db}.exec(ctx, q, args...)
+}
+
+func (s *sqliteDB) query(ctx context.Context, q string, args ...any) (rows, error) {
+	return sqliteQuerier{s.db}.query(ctx, q, args...)
+}
+
+func (s *sqliteDB) queryRow(ctx context.Context, q string, args ...any) scanner {
+	return sqliteQuerier{s.db}.queryRow(ctx, q, args...)
+}
+
+func (s *sqliteDB) inTx(ctx context.Context, f func(q querier) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := f(sqliteQuerier{tx}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", classify(err))
+	}
+	return nil
+}
+
+func (s *sqliteDB) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+func (s *sqliteDB) close() error                   { return s.db.Close() }
+
+// classifyingRow maps constraint errors raised by a statement with RETURNING.
+type classifyingRow struct{ r scanner }
+
+func (c classifyingRow) Scan(dest ...any) error { return classify(c.r.Scan(dest...)) }
+
+// --- PostgreSQL (pgx) ---
+
+type pgxQ interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+type pgQuerier struct{ q pgxQ }
+
+// utcTime converts timestamptz values, which pgx returns in time.Local, to UTC.
+type utcTime struct{ t *time.Time }
+
+func (u utcTime) Scan(v any) error {
+	switch x := v.(type) {
+	case time.Time:
+		*u.t = x.UTC()
+		return nil
+	case nil:
+		*u.t = time.Time{}
+		return nil
+	}
+	return fmt.Errorf("scan time: unexpected %T", v)
+}
+
+type utcTimePtr struct{ t **time.Time }
+
+func (u utcTimePtr) Scan(v any) error {
+	switch x := v.(type) {
+	case time.Time:
+		t := x.UTC()
+		*u.t = &t
+		return nil
+	case nil:
+		*u.t = nil
+		return nil
+	}
+	return fmt.Errorf("scan time: unexpected %T", v)
+}
+
+func pgDest(dest []any) []any {
+	out := make([]any, len(dest))
+	for i, d := range dest {
+		switch v := d.(type) {
+		case *time.Time:
+			out[i] = utcTime{v}
+		case **time.Time:
+			out[i] = utcTimePtr{v}
+		default:
+			out[i] = d
+		}
+	}
+	return out
+}
+
+type pgRow struct{ r pgx.Row }
+
+func (r pgRow) Scan(dest ...any) error { return classify(r.r.Scan(pgDest(dest)...)) }
+
+type pgRows struct{ r pgx.Rows }
+
+func (r pgRows) Scan(dest ...any) error { return r.r.Scan(pgDest(dest)...) }
+func (r pgRows) Next() bool             { return r.r.Next() }
+func (r pgRows) Err() error             { return r.r.Err() }
+func (r pgRows) Close()                 { r.r.Close() }
+
+func (p pgQuerier) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := p.q.Exec(ctx, q, args...)
+	if err != nil {
+		return 0, classify(err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (p pgQuerier) query(ctx context.Context, q string, args ...any) (rows, error) {
+	r, err := p.q.Query(ctx, q, args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return pgRows{r}, nil
+}
+
+func (p pgQuerier) queryRow(ctx context.Context, q string, args ...any) scanner {
+	return pgRow{p.q.QueryRow(ctx, q, args...)}
+}
+
+type pgDB struct {
+	pool *pgxpool.Pool
+}
+
+func (p *pgDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return pgQuerier{p.pool}.exec(ctx, q, args...)
+}
+
+func (p *pgDB) query(ctx context.Context, q string, args ...any) (rows, error) {
+	return pgQuerier{p.pool}.query(ctx, q, args...)
+}
+
+func (p *pgDB) queryRow(ctx context.Context, q string, args ...any) scanner {
+	return pgQuerier{p.pool}.queryRow(ctx, q, args...)
+}
+
+func (p *pgDB) inTx(ctx context.Context, f func(q querier) error) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := f(pgQuerier{tx}); err != nil {
+		// The context may already be cancelled; rollback still returns the
+		// connection to a clean state or closes it.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", classify(err))
+	}
+	return nil
+}
+
+func (p *pgDB) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+func (p *pgDB) close() error                   { p.pool.Close(); return nil }
