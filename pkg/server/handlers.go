@@ -3,6 +3,7 @@ package server
 import (
 	"html/template"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -110,7 +111,7 @@ func (s *Server) createVM(c echo.Context) error {
 }
 
 func (s *Server) getVM(c echo.Context) error {
-	v, err := s.cfg.VMs.Get(c.Request().Context(), caller(c), c.Param("id"))
+	v, err := s.cfg.VMs.Get(c.Request().Context(), caller(c), vmRef(c))
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func (s *Server) getVM(c echo.Context) error {
 }
 
 func (s *Server) startVM(c echo.Context) error {
-	v, err := s.cfg.VMs.Start(c.Request().Context(), caller(c), c.Param("id"))
+	v, err := s.cfg.VMs.Start(c.Request().Context(), caller(c), vmRef(c))
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func (s *Server) stopVM(c echo.Context) error {
 			return errBadRequest("force must be true or false")
 		}
 	}
-	v, err := s.cfg.VMs.Stop(c.Request().Context(), caller(c), c.Param("id"), force)
+	v, err := s.cfg.VMs.Stop(c.Request().Context(), caller(c), vmRef(c), force)
 	if err != nil {
 		return err
 	}
@@ -141,7 +142,7 @@ func (s *Server) stopVM(c echo.Context) error {
 }
 
 func (s *Server) deleteVM(c echo.Context) error {
-	v, err := s.cfg.VMs.Delete(c.Request().Context(), caller(c), c.Param("id"))
+	v, err := s.cfg.VMs.Delete(c.Request().Context(), caller(c), vmRef(c))
 	if err != nil {
 		return err
 	}
@@ -176,7 +177,7 @@ func (s *Server) setQuota(c echo.Context) error {
 	if err := decode(c, &q); err != nil {
 		return err
 	}
-	u, err := s.cfg.Accounts.SetQuota(c.Request().Context(), c.Param("id"), q)
+	u, err := s.cfg.Accounts.SetQuota(c.Request().Context(), vmRef(c), q)
 	if err != nil {
 		return err
 	}
@@ -202,5 +203,13 @@ fetch('/api/v1/auth/verify', {method:'POST', headers:{'Content-Type':'applicatio
   .then(({ok, b}) => { document.getElementById('msg').textContent = ok ?
      'Your e-mail address is verified. You can now sign in.' : (b.error && b.error.message || 'Verification failed.'); });
 </script></body></html>`))
+
+// vmRef is the {id} path parameter, which may be a VM id or name.
+func vmRef(c echo.Context) string {
+	if p, err := url.PathUnescape(c.Param("id")); err == nil {
+		return p
+	}
+	return c.Param("id")
+}
 
 var _ = store.ErrNotFound

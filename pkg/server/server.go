@@ -109,8 +109,6 @@ func New(cfg Config) (*Server, error) {
 		}
 		g.Add(r.method, r.path, r.h, mw...)
 	}
-	// Unknown API paths answer in the error shape, not echo's default.
-	g.Any("/*", func(echo.Context) error { return echo.ErrNotFound })
 	s.echo = e
 	return s, nil
 }

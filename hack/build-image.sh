@@ -1,0 +1,288 @@
+#!/bin/bash
+# build-image.sh OUT builds the tiny test template (a BIOS-bootable qcow2) from
+# Debian packages only: the Debian cloud kernel (fetched with apt-get download,
+# unpacked with dpkg -x), busybox-static and SYSLINUX on a FAT file system made
+# in a plain file, so no root, mount or loop device is needed.
+#
+# Disk layout (no partition table: SeaBIOS boots the FAT boot sector that
+# `syslinux --install` writes):
+#   [0, 32 MiB)           FAT16 "VMDTINY": ldlinux.sys/.c32, syslinux.cfg, vmlinuz, initrd.gz
+#   sector 65536 (32 MiB) boot counter, one sector "vmd-tiny-boot N\n" NUL-padded
+#   up to 33 MiB          zero
+# The counter lives outside the file system so the guest updates it with one
+# sector write and never mounts anything read-write: a hard kill of QEMU can
+# not leave a half-written FAT behind.
+#
+# Caches: downloaded .debs stay in ${XDG_CACHE_HOME:-~/.cache}/vmd-image.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+	echo "usage: $0 OUT.qcow2" >&2
+	exit 2
+fi
+OUT=$1
+
+FAT_MIB=32
+DISK_MIB=33
+COUNTER_SECTOR=$((FAT_MIB * 2048))
+CACHE=${VMD_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmd-image}
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+
+need() {
+	for c in "$@"; do
+		if ! command -v "$c" >/dev/null 2>&1; then
+			echo "build-image: $c not found; run make deps" >&2
+			exit 1
+		fi
+	done
+}
+need apt-get apt-cache dpkg cpio gzip mkfs.vfat syslinux mcopy qemu-img
+if ! "$BUSYBOX" --list 2>/dev/null | grep -qx cttyhack; then
+	echo "build-image: $BUSYBOX is not a static busybox with cttyhack; run make deps" >&2
+	exit 1
+fi
+
+START=$(date +%s.%N)
+mkdir -p "$CACHE"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmd-image.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# --- kernel -----------------------------------------------------------------
+# The meta package names the current ABI; when apt is unreachable, fall back
+# to the newest kernel already in the cache.
+KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+	sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1 || true)
+DEB=""
+if [ -n "$KPKG" ]; then
+	DEB=$(ls -1 "$CACHE"/"${KPKG}"_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
+	if [ -z "$DEB" ]; then
+		echo "build-image: downloading $KPKG"
+		# apt drops privileges to _apt when it can; a private, world-writable
+		# download dir avoids its "unsandboxed" warning under root.
+		DL="$WORK/dl"
+		mkdir -p "$DL"
+		chmod 0777 "$DL"
+		(cd "$DL" && apt-get download -q "$KPKG" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+		f=$(ls -1 "$DL"/"${KPKG}"_*_amd64.deb 2>/dev/null | head -1 || true)
+		if [ -z "$f" ]; then
+			echo "build-image: apt-get download $KPKG failed" >&2
+			exit 1
+		fi
+		mv "$f" "$CACHE/"
+		DEB="$CACHE/$(basename "$f")"
+	fi
+else
+	DEB=$(ls -1 "$CACHE"/linux-image-*-cloud-amd64_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
+	if [ -z "$DEB" ]; then
+		echo "build-image: apt-cache does not know linux-image-cloud-amd64 and the cache $CACHE is empty" >&2
+		exit 1
+	fi
+	echo "build-image: apt-cache failed; using cached $(basename "$DEB")"
+fi
+echo "build-image: kernel from $(basename "$DEB")"
+dpkg -x "$DEB" "$WORK/k"
+KVER=$(ls -1 "$WORK/k/lib/modules" | head -1)
+VMLINUZ="$WORK/k/boot/vmlinuz-$KVER"
+MODDIR="$WORK/k/lib/modules/$KVER/kernel"
+[ -f "$VMLINUZ" ] || { echo "build-image: no vmlinuz in $DEB" >&2; exit 1; }
+
+# --- modules ------------------------------------------------------------------
+# The package carries no modules.dep (depmod runs at install time), so read
+# each module's "depends=" from its .modinfo section and emit the closure in
+# load order, dependencies first.
+declare -A MODPATH=()
+while IFS= read -r p; do
+	n=${p##*/}
+	n=${n%.ko}
+	MODPATH[${n//-/_}]=$p
+done < <(find "$MODDIR" -name '*.ko')
+
+declare -A SEEN=()
+ORDER=()
+add_module() {
+	local m=${1//-/_} d deps
+	[ -n "${SEEN[$m]:-}" ] && return 0
+	SEEN[$m]=1
+	if [ -z "${MODPATH[$m]:-}" ]; then
+		# Built into this kernel: nothing to load.
+		grep -q "/${1}.ko\$\|/${m}.ko\$" "$WORK/k/lib/modules/$KVER/modules.builtin" 2>/dev/null && return 0
+		echo "build-image: module $m not found in $KVER" >&2
+		exit 1
+	fi
+	deps=$(tr '\0' '\n' <"${MODPATH[$m]}" | sed -n 's/^depends=//p' | head -1)
+	for d in ${deps//,/ }; do
+		add_module "$d"
+	done
+	ORDER+=("$m")
+}
+
+ROOT="$WORK/root"
+mkdir -p "$ROOT"/{bin,sbin,etc,proc,sys,dev,tmp,root,mnt/seed,lib/modules,etc/acpi/PWRF,var/log,var/run}
+
+# Boot-critical modules, loaded before the counter; the rest after `booted`.
+# The cloud kernel has no AHCI driver: a seed CD works on the pc machine
+# (ata_piix), on q35 the seed has to be a virtio disk.
+ORDER=()
+for m in virtio_pci virtio_blk; do add_module "$m"; done
+EARLY=("${ORDER[@]}")
+ORDER=()
+for m in button evdev; do add_module "$m"; done
+ACPI=("${ORDER[@]}")
+# ata_piix waits for its port probe inside insmod, so the seed modules load
+# last.
+ORDER=()
+for m in isofs ata_piix sr_mod; do add_module "$m"; done
+SEED=("${ORDER[@]}")
+for m in "${EARLY[@]}" "${ACPI[@]}" "${SEED[@]}"; do
+	cp "${MODPATH[$m]}" "$ROOT/lib/modules/$m.ko"
+done
+printf '%s\n' "${EARLY[@]}" >"$ROOT/etc/modules.early"
+printf '%s\n' "${ACPI[@]}" >"$ROOT/etc/modules.acpi"
+printf '%s\n' "${SEED[@]}" >"$ROOT/etc/modules.seed"
+
+# --- initramfs ----------------------------------------------------------------
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+for a in $("$BUSYBOX" --list); do
+	case $a in busybox) continue ;; esac
+	ln -sf busybox "$ROOT/bin/$a"
+done
+for a in init poweroff reboot halt; do ln -sf ../bin/busybox "$ROOT/sbin/$a"; done
+
+cat >"$ROOT/init" <<EOF
+#!/bin/sh
+# Stage one: mount the API file systems, load the disk drivers, bump the boot
+# counter on /dev/vda, announce the boot, then hand PID 1 to busybox init.
+export PATH=/bin:/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+exec </dev/console >/dev/console 2>&1
+
+# say prints a line on the serial port and on the VGA console alike; the
+# kernel's /dev/console is only the last console= (ttyS0).
+say() {
+	echo "\$*" >/dev/ttyS0 2>/dev/null
+	echo "\$*" >/dev/tty0 2>/dev/null
+}
+
+while read -r m; do
+	insmod /lib/modules/\$m.ko || say "vmd-tiny: insmod \$m failed"
+done </etc/modules.early
+
+i=0
+while [ ! -b /dev/vda ] && [ \$i -lt 200 ]; do
+	usleep 50000
+	i=\$((i + 1))
+done
+
+n="?"
+if [ -b /dev/vda ]; then
+	old=\$(dd if=/dev/vda bs=512 skip=$COUNTER_SECTOR count=1 2>/dev/null | tr -d '\0' | head -n 1)
+	case \$old in
+	"vmd-tiny-boot "*) n=\${old#vmd-tiny-boot } ;;
+	*) n=0 ;;
+	esac
+	case \$n in ''|*[!0-9]*) n=0 ;; esac
+	n=\$((n + 1))
+	# conv=sync pads the short read to a full sector; fsync flushes it
+	# through virtio-blk to the host before the line below is printed.
+	if ! printf 'vmd-tiny-boot %d\n' "\$n" |
+		dd of=/dev/vda bs=512 seek=$COUNTER_SECTOR count=1 conv=sync,fsync 2>/dev/null; then
+		say "vmd-tiny: cannot write the boot counter"
+	fi
+	sync
+else
+	say "vmd-tiny: no /dev/vda"
+fi
+
+say "vmd-tiny: boot \$n"
+say "vmd-tiny: booted"
+exec /sbin/init
+EOF
+chmod 0755 "$ROOT/init"
+
+cat >"$ROOT/etc/inittab" <<'EOF'
+::sysinit:/etc/rc.late
+ttyS0::respawn:-/bin/sh
+tty1::respawn:-/bin/sh
+::ctrlaltdel:/sbin/poweroff
+::shutdown:/bin/sync
+EOF
+
+cat >"$ROOT/etc/rc.late" <<'EOF'
+#!/bin/sh
+# Extras that must not delay the boot line: the ACPI power button (so QMP
+# system_powerdown shuts the guest down) and the NoCloud seed, in background.
+(
+	while read -r m; do insmod /lib/modules/$m.ko 2>/dev/null; done </etc/modules.acpi
+	acpid
+	while read -r m; do insmod /lib/modules/$m.ko 2>/dev/null; done </etc/modules.seed
+	i=0
+	dev=""
+	while [ $i -lt 30 ]; do
+		dev=$(findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null)
+		[ -n "$dev" ] && break
+		usleep 100000
+		i=$((i + 1))
+	done
+	if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /mnt/seed 2>/dev/null; then
+		if [ -f /mnt/seed/user-data ]; then
+			line=$(head -n 1 /mnt/seed/user-data)
+			# The shells' prompts are already up: start on a fresh line.
+			printf '\nvmd-tiny: user-data: %s\n' "$line" >/dev/ttyS0 2>/dev/null
+			printf '\nvmd-tiny: user-data: %s\n' "$line" >/dev/tty0 2>/dev/null
+		fi
+	fi
+) </dev/null >/dev/null 2>&1 &
+EOF
+chmod 0755 "$ROOT/etc/rc.late"
+
+# busybox acpid runs /etc/acpi/PWRF/00000080 on the power button's KEY_POWER.
+printf '#!/bin/sh\nexec /sbin/poweroff\n' >"$ROOT/etc/acpi/PWRF/00000080"
+chmod 0755 "$ROOT/etc/acpi/PWRF/00000080"
+
+cat >"$ROOT/etc/profile" <<'EOF'
+export PATH=/bin:/sbin HOME=/root
+PS1='vmd-tiny:\w# '
+cd /root
+EOF
+echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOT/etc/passwd"
+echo 'root:x:0:' >"$ROOT/etc/group"
+echo vmd-tiny >"$ROOT/etc/hostname"
+
+(cd "$ROOT" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 -n >"$WORK/initrd.gz"
+
+# --- FAT + SYSLINUX -------------------------------------------------------------
+cat >"$WORK/syslinux.cfg" <<'EOF'
+DEFAULT vmd
+PROMPT 0
+TIMEOUT 0
+LABEL vmd
+  KERNEL vmlinuz
+  INITRD initrd.gz
+  APPEND console=tty0 console=ttyS0,115200 quiet panic=10
+EOF
+
+RAW="$WORK/disk.raw"
+truncate -s "${FAT_MIB}M" "$RAW"
+mkfs.vfat -n VMDTINY -i 766d6474 "$RAW" >/dev/null
+syslinux --install "$RAW"
+export MTOOLS_SKIP_CHECK=1
+mcopy -i "$RAW" "$VMLINUZ" ::vmlinuz
+mcopy -i "$RAW" "$WORK/initrd.gz" ::initrd.gz
+mcopy -i "$RAW" "$WORK/syslinux.cfg" ::syslinux.cfg
+# Grow past the file system: the counter sector and the rest start zeroed,
+# so a fresh overlay's first boot counts 1.
+truncate -s "${DISK_MIB}M" "$RAW"
+
+mkdir -p "$(dirname "$OUT")"
+TMP="$OUT.tmp.$$"
+trap 'rm -rf "$WORK" "$TMP"' EXIT
+qemu-img convert -q -f raw -O qcow2 "$RAW" "$TMP"
+chmod 0644 "$TMP"
+mv -f "$TMP" "$OUT"
+
+END=$(date +%s.%N)
+printf 'build-image: wrote %s (%s bytes, kernel %s, %s s)\n' "$OUT" "$(stat -c %s "$OUT")" "$KVER" \
+	"$(echo "$END $START" | awk '{printf "%.1f", $1-$2}')"

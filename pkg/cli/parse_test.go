@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// parse runs cmd with argv through a root that maps flag errors like Main.
+func parse(t *testing.T, cmd *cobra.Command, argv ...string) error {
+	t.Helper()
+	root := &cobra.Command{Use: "vmctl", SilenceErrors: true, SilenceUsage: true}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &FlagError{err: err} })
+	root.PersistentFlags().String("server", "", "")
+	root.PersistentFlags().String("context", "", "")
+	root.AddCommand(cmd)
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs(append([]string{cmd.Name()}, argv...))
+	_, err := root.ExecuteContextC(context.Background())
+	return err
+}
+
+func isFlagError(err error) bool {
+	var fe *FlagError
+	return errors.As(err, &fe)
+}
+
+func TestParseCreate(t *testing.T) {
+	tests := []struct {
+		name    string
+		argv    []string
+		want    CreateOptions
+		wantErr bool
+	}{
+		{"minimal", []string{"web", "--template", "tiny"},
+			CreateOptions{Name: "web", Template: "tiny", Timeout: 5 * time.Minute, Output: "table"}, false},
+		{"all flags", []string{"db", "-t", "tiny", "--cpu", "2", "--memory", "1024", "--disk", "5", "--userdata", "u.yaml", "--wait", "--timeout", "30s", "-o", "json"},
+			CreateOptions{Name: "db", Template: "tiny", CPU: 2, MemoryMB: 1024, DiskGB: 5, UserDataFile: "u.yaml", Wait: true, Timeout: 30 * time.Second, Output: "json"}, false},
+		{"no template", []string{"web"}, CreateOptions{}, true},
+		{"no name", []string{"--template", "tiny"}, CreateOptions{}, true},
+		{"two names", []string{"a", "b", "--template", "tiny"}, CreateOptions{}, true},
+		{"bad cpu", []string{"web", "--template", "tiny", "--cpu", "two"}, CreateOptions{}, true},
+		{"negative", []string{"web", "--template", "tiny", "--memory", "-1"}, CreateOptions{}, true},
+		{"bad output", []string{"web", "--template", "tiny", "-o", "xml"}, CreateOptions{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *CreateOptions
+			err := parse(t, NewCmdCreate(newTestEnv(t).f, func(_ context.Context, o *CreateOptions) error { got = o; return nil }), tt.argv...)
+			if tt.wantErr {
+				if !isFlagError(err) {
+					t.Fatalf("err = %v, want FlagError", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := *got
+			g.IO, g.Client, g.Now, g.Interval = nil, nil, nil, 0
+			if !reflect.DeepEqual(g, tt.want) {
+				t.Errorf("got %+v\nwant %+v", g, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseSimpleCommands(t *testing.T) {
+	type result struct {
+		name  string
+		extra any
+	}
+	tests := []struct {
+		name    string
+		build   func(f *Factory, got *result) *cobra.Command
+		argv    []string
+		want    result
+		wantErr bool
+	}{
+		{"get", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdGet(f, func(_ context.Context, o *GetOptions) error { *got = result{o.Name, o.Output}; return nil })
+		}, []string{"web", "-o", "yaml"}, result{"web", "yaml"}, false},
+		{"get no name", func(f *Factory, got *result) *cobra.Command { return NewCmdGet(f, nil) }, nil, result{}, true},
+		{"list", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdList(f, func(_ context.Context, o *ListOptions) error { *got = result{o.Output, o.All}; return nil })
+		}, []string{"--all", "-o", "name"}, result{"name", true}, false},
+		{"list extra arg", func(f *Factory, got *result) *cobra.Command { return NewCmdList(f, nil) }, []string{"x"}, result{}, true},
+		{"start", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdStart(f, func(_ context.Context, o *PowerOptions) error { *got = result{o.Name, o.Force}; return nil })
+		}, []string{"web"}, result{"web", false}, false},
+		{"stop force", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdStop(f, func(_ context.Context, o *PowerOptions) error { *got = result{o.Name, o.Force}; return nil })
+		}, []string{"web", "--force"}, result{"web", true}, false},
+		{"delete yes", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdDelete(f, func(_ context.Context, o *DeleteOptions) error { *got = result{o.Name, o.Yes}; return nil })
+		}, []string{"web", "--yes"}, result{"web", true}, false},
+		{"delete without yes off a tty", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdDelete(f, func(context.Context, *DeleteOptions) error { return nil })
+		}, []string{"web"}, result{}, true},
+		{"wait", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdWait(f, func(_ context.Context, o *WaitOptions) error {
+				*got = result{o.Name, [2]any{o.For, o.Timeout}}
+				return nil
+			})
+		}, []string{"web", "--for", "state=running"}, result{"web", [2]any{waitCondition{state: "running"}, 2 * time.Minute}}, false},
+		{"wait delete", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdWait(f, func(_ context.Context, o *WaitOptions) error {
+				*got = result{o.Name, [2]any{o.For, o.Timeout}}
+				return nil
+			})
+		}, []string{"web", "--for=delete", "--timeout", "10s"}, result{"web", [2]any{waitCondition{deleted: true}, 10 * time.Second}}, false},
+		{"wait bad state", func(f *Factory, got *result) *cobra.Command { return NewCmdWait(f, nil) }, []string{"web", "--for", "state=flying"}, result{}, true},
+		{"wait bad for", func(f *Factory, got *result) *cobra.Command { return NewCmdWait(f, nil) }, []string{"web", "--for", "running"}, result{}, true},
+		{"wait no for", func(f *Factory, got *result) *cobra.Command { return NewCmdWait(f, nil) }, []string{"web"}, result{}, true},
+		{"templates", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdTemplates(f, func(_ context.Context, o *TemplatesOptions) error { *got = result{o.Output, nil}; return nil })
+		}, []string{"-o", "wide"}, result{"wide", nil}, false},
+		{"me", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdMe(f, func(_ context.Context, o *MeOptions) error { *got = result{o.Output, nil}; return nil })
+		}, nil, result{"table", nil}, false},
+		{"verify", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdVerify(f, func(_ context.Context, o *VerifyOptions) error { *got = result{o.Token, nil}; return nil })
+		}, []string{"abc"}, result{"abc", nil}, false},
+		{"verify no token", func(f *Factory, got *result) *cobra.Command { return NewCmdVerify(f, nil) }, nil, result{}, true},
+		{"login", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdLogin(f, func(_ context.Context, o *LoginOptions) error {
+				*got = result{o.Server, [3]any{o.Email, o.PasswordStdin, o.ContextName}}
+				return nil
+			})
+		}, []string{"--server", "http://h:1", "--email", "a@b.c", "--password-stdin", "--context", "prod"},
+			result{"http://h:1", [3]any{"a@b.c", true, "prod"}}, false},
+		{"signup", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdSignup(f, func(_ context.Context, o *SignupOptions) error {
+				*got = result{o.Server, [2]any{o.Email, o.PasswordStdin}}
+				return nil
+			})
+		}, []string{"--server", "h:1", "--email", "a@b.c"}, result{"h:1", [2]any{"a@b.c", false}}, false},
+		{"version", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdVersion(f, func(_ context.Context, o *VersionOptions) error {
+				*got = result{o.ClientVersion, o.ClientOnly}
+				return nil
+			})
+		}, []string{"--client"}, result{"1.2.3", true}, false},
+		{"use-context", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdUseContext(f, func(o *ConfigOptions) error { *got = result{o.Name, nil}; return nil })
+		}, []string{"prod"}, result{"prod", nil}, false},
+		{"get-contexts", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdGetContexts(f, func(o *ConfigOptions) error { *got = result{o.Output, nil}; return nil })
+		}, []string{"-o", "json"}, result{"json", nil}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got result
+			err := parse(t, tt.build(newTestEnv(t).f, &got), tt.argv...)
+			if tt.wantErr {
+				if !isFlagError(err) {
+					t.Fatalf("err = %v, want FlagError", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %#v, want %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDeleteOnTTYNeedsNoYes(t *testing.T) {
+	e := newTestEnv(t)
+	e.tty()
+	called := false
+	err := parse(t, NewCmdDelete(e.f, func(context.Context, *DeleteOptions) error { called = true; return nil }), "web")
+	if err != nil || !called {
+		t.Fatalf("err = %v, called = %v", err, called)
+	}
+}

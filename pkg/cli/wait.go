@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/client"
+)
+
+// waitCondition is what `--for` asks: a state, or the VM being gone.
+type waitCondition struct {
+	state   api.State
+	deleted bool
+}
+
+func (w waitCondition) String() string {
+	if w.deleted {
+		return "delete"
+	}
+	return "state=" + string(w.state)
+}
+
+var knownStates = []api.State{
+	api.StatePending, api.StateProvisioning, api.StateStarting, api.StateRunning,
+	api.StateStopping, api.StateStopped, api.StateError, api.StateDeleting,
+}
+
+// parseWaitFor reads "state=running" or "delete".
+func parseWaitFor(s string) (waitCondition, error) {
+	if s == "delete" || s == "deleted" {
+		return waitCondition{deleted: true}, nil
+	}
+	v, ok := strings.CutPrefix(s, "state=")
+	if !ok {
+		return waitCondition{}, flagErrorf("--for must be state=STATE or delete, got %q", s)
+	}
+	for _, st := range knownStates {
+		if string(st) == v {
+			return waitCondition{state: st}, nil
+		}
+	}
+	names := make([]string, len(knownStates))
+	for i, st := range knownStates {
+		names[i] = string(st)
+	}
+	return waitCondition{}, flagErrorf("unknown state %q: one of %s", v, strings.Join(names, ", "))
+}
+
+// WaitOptions are the inputs of vmctl wait.
+type WaitOptions struct {
+	IO     *IOStreams
+	Client func() (*client.Client, error)
+
+	Name     string
+	For      waitCondition
+	Timeout  time.Duration
+	Interval time.Duration
+}
+
+// NewCmdWait builds `vmctl wait NAME --for state=running`.
+func NewCmdWait(f *Factory, runF func(context.Context, *WaitOptions) error) *cobra.Command {
+	opts := &WaitOptions{IO: f.IOStreams, Client: f.Client, Interval: time.Second}
+	var forFlag string
+	cmd := &cobra.Command{
+		Use:   "wait NAME --for state=STATE|delete",
+		Short: "Block until a VM reaches a state or is deleted",
+		Example: `  vmctl wait web --for state=running --timeout 2m
+  vmctl wait web --for delete`,
+		Args:              exactArgs(1, "NAME"),
+		ValidArgsFunction: completeVMNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if forFlag == "" {
+				return flagErrorf("--for is required")
+			}
+			cond, err := parseWaitFor(forFlag)
+			if err != nil {
+				return err
+			}
+			opts.For = cond
+			if opts.Timeout <= 0 {
+				return flagErrorf("--timeout must be positive")
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return waitRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&forFlag, "for", "", "condition: state=STATE or delete")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 2*time.Minute, "give up after this long (exit 6)")
+	_ = cmd.RegisterFlagCompletionFunc("for", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		out := []string{"delete"}
+		for _, st := range knownStates {
+			out = append(out, "state="+string(st))
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	})
+	return cmd
+}
+
+func waitRun(ctx context.Context, opts *WaitOptions) error {
+	c, err := authedClient(opts.Client)
+	if err != nil {
+		return err
+	}
+	vm, err := waitForVM(ctx, c, opts.Name, opts.For, opts.Timeout, opts.Interval)
+	if err != nil {
+		return err
+	}
+	if opts.For.deleted {
+		fmt.Fprintf(opts.IO.ErrOut, "vm %s: deleted\n", opts.Name)
+	} else {
+		fmt.Fprintf(opts.IO.ErrOut, "vm %s: %s\n", vm.Name, vm.State)
+	}
+	return nil
+}
+
+// waitForVM polls GET /vms/{ref} every interval until cond holds. It fails
+// with a *TimeoutError after timeout, at once when the VM is gone (unless
+// waiting for that) or lands in state error, and retries through network
+// and server errors. The last VM seen is returned with a timeout.
+func waitForVM(ctx context.Context, c *client.Client, ref string, cond waitCondition, timeout, interval time.Duration) (*api.VM, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last *api.VM
+	var lastErr error
+	for {
+		vm, err := c.GetVM(wctx, ref)
+		switch {
+		case err == nil:
+			last = vm
+			if !cond.deleted && vm.State == cond.state {
+				return vm, nil
+			}
+			if vm.State == api.StateError && !cond.deleted {
+				msg := vm.Message
+				if msg == "" {
+					msg = "no message"
+				}
+				return vm, fmt.Errorf("vm %s is in state error while waiting for %s: %s", vm.Name, cond, msg)
+			}
+		case client.IsNotFound(err):
+			if cond.deleted {
+				return last, nil
+			}
+			return last, err
+		case ctx.Err() != nil:
+			return last, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			// the request itself ran into our own deadline
+		case client.HasCode(err, api.CodeUnauthenticated, api.CodeForbidden, api.CodeEmailUnverified, api.CodeValidation, api.CodeBadRequest):
+			return last, err
+		default:
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-wctx.Done():
+			te := &TimeoutError{What: fmt.Sprintf("vm %s to reach %s after %s", ref, cond, timeout)}
+			if last != nil {
+				te.What += fmt.Sprintf(" (last state %s)", last.State)
+			} else if lastErr != nil {
+				te.What += fmt.Sprintf(" (last error: %v)", lastErr)
+			}
+			return last, te
+		case <-time.After(interval):
+		}
+	}
+}

@@ -1,0 +1,229 @@
+// Package e2e runs the real vmd and vmctl binaries the way a user does:
+// vmd serve on a real store (SQLite and PostgreSQL), a real SMTP exchange,
+// real QEMU guests, and vmctl commands checked by output and exit code.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/mail/mailtest"
+	"github.com/vmdhq/vmd/pkg/store/storetest"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vmd-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../../cmd/vmd", "../../cmd/vmctl")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build binaries:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// repoRoot is the checkout the tests run in.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	abs, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// tinyImage is the test template built by `make image`; the tests fail without it.
+func tinyImage(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(repoRoot(t), "images", "tiny.qcow2")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("test image missing: run `make image` (%v)", err)
+	}
+	return p
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// vmd is a running vmd serve process.
+type vmd struct {
+	t       testing.TB
+	URL     string
+	DataDir string
+	RunDir  string
+	DBURL   string
+	SMTP    *mailtest.Server
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	args    []string
+}
+
+// startVMD starts vmd on a fresh store of backend b, with the tiny template imported.
+func startVMD(t testing.TB, b storetest.Backend, extra ...string) *vmd {
+	t.Helper()
+	dbURL, sqlitePath := b.New(t)
+	dataDir := filepath.Dir(sqlitePath)
+	if sqlitePath == "" {
+		dataDir = filepath.Join(t.TempDir(), "data")
+	}
+	runDir, err := os.MkdirTemp("/tmp", "vmdrun-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(runDir) })
+	v := &vmd{t: t, DataDir: dataDir, RunDir: runDir, DBURL: dbURL, SMTP: mailtest.Start(t), log: &bytes.Buffer{}}
+	addr := freeAddr(t)
+	v.URL = "http://" + addr
+	v.args = append([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--run-dir", runDir,
+		"--smtp-url", v.SMTP.URL(), "--accel", "tcg", "--log-format", "text", "--stop-timeout", "3s"}, extra...)
+	if dbURL != "" {
+		v.args = append(v.args, "--database-url", dbURL)
+	}
+	out, code := v.admin(t, "", "image", "import", "tiny", tinyImage(t))
+	if code != 0 {
+		t.Fatalf("vmd image import: %d %s", code, out)
+	}
+	v.start()
+	t.Cleanup(v.stop)
+	return v
+}
+
+func (v *vmd) storeArgs() []string {
+	a := []string{"--data-dir", v.DataDir, "--run-dir", v.RunDir, "--log-format", "text"}
+	if v.DBURL != "" {
+		a = append(a, "--database-url", v.DBURL)
+	}
+	return a
+}
+
+// admin runs a vmd admin command on the same store.
+func (v *vmd) admin(t testing.TB, stdin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "vmd"), append(args, v.storeArgs()...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), exitCode(t, err)
+}
+
+func (v *vmd) start() {
+	v.t.Helper()
+	v.cmd = exec.Command(filepath.Join(binDir, "vmd"), v.args...)
+	v.cmd.Stdout, v.cmd.Stderr = v.log, v.log
+	if err := v.cmd.Start(); err != nil {
+		v.t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := http.Get(v.URL + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
+		}
+		if v.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	v.t.Fatalf("vmd did not become ready:\n%s", v.log.String())
+}
+
+// stop ends vmd with SIGTERM; guests it started keep running by design.
+func (v *vmd) stop() {
+	if v.cmd == nil || v.cmd.Process == nil || v.cmd.ProcessState != nil {
+		return
+	}
+	_ = v.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = v.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = v.cmd.Process.Kill()
+		<-done
+	}
+	if t, ok := v.t.(*testing.T); ok && t.Failed() {
+		t.Logf("vmd log:\n%s", v.log.String())
+	}
+}
+
+// kill ends vmd with SIGKILL, as a crash would.
+func (v *vmd) kill() {
+	_ = v.cmd.Process.Kill()
+	_ = v.cmd.Wait()
+}
+
+func exitCode(t testing.TB, err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatalf("run: %v", err)
+	return -1
+}
+
+// cli runs vmctl with its own config directory, like one person's terminal.
+type cli struct {
+	t      testing.TB
+	server string
+	env    []string
+}
+
+func newCLI(t testing.TB, server string) *cli {
+	t.Helper()
+	home := t.TempDir()
+	return &cli{t: t, server: server, env: []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
+		"PATH=" + os.Getenv("PATH"), "NO_COLOR=1"}}
+}
+
+// run runs vmctl with stdin and returns stdout, stderr and the exit code.
+func (c *cli) run(stdin string, args ...string) (string, string, int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "vmctl"), args...)
+	cmd.Env = c.env
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), exitCode(c.t, err)
+}
+
+// must runs vmctl and fails the test unless it exits with want.
+func (c *cli) must(want int, stdin string, args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.run(stdin, args...)
+	if code != want {
+		c.t.Fatalf("vmctl %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, want, out, errOut)
+	}
+	return out
+}
