@@ -80,7 +80,7 @@ func TestAuthFlows(t *testing.T) {
 		t.Run("missing, malformed and forged tokens", func(t *testing.T) {
 			for name, h := range map[string]string{
 				"none": "", "not bearer": "Basic abc", "garbage": "Bearer xyz",
-				"forged": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwianRpIjoieSJ9.c2lnbmF0dXJl",
+				"forged":   "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwianRpIjoieSJ9.c2lnbmF0dXJl",
 				"alg none": "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJ2bWQiLCJzdWIiOiJ4IiwianRpIjoieSIsImV4cCI6OTk5OTk5OTk5OX0.",
 			} {
 				hdr := map[string]string{}

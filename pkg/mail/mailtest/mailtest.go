@@ -96,7 +96,7 @@ type backend struct{ s *Server }
 func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: b.s}, nil }
 
 type session struct {
-	s    *Server
+	s      *Server
 	from   string
 	to     []string
 	authed bool
