@@ -97,3 +97,9 @@ func (h *Hasher) Verify(ctx context.Context, password, encoded string) (bool, er
 	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
+
+func rawB64(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }
+
+func argonKey(pw, salt string, t, m uint32, p uint8) []byte {
+	return argon2.IDKey([]byte(pw), []byte(salt), t, m, p, argonKeyLen)
+}

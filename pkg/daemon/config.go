@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -83,7 +84,7 @@ func (c *Config) complete() error {
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.MailFrom == "" {
 		c.MailFrom = "vmd@" + u.Hostname()
-		if !strings.Contains(u.Hostname(), ".") {
+		if !strings.Contains(u.Hostname(), ".") || net.ParseIP(u.Hostname()) != nil {
 			c.MailFrom = "vmd@localhost"
 		}
 	}
