@@ -22,8 +22,7 @@ $(IMAGE): hack/build-image.sh
 	./hack/build-image.sh $(IMAGE)
 
 run: deps build image
-	mkdir -p $(DATA_DIR)/images
-	ln -sf $(CURDIR)/$(IMAGE) $(DATA_DIR)/images/tiny.qcow2
+	[ -e $(DATA_DIR)/images/tiny.qcow2 ] || ./bin/vmd image import tiny $(IMAGE) --data-dir $(DATA_DIR)
 	./bin/vmd serve --data-dir $(DATA_DIR)
 
 fmt:

@@ -73,7 +73,7 @@ func Classify(err error) (status int, code string, ok bool) {
 	case errors.Is(err, ErrChecksumMismatch), errors.Is(err, ErrCorrupt):
 		// The node's copy is unusable until an operator replaces it; the
 		// request itself was fine.
-		return http.StatusServiceUnavailable, api.CodeUnavailable, true
+		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, true
 	}
 	return 0, "", false
 }
