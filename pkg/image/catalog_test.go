@@ -426,8 +426,8 @@ func TestClassify(t *testing.T) {
 		{err: ErrNotFound, status: http.StatusNotFound, code: api.CodeNotFound, ok: true},
 		{err: errors.Join(errors.New("wrapped"), ErrInvalidName), status: http.StatusBadRequest, code: api.CodeValidation, ok: true},
 		{err: ErrExists, status: http.StatusConflict, code: api.CodeConflict, ok: true},
-		{err: ErrChecksumMismatch, status: http.StatusServiceUnavailable, code: api.CodeUnavailable, ok: true},
-		{err: ErrCorrupt, status: http.StatusServiceUnavailable, code: api.CodeUnavailable, ok: true},
+		{err: ErrChecksumMismatch, status: http.StatusServiceUnavailable, code: api.CodeTemplateInvalid, ok: true},
+		{err: ErrCorrupt, status: http.StatusServiceUnavailable, code: api.CodeTemplateInvalid, ok: true},
 		{err: errors.New("other"), ok: false},
 	}
 	for _, tt := range tests {
