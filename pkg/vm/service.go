@@ -312,6 +312,12 @@ func (s *Service) setDesired(ctx context.Context, caller store.User, ref string,
 	if v, err = s.store.SetDesired(ctx, v.ID, d); err != nil {
 		return api.VM{}, fmt.Errorf("set %s %s: %w", v.ID, d, err)
 	}
+	// A start is the owner's explicit retry of a VM left in error.
+	if d == api.DesiredRunning && v.State == api.StateError {
+		if v, err = s.store.SetState(ctx, v.ID, api.StateStarting, "start requested"); err != nil {
+			return api.VM{}, fmt.Errorf("start %s: %w", v.ID, err)
+		}
+	}
 	s.kickVM(v.ID)
 	return v.ToAPI(), nil
 }

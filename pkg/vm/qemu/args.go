@@ -1,0 +1,82 @@
+// Package qemu is vmd's QEMU driver: it makes a VM's overlay and seed,
+// launches one QEMU per VM (unprivileged, sandboxed, outliving vmd), talks
+// QMP to it, stops it and removes what it left. The reconciler in pkg/vm
+// decides when; this package only knows how.
+package qemu
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Spec is what one QEMU invocation needs, as plain data so the arguments
+// are table-tested without starting QEMU.
+type Spec struct {
+	Name     string // the VM id, shown in ps and QMP
+	Accel    string // "kvm" or "tcg"
+	CPU      int
+	MemoryMB int
+	Disk     string // qcow2 overlay
+	Seed     string // cloud-init ISO; "" for none
+	Serial   string // file the serial port is appended to
+	PIDFile  string
+	QMP      string // unix socket
+	VNC      string // unix socket
+}
+
+// sandbox denies what a guest's QEMU never needs. It must not be combined
+// with -daemonize or -runas (both die with SIGSYS on QEMU 7.2).
+const sandbox = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+// Args returns QEMU's command line (without the binary) for s.
+func Args(s Spec) []string {
+	a := []string{
+		"-name", s.Name,
+		"-nodefaults", "-no-user-config",
+		"-machine", "q35",
+		"-accel", s.Accel,
+		"-smp", strconv.Itoa(s.CPU),
+		"-m", strconv.Itoa(s.MemoryMB),
+		"-drive", "if=none,id=disk0,file=" + escape(s.Disk) + ",format=qcow2",
+		"-device", "virtio-blk-pci,drive=disk0,bootindex=0",
+	}
+	if s.Seed != "" {
+		// A read-only virtio disk rather than a CD: q35's CD drive sits on AHCI,
+		// which small guests lack; cloud-init finds the seed by its label either way.
+		a = append(a,
+			"-drive", "if=none,id=seed0,file="+escape(s.Seed)+",format=raw,readonly=on",
+			"-device", "virtio-blk-pci,drive=seed0")
+	}
+	a = append(a,
+		"-vga", "std",
+		"-display", "none",
+		// A unix socket only: the console is reached through vmd's authenticated proxy, never TCP.
+		"-vnc", "unix:"+s.VNC,
+		"-qmp", "unix:"+s.QMP+",server=on,wait=off",
+		// append=on keeps earlier boots' output, so a restart does not erase what led to it.
+		"-chardev", "file,id=serial0,path="+escape(s.Serial)+",append=on",
+		"-serial", "chardev:serial0",
+		"-pidfile", s.PIDFile,
+		"-sandbox", sandbox,
+	)
+	return a
+}
+
+// escape doubles commas, QEMU's way of quoting them inside an option value.
+func escape(p string) string { return strings.ReplaceAll(p, ",", ",,") }
+
+// validate rejects a Spec QEMU would misread or we would regret.
+func (s Spec) validate() error {
+	switch {
+	case s.Accel != "kvm" && s.Accel != "tcg":
+		return fmt.Errorf("accel %q: want kvm or tcg", s.Accel)
+	case s.CPU < 1 || s.MemoryMB < 1:
+		return fmt.Errorf("cpu %d, memory %d MB: must be positive", s.CPU, s.MemoryMB)
+	case s.Disk == "" || s.Serial == "" || s.PIDFile == "" || s.QMP == "" || s.VNC == "":
+		return fmt.Errorf("disk, serial, pid file and sockets are required")
+	case strings.Contains(s.VNC, ",") || strings.Contains(s.QMP, ","):
+		return fmt.Errorf("socket paths must not contain commas")
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package qemu
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestArgs(t *testing.T) {
+	base := Spec{Name: "vm_1", Accel: "tcg", CPU: 2, MemoryMB: 256, Disk: "/d/disk.qcow2",
+		Serial: "/d/serial.log", PIDFile: "/d/qemu.pid", QMP: "/r/qmp.sock", VNC: "/r/vnc.sock"}
+	withSeed := base
+	withSeed.Seed = "/d/seed.iso"
+	commas := base
+	commas.Disk = "/d,x/disk.qcow2"
+	kvm := base
+	kvm.Accel = "kvm"
+	tests := []struct {
+		name    string
+		spec    Spec
+		want    [][]string // consecutive argument pairs that must appear
+		without []string   // arguments that must not appear
+	}{
+		{"basics", base, [][]string{
+			{"-nodefaults", "-no-user-config"}, {"-machine", "q35"}, {"-accel", "tcg"},
+			{"-smp", "2"}, {"-m", "256"},
+			{"-drive", "if=none,id=disk0,file=/d/disk.qcow2,format=qcow2"},
+			{"-device", "virtio-blk-pci,drive=disk0,bootindex=0"},
+			{"-vga", "std"}, {"-display", "none"},
+			{"-vnc", "unix:/r/vnc.sock"},
+			{"-qmp", "unix:/r/qmp.sock,server=on,wait=off"},
+			{"-chardev", "file,id=serial0,path=/d/serial.log,append=on"}, {"-serial", "chardev:serial0"},
+			{"-pidfile", "/d/qemu.pid"},
+			{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
+		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S"}},
+		{"seed", withSeed, [][]string{
+			{"-drive", "if=none,id=seed0,file=/d/seed.iso,format=raw,readonly=on"},
+			{"-device", "virtio-blk-pci,drive=seed0"},
+		}, nil},
+		{"comma in path", commas, [][]string{{"-drive", "if=none,id=disk0,file=/d,,x/disk.qcow2,format=qcow2"}}, nil},
+		{"kvm", kvm, [][]string{{"-accel", "kvm"}}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.spec.validate(); err != nil {
+				t.Fatal(err)
+			}
+			a := Args(tc.spec)
+			for _, w := range tc.want {
+				i := slices.Index(a, w[0])
+				for i >= 0 && i+1 < len(a) && a[i+1] != w[1] {
+					j := slices.Index(a[i+1:], w[0])
+					if j < 0 {
+						i = -1
+						break
+					}
+					i += 1 + j
+				}
+				if i < 0 || i+1 >= len(a) {
+					t.Errorf("missing %q in %s", w, strings.Join(a, " "))
+				}
+			}
+			for _, w := range tc.without {
+				if slices.Contains(a, w) {
+					t.Errorf("unexpected %q in %s", w, strings.Join(a, " "))
+				}
+			}
+			for _, x := range a {
+				if strings.Contains(x, "tcp:") || strings.HasPrefix(x, ":") {
+					t.Errorf("network listener %q", x)
+				}
+			}
+		})
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	ok := Spec{Name: "vm_1", Accel: "tcg", CPU: 1, MemoryMB: 64, Disk: "d", Serial: "s", PIDFile: "p", QMP: "q", VNC: "v"}
+	bad := map[string]func(*Spec){
+		"accel":      func(s *Spec) { s.Accel = "xen" },
+		"cpu":        func(s *Spec) { s.CPU = 0 },
+		"no disk":    func(s *Spec) { s.Disk = "" },
+		"comma sock": func(s *Spec) { s.QMP = "a,b" },
+	}
+	if err := ok.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range bad {
+		s := ok
+		f(&s)
+		if s.validate() == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestBootSector(t *testing.T) {
+	b := bootSector("hi")
+	if len(b) != 512 || b[510] != 0x55 || b[511] != 0xaa {
+		t.Fatalf("bad boot sector signature")
+	}
+	if !strings.Contains(string(b), "hi\n\x00") {
+		t.Fatal("message missing")
+	}
+}

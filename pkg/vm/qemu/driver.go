@@ -1,0 +1,609 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/vm"
+)
+
+// Config sets up a Driver. Zero values take the defaults noted.
+type Config struct {
+	// Layout says where VM files (DataDir) and sockets (RunDir) go; both required.
+	Layout vm.Layout
+	// Accel is "kvm" or "tcg"; resolve "auto" with ProbeAccel first. Default tcg.
+	Accel string
+	// QEMU and QEMUImg are the binaries; default qemu-system-x86_64 and qemu-img.
+	QEMU    string
+	QEMUImg string
+	// User runs QEMU when vmd is root (default "nobody"); ignored otherwise.
+	User string
+	// StopTimeout is how long a stop waits for the guest to power down before quit (default 30 s).
+	StopTimeout time.Duration
+	// Logger gets what the driver cannot return (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Driver implements vm.Driver with one QEMU process per VM.
+type Driver struct {
+	cfg  Config
+	log  *slog.Logger
+	cred *syscall.Credential // nil: QEMU runs as vmd's own user
+
+	mu     sync.Mutex
+	guests map[string]*guest
+	notify func(vm.GuestEvent)
+	closed bool
+	quit   chan struct{} // closed by Close: stops watchers of adopted guests
+}
+
+var _ vm.Driver = (*Driver)(nil)
+
+// guest is one live (or just dead) QEMU process.
+type guest struct {
+	id, owner string
+	pid       int
+	pidFile   string
+	qmpPath   string
+	exited    chan struct{} // closed once the process is gone
+
+	mu  sync.Mutex // guards mon
+	mon Monitor
+}
+
+// New checks c and returns a Driver.
+func New(c Config) (*Driver, error) {
+	if c.Accel == "" {
+		c.Accel = "tcg"
+	}
+	if c.QEMU == "" {
+		c.QEMU = "qemu-system-x86_64"
+	}
+	if c.QEMUImg == "" {
+		c.QEMUImg = "qemu-img"
+	}
+	if c.User == "" {
+		c.User = "nobody"
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Accel != "kvm" && c.Accel != "tcg" {
+		return nil, fmt.Errorf("qemu driver: accel %q: want kvm or tcg", c.Accel)
+	}
+	if err := c.Layout.Check(len(vm.NewID())); err != nil {
+		return nil, fmt.Errorf("qemu driver: %w", err)
+	}
+	d := &Driver{cfg: c, log: c.Logger, guests: map[string]*guest{}, quit: make(chan struct{})}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup(c.User)
+		if err != nil {
+			return nil, fmt.Errorf("qemu driver: qemu user %s: %w", c.User, err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if uid == 0 {
+			return nil, fmt.Errorf("qemu driver: qemu user %s is root", c.User)
+		}
+		d.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
+	}
+	for _, dir := range []string{filepath.Join(c.Layout.DataDir, vm.VMsDir), c.Layout.RunDir} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("qemu driver: %w", err)
+		}
+	}
+	if d.cred != nil {
+		if err := reachable(filepath.Join(c.Layout.DataDir, vm.VMsDir)); err != nil {
+			return nil, fmt.Errorf("qemu driver: data dir not reachable by qemu user %s: %w", c.User, err)
+		}
+		if err := reachable(c.Layout.RunDir); err != nil {
+			return nil, fmt.Errorf("qemu driver: run dir not reachable by qemu user %s: %w", c.User, err)
+		}
+	}
+	return d, nil
+}
+
+// reachable checks that every directory down to dir lets others through,
+// as QEMU runs as another user than vmd.
+func reachable(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s has mode %o, others cannot pass", p, st.Mode().Perm())
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
+// Subscribe sets the function told about guest events.
+func (d *Driver) Subscribe(fn func(vm.GuestEvent)) {
+	d.mu.Lock()
+	d.notify = fn
+	d.mu.Unlock()
+}
+
+func (d *Driver) emit(e vm.GuestEvent) {
+	d.mu.Lock()
+	fn, closed := d.notify, d.closed
+	d.mu.Unlock()
+	if fn != nil && !closed {
+		fn(e)
+	}
+}
+
+// Close drops every QMP connection and forgets the guests; they keep running,
+// for a later Driver (or vmd) to adopt.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	close(d.quit)
+	gs := d.guests
+	d.guests = map[string]*guest{}
+	d.mu.Unlock()
+	for _, g := range gs {
+		g.closeMonitor()
+	}
+	return nil
+}
+
+func (d *Driver) get(id string) *guest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.guests[id]
+}
+
+func (d *Driver) forget(g *guest) {
+	d.mu.Lock()
+	if d.guests[g.id] == g {
+		delete(d.guests, g.id)
+	}
+	d.mu.Unlock()
+	g.closeMonitor()
+}
+
+func (g *guest) alive() bool {
+	select {
+	case <-g.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (g *guest) closeMonitor() {
+	g.mu.Lock()
+	m := g.mon
+	g.mon = nil
+	g.mu.Unlock()
+	if m != nil {
+		_ = m.Close()
+	}
+}
+
+// Alive reports whether the driver knows a live process for the VM.
+func (d *Driver) Alive(id string) bool {
+	g := d.get(id)
+	return g != nil && g.alive()
+}
+
+// PID returns the process id of a live guest (0 if none).
+func (d *Driver) PID(id string) int {
+	if g := d.get(id); g != nil && g.alive() {
+		return g.pid
+	}
+	return 0
+}
+
+// chown gives a path to QEMU's user when vmd drops privileges for it.
+func (d *Driver) chown(paths ...string) error {
+	if d.cred == nil {
+		return nil
+	}
+	for _, p := range paths {
+		if err := os.Lchown(p, int(d.cred.Uid), int(d.cred.Gid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Driver) spec(v store.VM) Spec {
+	l := d.cfg.Layout
+	s := Spec{Name: v.ID, Accel: d.cfg.Accel, CPU: v.CPU, MemoryMB: v.MemoryMB,
+		Disk:    l.VMFile(v.OwnerID, v.ID, vm.DiskFile),
+		Serial:  l.VMFile(v.OwnerID, v.ID, vm.SerialFile),
+		PIDFile: l.VMFile(v.OwnerID, v.ID, vm.PIDFile),
+		QMP:     l.Socket(v.ID, vm.QMPSocket),
+		VNC:     l.Socket(v.ID, vm.VNCSocket)}
+	if seed := l.VMFile(v.OwnerID, v.ID, vm.SeedFile); fileExists(seed) {
+		s.Seed = seed
+	}
+	return s
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// removeRuntime removes a guest's sockets, runtime dir and pid file.
+func (d *Driver) removeRuntime(v store.VM) error {
+	return errors.Join(
+		os.RemoveAll(d.cfg.Layout.RuntimeDir(v.ID)),
+		ignoreNotExist(os.Remove(d.cfg.Layout.VMFile(v.OwnerID, v.ID, vm.PIDFile))))
+}
+
+func ignoreNotExist(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Launch starts v's QEMU in its own session (so it outlives vmd) as the
+// unprivileged user, and returns once its QMP socket answers.
+func (d *Driver) Launch(ctx context.Context, v store.VM) error {
+	if d.Alive(v.ID) {
+		return nil
+	}
+	s := d.spec(v)
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("launch %s: %w", v.ID, err)
+	}
+	if !fileExists(s.Disk) {
+		return fmt.Errorf("launch %s: disk %s: %w", v.ID, s.Disk, fs.ErrNotExist)
+	}
+	if err := d.removeRuntime(v); err != nil {
+		return fmt.Errorf("launch %s: clear stale files: %w", v.ID, err)
+	}
+	rdir := d.cfg.Layout.RuntimeDir(v.ID)
+	if err := os.Mkdir(rdir, 0o700); err != nil {
+		return fmt.Errorf("launch %s: %w", v.ID, err)
+	}
+	if err := d.chown(rdir); err != nil {
+		return fmt.Errorf("launch %s: %w", v.ID, err)
+	}
+	logPath := d.cfg.Layout.VMFile(v.OwnerID, v.ID, vm.QEMULog)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("launch %s: %w", v.ID, err)
+	}
+	fmt.Fprintf(logf, "%s vmd: starting qemu\n", time.Now().UTC().Format(time.RFC3339))
+	cmd := exec.Command(d.cfg.QEMU, Args(s)...)
+	cmd.Dir = d.cfg.Layout.VMDir(v.OwnerID, v.ID)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Setsid rather than -daemonize, which the sandbox kills; no Pdeathsig, so guests outlive vmd.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: d.cred}
+	err = cmd.Start()
+	logf.Close()
+	if err != nil {
+		return fmt.Errorf("launch %s: start %s: %w", v.ID, d.cfg.QEMU, err)
+	}
+	g := &guest{id: v.ID, owner: v.OwnerID, pid: cmd.Process.Pid, pidFile: s.PIDFile, qmpPath: s.QMP,
+		exited: make(chan struct{})}
+	go func() {
+		werr := cmd.Wait()
+		close(g.exited)
+		msg := "qemu exited"
+		if werr != nil {
+			msg = "qemu exited: " + werr.Error()
+		}
+		if tail := lastLine(logPath); tail != "" {
+			msg += ": " + tail
+		}
+		d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventExited, Message: msg})
+	}()
+	if err := d.connect(ctx, g, 30*time.Second); err != nil {
+		_ = syscall.Kill(g.pid, syscall.SIGKILL)
+		<-g.exited
+		_ = d.removeRuntime(v)
+		if tail := lastLine(logPath); tail != "" {
+			err = fmt.Errorf("%w: %s", err, tail)
+		}
+		return fmt.Errorf("launch %s: %w", v.ID, err)
+	}
+	d.mu.Lock()
+	d.guests[v.ID] = g
+	d.mu.Unlock()
+	return nil
+}
+
+// connect waits up to limit for the guest's QMP socket and dials it.
+func (d *Driver) connect(ctx context.Context, g *guest, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if fileExists(g.qmpPath) {
+			if _, err := g.monitor(ctx, d); err == nil {
+				return nil
+			} else if ctx.Err() != nil {
+				return err
+			}
+		}
+		select {
+		case <-g.exited:
+			return errors.New("qemu exited during start")
+		case <-ctx.Done():
+			return fmt.Errorf("qmp socket %s: %w", g.qmpPath, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// monitor returns the guest's QMP connection, dialling again if it broke.
+func (g *guest) monitor(ctx context.Context, d *Driver) (Monitor, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mon != nil {
+		select {
+		case <-g.mon.Done():
+			g.mon = nil
+		default:
+			return g.mon, nil
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	m, err := dialMonitor(dctx, g.qmpPath, func(e Event) {
+		ge := vm.GuestEvent{ID: g.id, Kind: e.Name}
+		if b, ok := e.Data["guest"].(bool); ok {
+			ge.Guest = b
+		}
+		if r, ok := e.Data["reason"].(string); ok {
+			ge.Message = r
+		}
+		d.emit(ge)
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.mon = m
+	return m, nil
+}
+
+// Status is query-status's answer.
+func (d *Driver) Status(ctx context.Context, id string) (string, error) {
+	g := d.get(id)
+	if g == nil || !g.alive() {
+		return "", fmt.Errorf("status %s: no running guest", id)
+	}
+	m, err := g.monitor(ctx, d)
+	if err != nil {
+		return "", fmt.Errorf("status %s: %w", id, err)
+	}
+	st, err := m.Status(ctx)
+	if err != nil {
+		return "", fmt.Errorf("status %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// Adopt takes over a guest an earlier vmd left running.
+func (d *Driver) Adopt(ctx context.Context, v store.VM) (bool, error) {
+	if d.Alive(v.ID) {
+		return true, nil
+	}
+	s := d.spec(v)
+	pid, ok := ownProcess(s.PIDFile)
+	if !ok {
+		// Nothing of ours runs: whatever is left in the runtime dir is stale.
+		if err := d.removeRuntime(v); err != nil {
+			return false, fmt.Errorf("adopt %s: %w", v.ID, err)
+		}
+		return false, nil
+	}
+	g := &guest{id: v.ID, owner: v.OwnerID, pid: pid, pidFile: s.PIDFile, qmpPath: s.QMP,
+		exited: make(chan struct{})}
+	// Not our child, so no Wait: watch /proc for its end instead.
+	go d.watch(g)
+	d.mu.Lock()
+	d.guests[v.ID] = g
+	d.mu.Unlock()
+	if _, err := g.monitor(ctx, d); err != nil {
+		// Alive but not answering: keep it, Status dials again later.
+		d.log.Warn("adopted guest's monitor does not answer", "vm", v.ID, "pid", pid, "err", err)
+	}
+	return true, nil
+}
+
+// watch closes g.exited once an adopted guest's process is gone.
+func (d *Driver) watch(g *guest) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.quit:
+			return
+		case <-t.C:
+		}
+		if pid, ok := ownProcess(g.pidFile); !ok || pid != g.pid {
+			close(g.exited)
+			d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventExited, Message: "qemu process is gone"})
+			return
+		}
+	}
+}
+
+// ownProcess reads a pid file and trusts it only if that process's command
+// line names the same pid file (Proxmox's check), so a reused pid or a
+// zombie is not mistaken for our guest.
+func ownProcess(pidFile string) (int, bool) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return 0, false
+	}
+	args := bytes.Split(cl, []byte{0})
+	for i := 0; i+1 < len(args); i++ {
+		if string(args[i]) == "-pidfile" && string(args[i+1]) == pidFile {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// Stop powers the guest down: system_powerdown and a wait (skipped once
+// force is closed), then quit, then SIGKILL.
+func (d *Driver) Stop(ctx context.Context, id string, force <-chan struct{}) error {
+	g := d.get(id)
+	if g == nil {
+		return nil
+	}
+	defer func() {
+		d.forget(g)
+		if !g.alive() {
+			_ = os.RemoveAll(filepath.Dir(g.qmpPath))
+			_ = os.Remove(g.pidFile)
+		}
+	}()
+	if !g.alive() {
+		return nil
+	}
+	wait := func(limit time.Duration, force <-chan struct{}) bool {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		select {
+		case <-g.exited:
+			return true
+		case <-t.C:
+		case <-force:
+		case <-ctx.Done():
+		}
+		return !g.alive()
+	}
+	// Each QMP step gets its own short deadline: a hung QEMU must not hold the stop up.
+	step := func(cmd string) bool {
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		m, err := g.monitor(qctx, d)
+		return err == nil && m.Execute(qctx, cmd) == nil
+	}
+	select {
+	case <-force:
+	default:
+		if step("system_powerdown") && d.awaitPowerdown(ctx, g, step, force) {
+			return nil
+		}
+	}
+	if g.alive() && step("quit") && wait(3*time.Second, nil) {
+		return nil
+	}
+	if !g.alive() {
+		return nil
+	}
+	// quit went unanswered (or QEMU is hung): kill it, as Incus does.
+	if err := syscall.Kill(g.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop %s: kill %d: %w", id, g.pid, err)
+	}
+	select {
+	case <-g.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("stop %s: pid %d survived SIGKILL", id, g.pid)
+	}
+}
+
+// awaitPowerdown waits StopTimeout for the guest to go, pressing the power
+// button again now and then: a guest still booting has no handler for the
+// first press yet, and ACPI does not queue it.
+func (d *Driver) awaitPowerdown(ctx context.Context, g *guest, step func(string) bool, force <-chan struct{}) bool {
+	deadline := time.NewTimer(d.cfg.StopTimeout)
+	defer deadline.Stop()
+	again := time.NewTicker(3 * time.Second)
+	defer again.Stop()
+	for {
+		select {
+		case <-g.exited:
+			return true
+		case <-again.C:
+			step("system_powerdown")
+		case <-deadline.C:
+			return !g.alive()
+		case <-force:
+			return !g.alive()
+		case <-ctx.Done():
+			return !g.alive()
+		}
+	}
+}
+
+// closedChan is a force channel that is already closed.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Destroy kills v's process if any and removes its files. It is idempotent.
+func (d *Driver) Destroy(ctx context.Context, v store.VM) error {
+	if d.get(v.ID) == nil {
+		if _, err := d.Adopt(ctx, v); err != nil {
+			d.log.Warn("destroy: adopt", "vm", v.ID, "err", err)
+		}
+	}
+	var errs []error
+	if err := d.Stop(ctx, v.ID, closedChan); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, os.RemoveAll(d.cfg.Layout.RuntimeDir(v.ID)),
+		os.RemoveAll(d.cfg.Layout.VMDir(v.OwnerID, v.ID)))
+	// The owner's dir goes with its last VM; failing because it is not empty is fine.
+	_ = os.Remove(filepath.Dir(d.cfg.Layout.VMDir(v.OwnerID, v.ID)))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroy %s: %w", v.ID, err)
+	}
+	return nil
+}
+
+// lastLine is the last non-empty line of a small log, for error messages.
+func lastLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-4096, 0)
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(buf)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}

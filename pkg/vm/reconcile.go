@@ -1,0 +1,422 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
+)
+
+// RestartPolicy says what happens to a guest that dies without being asked to.
+type RestartPolicy string
+
+// Restart policies.
+const (
+	// RestartAlways launches it again, up to MaxRestarts times per RestartWindow, then marks it error.
+	RestartAlways RestartPolicy = "always"
+	// RestartNever marks it error with the reason.
+	RestartNever RestartPolicy = "never"
+)
+
+// ReconcilerConfig sets up a Reconciler. Zero values take the defaults noted.
+type ReconcilerConfig struct {
+	Store  store.Store
+	Driver Driver
+	// Node is this node's name; only VMs recorded on it are reconciled.
+	Node string
+	// Interval between full passes over this node's VMs (default 5 s); kicks act at once.
+	Interval time.Duration
+	// RestartPolicy for guests that die unexpectedly (default RestartAlways).
+	RestartPolicy RestartPolicy
+	// MaxRestarts within RestartWindow before giving up (defaults 5 and 10 min).
+	MaxRestarts   int
+	RestartWindow time.Duration
+	Logger        *slog.Logger
+}
+
+// Reconciler makes each VM's actual state follow its desired state, one
+// operation at a time per VM. It is the Kicker and Provisioner of a Service.
+type Reconciler struct {
+	cfg   ReconcilerConfig
+	log   *slog.Logger
+	kicks chan string
+
+	mu       sync.Mutex
+	workers  map[string]chan struct{} // per VM: its worker's kick, capacity 1
+	force    map[string]chan struct{} // per VM: closed to cut a graceful stop short
+	events   map[string][]GuestEvent  // per VM: guest events not yet looked at
+	restarts map[string][]time.Time   // per VM: recent unplanned restarts
+	closed   map[string]bool          // per VM: whether force has been closed
+	wg       sync.WaitGroup
+}
+
+var (
+	_ Kicker      = (*Reconciler)(nil)
+	_ Provisioner = (*Reconciler)(nil)
+)
+
+// NewReconciler returns a Reconciler; call Run to start it.
+func NewReconciler(c ReconcilerConfig) *Reconciler {
+	if c.Interval <= 0 {
+		c.Interval = 5 * time.Second
+	}
+	if c.RestartPolicy == "" {
+		c.RestartPolicy = RestartAlways
+	}
+	if c.MaxRestarts <= 0 {
+		c.MaxRestarts = 5
+	}
+	if c.RestartWindow <= 0 {
+		c.RestartWindow = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &Reconciler{cfg: c, log: c.Logger, kicks: make(chan string, 1024),
+		workers: map[string]chan struct{}{}, force: map[string]chan struct{}{},
+		events: map[string][]GuestEvent{}, restarts: map[string][]time.Time{}, closed: map[string]bool{}}
+}
+
+// ParseRestartPolicy checks a --restart-policy value.
+func ParseRestartPolicy(s string) (RestartPolicy, error) {
+	switch p := RestartPolicy(s); p {
+	case RestartAlways, RestartNever:
+		return p, nil
+	}
+	return "", fmt.Errorf("restart policy %q: want always or never", s)
+}
+
+// Provision makes a VM's files through the driver.
+func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string) error {
+	return r.cfg.Driver.Provision(ctx, v, basePath)
+}
+
+// Destroy stops a VM's process and removes its files through the driver.
+func (r *Reconciler) Destroy(ctx context.Context, v store.VM) error {
+	return r.cfg.Driver.Destroy(ctx, v)
+}
+
+// Kick asks for a VM to be reconciled soon. It never blocks.
+func (r *Reconciler) Kick(id string) {
+	select {
+	case r.kicks <- id:
+	default: // full: the next timed pass covers it
+	}
+}
+
+// ForceStop makes a stop of the VM, running or about to run, skip the
+// guest's clean shutdown.
+func (r *Reconciler) ForceStop(id string) {
+	r.mu.Lock()
+	ch, ok := r.force[id]
+	if !ok {
+		ch = make(chan struct{})
+		r.force[id] = ch
+	}
+	if !r.closed[id] {
+		close(ch)
+		r.closed[id] = true
+	}
+	r.mu.Unlock()
+	r.Kick(id)
+}
+
+func (r *Reconciler) forceChan(id string) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch, ok := r.force[id]
+	if !ok {
+		ch = make(chan struct{})
+		r.force[id] = ch
+	}
+	return ch
+}
+
+func (r *Reconciler) clearForce(id string) {
+	r.mu.Lock()
+	delete(r.force, id)
+	delete(r.closed, id)
+	r.mu.Unlock()
+}
+
+func (r *Reconciler) onEvent(e GuestEvent) {
+	r.mu.Lock()
+	if len(r.events[e.ID]) < 64 {
+		r.events[e.ID] = append(r.events[e.ID], e)
+	}
+	r.mu.Unlock()
+	r.Kick(e.ID)
+}
+
+func (r *Reconciler) takeEvents(id string) []GuestEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	evs := r.events[id]
+	delete(r.events, id)
+	return evs
+}
+
+// Run reconciles until ctx ends, on kicks and every Interval. Guests keep
+// running after it returns; a later Run (even in another process) adopts them.
+func (r *Reconciler) Run(ctx context.Context) error {
+	r.cfg.Driver.Subscribe(r.onEvent)
+	defer r.cfg.Driver.Subscribe(nil)
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	r.sweep(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			r.wg.Wait()
+			return nil
+		case id := <-r.kicks:
+			r.dispatch(ctx, id)
+		case <-t.C:
+			r.sweep(ctx)
+		}
+	}
+}
+
+// sweep dispatches every VM of this node. The first dispatch of a VM
+// starts its worker, which adopts a guest left running, so each adoption
+// runs on its own and a hung QEMU holds up only its own VM.
+func (r *Reconciler) sweep(ctx context.Context) {
+	vms, err := r.cfg.Store.ListVMs(ctx, "")
+	if err != nil {
+		r.log.Error("reconcile: list vms", "err", err)
+		return
+	}
+	for _, v := range vms {
+		if v.Node == r.cfg.Node {
+			r.dispatch(ctx, v.ID)
+		}
+	}
+}
+
+func (r *Reconciler) dispatch(ctx context.Context, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if kick, ok := r.workers[id]; ok {
+		select {
+		case kick <- struct{}{}:
+		default: // a pass is already due
+		}
+		return
+	}
+	kick := make(chan struct{}, 1)
+	r.workers[id] = kick
+	r.wg.Add(1)
+	go r.work(ctx, id, kick)
+}
+
+// work is a VM's worker: one pass per kick, so operations on a VM never overlap.
+func (r *Reconciler) work(ctx context.Context, id string, kick chan struct{}) {
+	defer r.wg.Done()
+	first := true
+	for {
+		done := r.reconcile(ctx, id, first)
+		first = false
+		r.mu.Lock()
+		if done && len(kick) == 0 {
+			delete(r.workers, id)
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			r.mu.Lock()
+			delete(r.workers, id)
+			r.mu.Unlock()
+			return
+		case <-kick:
+		}
+	}
+}
+
+// reconcile does one pass for a VM; done means it is no longer ours to watch.
+func (r *Reconciler) reconcile(ctx context.Context, id string, first bool) (done bool) {
+	v, err := r.cfg.Store.GetVM(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return true
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("reconcile: get vm", "vm", id, "err", err)
+		}
+		return false
+	}
+	if v.Node != r.cfg.Node {
+		return true
+	}
+	d := r.cfg.Driver
+	if first {
+		if ok, err := d.Adopt(ctx, v); err != nil {
+			r.log.Warn("reconcile: adopt", "vm", id, "err", err)
+		} else if ok {
+			r.log.Info("reconcile: adopted running guest", "vm", id)
+		}
+	}
+	evs := r.takeEvents(id)
+	if v.Desired != api.DesiredStopped {
+		r.clearForce(id)
+	}
+	switch v.Desired {
+	case api.DesiredDeleted:
+		return r.deleteVM(ctx, v)
+	case api.DesiredStopped:
+		r.stopVM(ctx, v)
+	case api.DesiredRunning:
+		r.runVM(ctx, v, evs)
+	}
+	return false
+}
+
+func (r *Reconciler) setState(ctx context.Context, v *store.VM, s api.State, msg string) {
+	nv, err := r.cfg.Store.SetState(ctx, v.ID, s, msg)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("reconcile: set state", "vm", v.ID, "state", s, "err", err)
+		}
+		return
+	}
+	*v = nv
+}
+
+func (r *Reconciler) deleteVM(ctx context.Context, v store.VM) bool {
+	if v.State != api.StateDeleting {
+		r.setState(ctx, &v, api.StateDeleting, "deleting")
+	}
+	if err := r.cfg.Driver.Destroy(ctx, v); err != nil {
+		r.setState(ctx, &v, api.StateDeleting, "delete failed, retrying: "+err.Error())
+		return false
+	}
+	if err := r.cfg.Store.DeleteVM(ctx, v.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		r.log.Error("reconcile: delete vm record", "vm", v.ID, "err", err)
+		return false
+	}
+	r.mu.Lock()
+	delete(r.restarts, v.ID)
+	delete(r.events, v.ID)
+	r.mu.Unlock()
+	r.clearForce(v.ID)
+	return true
+}
+
+func (r *Reconciler) stopVM(ctx context.Context, v store.VM) {
+	d := r.cfg.Driver
+	if d.Alive(v.ID) {
+		if v.State != api.StateStopping {
+			r.setState(ctx, &v, api.StateStopping, "stopping")
+		}
+		if err := d.Stop(ctx, v.ID, r.forceChan(v.ID)); err != nil {
+			r.setState(ctx, &v, api.StateError, err.Error())
+			return
+		}
+		r.clearForce(v.ID)
+		// What the guest said while going down was our own doing.
+		r.takeEvents(v.ID)
+	}
+	if v.State != api.StateStopped {
+		r.setState(ctx, &v, api.StateStopped, "stopped")
+	}
+}
+
+func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
+	d := r.cfg.Driver
+	if d.Alive(v.ID) {
+		for _, e := range evs {
+			if e.Kind == "RESET" && v.State == api.StateRunning {
+				r.setState(ctx, &v, api.StateRunning, "guest reset")
+			}
+		}
+		r.markRunning(ctx, &v)
+		return
+	}
+	exitMsg := "qemu process is gone"
+	guestOff := false
+	for _, e := range evs {
+		switch {
+		case e.Kind == EventExited && e.Message != "":
+			exitMsg = e.Message
+		case e.Kind == "SHUTDOWN" && e.Guest:
+			guestOff = true
+		}
+	}
+	if guestOff {
+		// The guest powered itself off: take it as the owner's wish, not a crash.
+		if _, err := r.cfg.Store.SetDesired(ctx, v.ID, api.DesiredStopped); err != nil {
+			r.log.Error("reconcile: set desired", "vm", v.ID, "err", err)
+			return
+		}
+		r.setState(ctx, &v, api.StateStopped, "guest powered off")
+		return
+	}
+	if v.State == api.StateError {
+		return // stays until the owner stops (and starts) it
+	}
+	msg := "starting"
+	if v.State == api.StateRunning {
+		if r.cfg.RestartPolicy == RestartNever {
+			r.setState(ctx, &v, api.StateError, "guest died unexpectedly: "+exitMsg)
+			return
+		}
+		if n := r.noteRestart(v.ID); n > r.cfg.MaxRestarts {
+			r.setState(ctx, &v, api.StateError, fmt.Sprintf("guest died %d times within %s, giving up: %s",
+				n, r.cfg.RestartWindow, exitMsg))
+			return
+		}
+		msg = "restarting: guest died unexpectedly: " + exitMsg
+	}
+	if v.State != api.StateStarting || msg != "starting" {
+		r.setState(ctx, &v, api.StateStarting, msg)
+	}
+	if err := d.Launch(ctx, v); err != nil {
+		if ctx.Err() == nil {
+			r.setState(ctx, &v, api.StateError, err.Error())
+		}
+		return
+	}
+	r.markRunning(ctx, &v)
+}
+
+// markRunning records running once the guest's monitor says so.
+func (r *Reconciler) markRunning(ctx context.Context, v *store.VM) {
+	st, err := r.cfg.Driver.Status(ctx, v.ID)
+	if err != nil {
+		r.log.Warn("reconcile: status", "vm", v.ID, "err", err)
+		return
+	}
+	switch st {
+	case "running":
+		if v.State != api.StateRunning {
+			r.setState(ctx, v, api.StateRunning, "running")
+		}
+	case "paused", "io-error", "internal-error", "guest-panicked":
+		// QEMU pauses a guest whose disk write failed (a full host disk, say);
+		// it shows as error until it runs again.
+		if v.State != api.StateError {
+			r.setState(ctx, v, api.StateError, "guest is "+st)
+		}
+	}
+}
+
+// noteRestart records an unplanned restart and returns how many fell in the window.
+func (r *Reconciler) noteRestart(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	keep := r.restarts[id][:0]
+	for _, t := range r.restarts[id] {
+		if now.Sub(t) < r.cfg.RestartWindow {
+			keep = append(keep, t)
+		}
+	}
+	r.restarts[id] = append(keep, now)
+	return len(r.restarts[id])
+}

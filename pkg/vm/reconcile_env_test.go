@@ -1,0 +1,252 @@
+package vm_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/store/storetest"
+	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/qemu"
+)
+
+var imageOnce sync.Once
+
+// tinyImage returns the test template, building it with make if missing.
+// QEMU is required: without it the test fails rather than skips.
+func tinyImage(t testing.TB) string {
+	t.Helper()
+	for _, b := range []string{"qemu-system-x86_64", "qemu-img"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Fatalf("%s is required (apt-get install qemu-system-x86 qemu-utils): %v", b, err)
+		}
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(root, "images", "tiny.qcow2")
+	imageOnce.Do(func() {
+		if _, err := os.Stat(img); err == nil {
+			return
+		}
+		if out, err := exec.Command("make", "-C", root, "image").CombinedOutput(); err != nil {
+			t.Logf("make image: %v\n%s", err, out)
+		}
+	})
+	if _, err := os.Stat(img); err != nil {
+		t.Fatalf("tiny image: %v (make -C %s image)", err, root)
+	}
+	return img
+}
+
+// templates serves one template, the tiny image, as pkg/image would.
+type templates struct{ path string }
+
+func (tp templates) List(ctx context.Context) ([]api.Template, error) {
+	t, err := tp.Get(ctx, "tiny")
+	return []api.Template{t}, err
+}
+
+func (tp templates) Get(_ context.Context, name string) (api.Template, error) {
+	if name != "tiny" {
+		return api.Template{}, store.ErrNotFound
+	}
+	return api.Template{Name: "tiny"}, nil
+}
+
+func (tp templates) Verify(ctx context.Context, name string) (string, error) {
+	_, err := tp.Get(ctx, name)
+	return tp.path, err
+}
+
+// testLayout makes data and run dirs QEMU's unprivileged user can reach.
+func testLayout(t testing.TB) vm.Layout {
+	t.Helper()
+	mk := func(pattern string) string {
+		d, err := os.MkdirTemp("", pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		return d
+	}
+	return vm.Layout{DataDir: mk("vmd-data-"), RunDir: mk("vmd-run-")}
+}
+
+// node is one running vmd's VM half: driver, reconciler and service.
+type node struct {
+	drv    *qemu.Driver
+	rec    *vm.Reconciler
+	svc    *vm.Service
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startNode(t *testing.T, st store.Store, l vm.Layout, base string, policy vm.RestartPolicy) *node {
+	t.Helper()
+	drv, err := qemu.New(qemu.Config{Layout: l, Accel: "tcg", StopTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Guests outlive their driver by design; a failed test must not leave
+	// them running. Registered before shutdown, so it runs after it.
+	t.Cleanup(func() { destroyAll(t, st, l) })
+	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: st, Driver: drv, Node: "n1",
+		Interval: time.Second, RestartPolicy: policy, MaxRestarts: 3, RestartWindow: time.Minute})
+	svc := vm.NewService(vm.ServiceConfig{Store: st, Templates: templates{base}, Provisioner: rec,
+		Kicker: rec, Node: "n1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node{drv: drv, rec: rec, svc: svc, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(n.done); _ = rec.Run(ctx) }()
+	t.Cleanup(n.shutdown)
+	return n
+}
+
+// shutdown stops the reconciler and drops QMP connections; guests keep running.
+func (n *node) shutdown() {
+	n.cancel()
+	<-n.done
+	n.drv.Close()
+}
+
+func newUser(t *testing.T, st store.Store) store.User {
+	t.Helper()
+	u := store.User{ID: "u_" + strings.ToLower(strconv.FormatInt(time.Now().UnixNano(), 36)),
+		Email: strconv.FormatInt(time.Now().UnixNano(), 10) + "@example.com", Verified: true,
+		Quota:     api.Quota{VMs: 10, CPUs: 10, MemoryMB: 4096, DiskGB: 100},
+		CreatedAt: time.Now().UTC()}
+	if err := st.CreateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	return storetest.Backends()[0].Open(t) // SQLite; the store's own tests cover PostgreSQL
+}
+
+func create(t *testing.T, n *node, u store.User, name string) api.VM {
+	t.Helper()
+	v, err := n.svc.Create(context.Background(), u.ID, api.CreateVMRequest{Name: name, Template: "tiny", MemoryMB: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func waitState(t *testing.T, st store.Store, id string, want api.State, limit time.Duration) store.VM {
+	t.Helper()
+	start := time.Now()
+	var v store.VM
+	var err error
+	for time.Since(start) < limit {
+		if v, err = st.GetVM(context.Background(), id); err == nil && v.State == want {
+			return v
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("vm %s: state %q (%s, err %v) after %v, want %q", id, v.State, v.Message, err, limit, want)
+	return v
+}
+
+func waitGone(t *testing.T, st store.Store, id string, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		if _, err := st.GetVM(context.Background(), id); errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("vm %s still recorded after %v", id, limit)
+}
+
+func waitSerial(t *testing.T, path, line string, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		if b, _ := os.ReadFile(path); bytes.Contains(b, []byte(line)) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(path)
+	t.Fatalf("no %q in %s after %v:\n%s", line, path, limit, b)
+}
+
+func waitPID(t *testing.T, d *qemu.Driver, id string, cond func(int) bool, limit time.Duration) int {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		if p := d.PID(id); cond(p) {
+			return p
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("vm %s: pid %d does not hold after %v", id, d.PID(id), limit)
+	return 0
+}
+
+func processGone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] == "Z"
+}
+
+func assertNoFiles(t *testing.T, l vm.Layout, owner, id string) {
+	t.Helper()
+	for _, p := range []string{l.VMDir(owner, id), l.RuntimeDir(id)} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left behind (%v)", p, err)
+		}
+	}
+}
+
+func fileSHA(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// destroyAll kills and removes every VM still recorded, through a fresh driver.
+func destroyAll(t *testing.T, st store.Store, l vm.Layout) {
+	d, err := qemu.New(qemu.Config{Layout: l, Accel: "tcg"})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer d.Close()
+	vms, err := st.ListVMs(context.Background(), "")
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, v := range vms {
+		if err := d.Destroy(context.Background(), v); err != nil {
+			t.Error(err)
+		}
+	}
+}
