@@ -119,7 +119,7 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.String("run-dir", "", "directory of the guests' sockets (default /run/vmd as root, else $XDG_RUNTIME_DIR/vmd)")
 	fs.String("qemu-user", "", "unprivileged user QEMU runs as when vmd runs as root (default nobody)")
 	fs.Duration("stop-timeout", 30*time.Second, "how long a stop waits for the guest's ACPI shutdown before quitting it")
-	fs.String("restart-policy", "always", "what happens to a guest that dies unasked: always, on-failure or never (left in error)")
+	fs.String("restart-policy", "always", "what happens to a guest that dies unasked: always (restarted, at most 5 times in 10 min) or never (left in error)")
 	fs.Duration("session-ttl", 12*time.Hour, "lifetime of a browser session")
 	fs.Duration("token-ttl", 30*24*time.Hour, "lifetime of a CLI bearer token")
 	fs.Int("quota-vms", 5, "default quota: number of VMs per user")

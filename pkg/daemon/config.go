@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 // Config is every setting of vmd; flags, VMD_* variables and --config fill it.
@@ -49,23 +50,13 @@ func defaultDataDir() string {
 	return filepath.Join(home, ".local", "share", "vmd")
 }
 
-func defaultRunDir() string {
-	if os.Geteuid() == 0 {
-		return "/run/vmd"
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "vmd")
-	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("vmd-%d", os.Geteuid()))
-}
-
 // complete fills derived defaults and checks the settings.
 func (c *Config) complete() error {
 	if c.DataDir == "" {
 		c.DataDir = defaultDataDir()
 	}
 	if c.RunDir == "" {
-		c.RunDir = defaultRunDir()
+		c.RunDir = vm.DefaultRunDir()
 	}
 	if c.NodeName == "" {
 		h, err := os.Hostname()
@@ -96,10 +87,8 @@ func (c *Config) complete() error {
 	default:
 		return fmt.Errorf("--accel %q: must be auto, kvm or tcg", c.Accel)
 	}
-	switch c.RestartPolicy {
-	case "always", "on-failure", "never":
-	default:
-		return fmt.Errorf("--restart-policy %q: must be always, on-failure or never", c.RestartPolicy)
+	if _, err := vm.ParseRestartPolicy(c.RestartPolicy); err != nil {
+		return fmt.Errorf("--restart-policy: %w", err)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/version"
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/qemu"
 )
 
 // app is vmd's parts, wired; admin commands use the same parts as serve.
@@ -121,11 +122,42 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer a.Close()
+	accel, reason, err := qemu.ProbeAccel(ctx, cfg.Accel)
+	if err != nil {
+		return err
+	}
+	log.Info("accelerator chosen", "accel", accel, "requested", cfg.Accel, "reason", reason)
+	policy, _ := vm.ParseRestartPolicy(cfg.RestartPolicy) // checked by Config.complete
+	// QEMU runs unprivileged and must pass through these to reach its files and sockets.
+	if err := os.MkdirAll(cfg.RunDir, 0o711); err != nil {
+		return fmt.Errorf("run dir: %w", err)
+	}
+	for _, dir := range []string{cfg.RunDir, cfg.DataDir} {
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return fmt.Errorf("open %s to the qemu user: %w", dir, err)
+		}
+	}
+	drv, err := qemu.New(qemu.Config{Layout: vm.Layout{DataDir: cfg.DataDir, RunDir: cfg.RunDir}, Accel: accel,
+		User: cfg.QEMUUser, StopTimeout: cfg.StopTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer drv.Close() // guests keep running; the next vmd re-adopts them
+	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: a.store, Driver: drv, Node: cfg.NodeName,
+		RestartPolicy: policy, Logger: log})
+	a.vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: rec, Node: cfg.NodeName})
+	rctx, stopRec := context.WithCancel(ctx)
+	recDone := make(chan struct{})
+	go func() { defer close(recDone); _ = rec.Run(rctx) }()
+	defer func() { stopRec(); <-recDone }()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL,
 		Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
-		Ready: func(context.Context) map[string]string { return map[string]string{"node": cfg.NodeName} }})
+		Ready: func(context.Context) map[string]string {
+			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}
+		}})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,7 +81,8 @@ type vmd struct {
 	DBURL   string
 	SMTP    *mailtest.Server
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	exited  chan struct{}
+	log     *syncBuffer
 	args    []string
 }
 
@@ -91,12 +94,14 @@ func startVMD(t testing.TB, b storetest.Backend, extra ...string) *vmd {
 	if sqlitePath == "" {
 		dataDir = filepath.Join(t.TempDir(), "data")
 	}
+	// QEMU runs as an unprivileged user and must pass through the parents of its files.
+	openParents(t, dataDir)
 	runDir, err := os.MkdirTemp("/tmp", "vmdrun-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(runDir) })
-	v := &vmd{t: t, DataDir: dataDir, RunDir: runDir, DBURL: dbURL, SMTP: mailtest.Start(t), log: &bytes.Buffer{}}
+	v := &vmd{t: t, DataDir: dataDir, RunDir: runDir, DBURL: dbURL, SMTP: mailtest.Start(t), log: &syncBuffer{}}
 	addr := freeAddr(t)
 	v.URL = "http://" + addr
 	v.args = append([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--run-dir", runDir,
@@ -108,9 +113,25 @@ func startVMD(t testing.TB, b storetest.Backend, extra ...string) *vmd {
 	if code != 0 {
 		t.Fatalf("vmd image import: %d %s", code, out)
 	}
+	// Guests outlive vmd by design; the test's guests must not outlive the test.
+	t.Cleanup(func() { killGuests(t, dataDir) })
 	v.start()
 	t.Cleanup(v.stop)
 	return v
+}
+
+// openParents gives "others" search permission on dir's parents below the temp dir.
+func openParents(t testing.TB, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Clean(os.TempDir())
+	for d := dir; strings.HasPrefix(d, tmp+"/"); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func (v *vmd) storeArgs() []string {
@@ -137,6 +158,8 @@ func (v *vmd) start() {
 	if err := v.cmd.Start(); err != nil {
 		v.t.Fatal(err)
 	}
+	v.exited = make(chan struct{})
+	go func() { _ = v.cmd.Wait(); close(v.exited) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		res, err := http.Get(v.URL + "/readyz")
@@ -146,27 +169,26 @@ func (v *vmd) start() {
 				return
 			}
 		}
-		if v.cmd.ProcessState != nil {
-			break
+		select {
+		case <-v.exited:
+			v.t.Fatalf("vmd exited:\n%s", v.log.String())
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	v.t.Fatalf("vmd did not become ready:\n%s", v.log.String())
 }
 
 // stop ends vmd with SIGTERM; guests it started keep running by design.
 func (v *vmd) stop() {
-	if v.cmd == nil || v.cmd.Process == nil || v.cmd.ProcessState != nil {
+	if v.cmd == nil || v.exited == nil {
 		return
 	}
 	_ = v.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = v.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-v.exited:
 	case <-time.After(15 * time.Second):
 		_ = v.cmd.Process.Kill()
-		<-done
+		<-v.exited
 	}
 	if t, ok := v.t.(*testing.T); ok && t.Failed() {
 		t.Logf("vmd log:\n%s", v.log.String())
@@ -176,7 +198,7 @@ func (v *vmd) stop() {
 // kill ends vmd with SIGKILL, as a crash would.
 func (v *vmd) kill() {
 	_ = v.cmd.Process.Kill()
-	_ = v.cmd.Wait()
+	<-v.exited
 }
 
 func exitCode(t testing.TB, err error) int {
@@ -226,4 +248,30 @@ func (c *cli) must(want int, stdin string, args ...string) string {
 		c.t.Fatalf("vmctl %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, want, out, errOut)
 	}
 	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// killGuests kills every QEMU whose command line names a file under dir.
+func killGuests(t testing.TB, dir string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("qemu-system")) || !bytes.Contains(b, []byte(dir+"/")) {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
