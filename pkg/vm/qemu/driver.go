@@ -447,11 +447,27 @@ func (d *Driver) watch(g *guest) {
 		case <-t.C:
 		}
 		if pid, ok := ownProcess(g.pidFile); !ok || pid != g.pid {
+			// QEMU removes its pid file before it has finished exiting;
+			// "exited" must mean the process is really gone.
+			for i := 0; i < 40 && running(g.pid); i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
 			close(g.exited)
 			d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventExited, Message: "qemu process is gone"})
 			return
 		}
 	}
+}
+
+// running reports whether pid exists and is not a zombie.
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name, which may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
 
 // ownProcess reads a pid file and trusts it only if that process's command
