@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X github.com/vmdhq/vmd/pkg/version.Version=$(VERSION)
 DATA_DIR ?= $(CURDIR)/.vmd-data
 IMAGE := images/tiny.qcow2
 
-.PHONY: build test test-unit test-e2e run image deps bench clean fmt vet
+.PHONY: build test run image deps bench clean fmt vet web
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vmd ./cmd/vmd
@@ -24,6 +24,11 @@ $(IMAGE): hack/build-image.sh
 run: deps build image
 	[ -e $(DATA_DIR)/images/tiny.qcow2 ] || ./bin/vmd image import tiny $(IMAGE) --data-dir $(DATA_DIR)
 	./bin/vmd serve --data-dir $(DATA_DIR)
+
+# web rebuilds web/dist (committed, so a clean clone builds without node);
+# TestDistFresh fails when web/src changed without this.
+web:
+	cd web && npm ci && npm run build
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -1,7 +1,11 @@
 #!/bin/sh
 # install-deps.sh installs, where missing, the Debian packages vmd needs to run
 # guests (QEMU) and to build the test image (kernel unpacking, SYSLINUX on FAT,
-# busybox initramfs, NoCloud seed ISOs). With everything present it only runs
+# busybox initramfs, NoCloud seed ISOs), and the headless Chromium (with a
+# font) that the browser tests in test/e2e drive, and websockify (numpy is its
+# fast path) that bench/console.sh compares the console proxy with, and tmux
+# that the TUI test in test/e2e runs vmctl tui in. With
+# everything present it only runs
 # dpkg-query, so `make deps` is cheap to repeat.
 set -eu
 
@@ -19,6 +23,11 @@ xorriso
 genisoimage
 dpkg
 apt
+chromium
+fonts-dejavu-core
+websockify
+python3-numpy
+tmux
 "
 
 missing=""

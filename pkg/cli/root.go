@@ -98,6 +98,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdStop(f, nil),
 		NewCmdDelete(f, nil),
 		NewCmdWait(f, nil),
+		NewCmdConsole(f, nil),
 		NewCmdTemplates(f, nil),
 		NewCmdVersion(f, nil),
 		NewCmdConfig(f),

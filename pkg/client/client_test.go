@@ -71,7 +71,7 @@ func TestCalls(t *testing.T) {
 		{
 			name: "login", status: 200, body: `{"token":"s3cret","expires_at":"2030-01-01T00:00:00Z"}`,
 			call:       func(c *Client) (any, error) { return c.Login(ctx, "a@b.c", "pw") },
-			wantMethod: "POST", wantPath: "/api/v1/auth/login", wantBody: `{"email":"a@b.c","password":"pw"}`,
+			wantMethod: "POST", wantPath: "/api/v1/auth/login", wantBody: `{"email":"a@b.c","password":"pw","client":"cli"}`,
 			check: func(t *testing.T, got any) {
 				r := got.(*api.LoginResponse)
 				if r.Token != "s3cret" || !r.ExpiresAt.Equal(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) {

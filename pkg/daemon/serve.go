@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/image"
 	"github.com/vmdhq/vmd/pkg/mail"
 	"github.com/vmdhq/vmd/pkg/ratelimit"
@@ -137,23 +139,34 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("open %s to the qemu user: %w", dir, err)
 		}
 	}
-	drv, err := qemu.New(qemu.Config{Layout: vm.Layout{DataDir: cfg.DataDir, RunDir: cfg.RunDir}, Accel: accel,
+	layout := vm.Layout{DataDir: cfg.DataDir, RunDir: cfg.RunDir}
+	drv, err := qemu.New(qemu.Config{Layout: layout, Accel: accel,
 		User: cfg.QEMUUser, StopTimeout: cfg.StopTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer drv.Close() // guests keep running; the next vmd re-adopts them
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cons, err := console.New(console.Config{PublicURL: cfg.PublicURL, Store: a.store,
+		Sockets: console.LayoutSockets{Layout: layout}, Registry: reg, Log: log})
+	if err != nil {
+		return err
+	}
+	defer cons.Close() // Shutdown does not end hijacked WebSocket connections
 	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: a.store, Driver: drv, Node: cfg.NodeName,
-		RestartPolicy: policy, Logger: log})
+		RestartPolicy: policy, Logger: log, StateChanged: func(id string, s api.State) {
+			if s != api.StateRunning {
+				cons.CloseVM(id)
+			}
+		}})
 	a.vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: rec, Node: cfg.NodeName})
 	rctx, stopRec := context.WithCancel(ctx)
 	recDone := make(chan struct{})
 	go func() { defer close(recDone); _ = rec.Run(rctx) }()
 	defer func() { stopRec(); <-recDone }()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL,
+	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
 		Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
 		Ready: func(context.Context) map[string]string {
 			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}

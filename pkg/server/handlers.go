@@ -1,7 +1,6 @@
 package server
 
 import (
-	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -183,26 +182,6 @@ func (s *Server) setQuota(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, u.ToAPI())
 }
-
-// verifyPage is where the e-mail link lands. It verifies with a POST from
-// the page's script, so a mail scanner that merely fetches the link does
-// not use the token up.
-func (s *Server) verifyPage(c echo.Context) error {
-	c.Response().Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
-	return verifyTmpl.Execute(c.Response(), nil)
-}
-
-var verifyTmpl = template.Must(template.New("verify").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Verify e-mail · vmd</title>
-<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;color:#1f2937}</style></head>
-<body><h1>vmd</h1><p id="msg">Verifying your e-mail address…</p>
-<script>
-const t = new URLSearchParams(location.search).get('token') || '';
-fetch('/api/v1/auth/verify', {method:'POST', headers:{'Content-Type':'application/json'}, body: JSON.stringify({token:t})})
-  .then(r => r.json().then(b => ({ok: r.ok, b})))
-  .then(({ok, b}) => { document.getElementById('msg').textContent = ok ?
-     'Your e-mail address is verified. You can now sign in.' : (b.error && b.error.message || 'Verification failed.'); });
-</script></body></html>`))
 
 // vmRef is the {id} path parameter, which may be a VM id or name.
 func vmRef(c echo.Context) string {

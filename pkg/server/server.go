@@ -21,6 +21,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/account"
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
@@ -37,6 +38,8 @@ type Config struct {
 	// Ready adds facts to /readyz (the accelerator chosen, say).
 	Ready   func(ctx context.Context) map[string]string
 	Version string
+	// Console serves VM consoles; nil answers its routes with 503.
+	Console *console.Console
 }
 
 // Server is the HTTP handler of vmd.
@@ -96,7 +99,9 @@ func New(cfg Config) (*Server, error) {
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
-	e.GET("/verify", s.verifyPage)
+	if err := s.registerWeb(e); err != nil {
+		return nil, err
+	}
 
 	g := e.Group(api.BasePath)
 	for _, r := range s.routes() {
@@ -139,6 +144,8 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/vms/:id/start", user, s.startVM},
 		{http.MethodPost, "/vms/:id/stop", user, s.stopVM},
 		{http.MethodDelete, "/vms/:id", user, s.deleteVM},
+		{http.MethodGet, "/vms/:id/console", user, s.consoleToken},
+		{http.MethodGet, "/vms/:id/console/ws", public, s.consoleWS}, // the console token is the authority
 		{http.MethodGet, "/templates", user, s.templates},
 		{http.MethodGet, "/users", admin, s.listUsers},
 		{http.MethodPut, "/users/:id/quota", admin, s.setQuota},

@@ -37,6 +37,9 @@ type ReconcilerConfig struct {
 	MaxRestarts   int
 	RestartWindow time.Duration
 	Logger        *slog.Logger
+	// StateChanged, if set, hears every state the reconciler records (the
+	// console closes its sessions when a VM leaves running).
+	StateChanged func(id string, s api.State)
 }
 
 // Reconciler makes each VM's actual state follow its desired state, one
@@ -286,6 +289,9 @@ func (r *Reconciler) setState(ctx context.Context, v *store.VM, s api.State, msg
 		return
 	}
 	*v = nv
+	if r.cfg.StateChanged != nil {
+		r.cfg.StateChanged(v.ID, s)
+	}
 }
 
 func (r *Reconciler) deleteVM(ctx context.Context, v store.VM) bool {

@@ -1,0 +1,210 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmdhq/vmd/pkg/client"
+)
+
+// DefaultTunnelAddr is where `vmctl console --tunnel` listens by default.
+const DefaultTunnelAddr = "127.0.0.1:5900"
+
+// ConsoleOptions are the inputs of vmctl console.
+type ConsoleOptions struct {
+	IO     *IOStreams
+	Client func() (*client.Client, error)
+	// Browser opens a URL; nil means the system's default browser.
+	Browser func(url string) error
+
+	Name     string
+	PrintURL bool
+	Tunnel   string // listen address; "" means no tunnel
+	// Ready, when set, is told the tunnel's listening address (tests listen on port 0).
+	Ready func(net.Addr)
+}
+
+// NewCmdConsole builds `vmctl console NAME`.
+func NewCmdConsole(f *Factory, runF func(context.Context, *ConsoleOptions) error) *cobra.Command {
+	opts := &ConsoleOptions{IO: f.IOStreams, Client: f.Client}
+	cmd := &cobra.Command{
+		Use:   "console NAME",
+		Short: "Open a virtual machine's graphical console",
+		Long: `Open the VM's graphical console (noVNC) in the default browser.
+
+With --print-url the console's URL is printed instead; it holds a single-use
+token that is valid for a short time. With --tunnel, vmctl listens on a local
+address and forwards raw VNC (RFB) over the console WebSocket, so a native
+VNC viewer can connect to it; each connection gets a fresh token.`,
+		Example: `  vmctl console web
+  vmctl console web --print-url
+  vmctl console web --tunnel            # then: vncviewer 127.0.0.1:5900
+  vmctl console web --tunnel 127.0.0.1:5901`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			// "--tunnel ADDR" with a space: pflag's NoOptDefVal leaves ADDR as an argument.
+			if len(args) == 2 && cmd.Flags().Changed("tunnel") && opts.Tunnel == DefaultTunnelAddr {
+				return nil
+			}
+			return exactArgs(1, "NAME")(cmd, args)
+		},
+		ValidArgsFunction: completeVMNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if len(args) == 2 {
+				opts.Tunnel = args[1]
+			}
+			if opts.PrintURL && cmd.Flags().Changed("tunnel") {
+				return flagErrorf("--print-url and --tunnel cannot be used together")
+			}
+			if cmd.Flags().Changed("tunnel") && opts.Tunnel == "" {
+				return flagErrorf("--tunnel needs an address such as %s", DefaultTunnelAddr)
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return consoleRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&opts.PrintURL, "print-url", false, "print the console URL instead of opening a browser")
+	fl.StringVar(&opts.Tunnel, "tunnel", "", "forward raw VNC on this local address (default "+DefaultTunnelAddr+" when given alone)")
+	fl.Lookup("tunnel").NoOptDefVal = DefaultTunnelAddr
+	return cmd
+}
+
+func consoleRun(ctx context.Context, opts *ConsoleOptions) error {
+	c, err := authedClient(opts.Client)
+	if err != nil {
+		return err
+	}
+	if opts.Tunnel != "" {
+		return tunnel(ctx, opts, c)
+	}
+	res, err := c.Console(ctx, opts.Name)
+	if err != nil {
+		return err
+	}
+	if opts.PrintURL {
+		fmt.Fprintln(opts.IO.Out, res.URL)
+		return nil
+	}
+	open := opts.Browser
+	if open == nil {
+		open = openBrowser
+	}
+	if err := open(res.URL); err != nil {
+		fmt.Fprintf(opts.IO.ErrOut, "could not open a browser (%v); open this URL within %s:\n",
+			err, max(time.Until(res.ExpiresAt), 0).Round(time.Second))
+		fmt.Fprintln(opts.IO.Out, res.URL)
+		return nil
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Opened the console of vm %s in your browser.\n", opts.Name)
+	return nil
+}
+
+// openBrowser opens url with the platform's opener. Without a display on
+// Linux or BSD there is no browser to open, so it says so.
+func openBrowser(url string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", url)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
+	default:
+		if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+			return errors.New("no display")
+		}
+		p, err := exec.LookPath("xdg-open")
+		if err != nil {
+			return errors.New("xdg-open not found")
+		}
+		cmd = exec.Command(p, url)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// tunnel listens on opts.Tunnel and forwards each accepted connection over
+// its own console WebSocket (a console token opens one connection).
+func tunnel(ctx context.Context, opts *ConsoleOptions, c *client.Client) error {
+	// Fail before listening when the VM is unknown or has no console; the
+	// token this takes expires unused.
+	if _, err := c.Console(ctx, opts.Name); err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", opts.Tunnel)
+	if err != nil {
+		return fmt.Errorf("tunnel: listen on %s: %w", opts.Tunnel, err)
+	}
+	addr := l.Addr()
+	fmt.Fprintf(opts.IO.ErrOut, "forwarding %s to VM %s; connect a VNC viewer to %s; Ctrl-C to stop\n", addr, opts.Name, addr)
+	if opts.Ready != nil {
+		opts.Ready(addr)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { <-ctx.Done(); l.Close() }()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		tc, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("tunnel: accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer tc.Close()
+			ws, err := c.DialConsole(ctx, opts.Name)
+			if err != nil {
+				if ctx.Err() == nil {
+					fmt.Fprintf(opts.IO.ErrOut, "connection from %s: %v\n", tc.RemoteAddr(), err)
+				}
+				return
+			}
+			defer ws.Close()
+			pipe(ctx, tc, ws)
+		}()
+	}
+}
+
+// pipe copies both ways until one side ends or ctx is done.
+func pipe(ctx context.Context, a, b net.Conn) {
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		buf := make([]byte, 256<<10)
+		_, _ = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	left := 2
+	select {
+	case <-done:
+		left--
+	case <-ctx.Done():
+	}
+	a.Close()
+	b.Close()
+	for ; left > 0; left-- {
+		<-done
+	}
+}

@@ -1,0 +1,310 @@
+// Package console gives a VM's graphical console to its owner: it issues
+// short-lived single-use console tokens and proxies a WebSocket (binary
+// frames of raw RFB, subprotocol "binary", as websockify and noVNC speak)
+// to the VM's VNC unix socket. The socket path always comes from the VM's
+// database record, never from the client; every check (token, Origin, owner,
+// VM state, caps) happens before the WebSocket upgrade.
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/vm"
+)
+
+// Errors of the console; the server maps them to API codes.
+var (
+	// ErrTokenInvalid: the console token is missing, unknown, used, expired
+	// or for another VM.
+	ErrTokenInvalid = errors.New("console token is invalid, used or expired: ask for a new one")
+	// ErrOrigin: a browser page of another origin tried to open the WebSocket.
+	ErrOrigin = errors.New("cross-origin console connection refused")
+	// ErrWrongUser: the request's own credentials are not the token's user.
+	ErrWrongUser = errors.New("console token belongs to another user")
+	// ErrNotRunning: the VM is not running, so it has no console.
+	ErrNotRunning = errors.New("vm is not running")
+	// ErrTooManySessions: the per-VM or per-user cap of open consoles is reached.
+	ErrTooManySessions = errors.New("too many open console sessions")
+	// ErrUnavailable: the VM's VNC socket cannot be reached.
+	ErrUnavailable = errors.New("vm console unavailable")
+	// ErrNotWebSocket: the request is not a WebSocket upgrade.
+	ErrNotWebSocket = errors.New("not a websocket upgrade request")
+)
+
+// Reasons a session ends, given as the cause of its context.
+var (
+	errVMStopped = errors.New("vm stopped")
+	errIdle      = errors.New("idle timeout")
+	errShutdown  = errors.New("server shutting down")
+)
+
+// Store is what the console reads of the database (store.Store has it).
+type Store interface {
+	GetVM(ctx context.Context, id string) (store.VM, error)
+	GetUser(ctx context.Context, id string) (store.User, error)
+}
+
+// SocketLocator names a VM's VNC unix socket.
+type SocketLocator interface {
+	VNCSocket(v store.VM) string
+}
+
+// LayoutSockets locates sockets by the driver's vm.Layout.
+type LayoutSockets struct{ Layout vm.Layout }
+
+// VNCSocket implements SocketLocator.
+func (l LayoutSockets) VNCSocket(v store.VM) string { return l.Layout.Socket(v.ID, vm.VNCSocket) }
+
+// Defaults of Config.
+const (
+	DefaultTokenTTL    = 60 * time.Second
+	DefaultMaxPerVM    = 4
+	DefaultMaxPerUser  = 8
+	DefaultIdleTimeout = 15 * time.Minute
+	DefaultStatePoll   = 3 * time.Second
+	// DefaultBufferSize was the fastest read size measured on loopback
+	// (shared/notes/console-proxy-and-security.md).
+	DefaultBufferSize = 256 << 10
+)
+
+// Config wires a Console. Zero durations and counts take the defaults.
+type Config struct {
+	// PublicURL is vmd's public base URL: console links are built on it and
+	// a browser's Origin must equal its origin.
+	PublicURL string
+	Store     Store
+	Sockets   SocketLocator
+	// Tokens defaults to an in-process store.
+	Tokens TokenStore
+	// Registry gets the console_* metrics; nil registers nowhere.
+	Registry prometheus.Registerer
+	Log      *slog.Logger
+	Now      func() time.Time
+
+	TokenTTL    time.Duration // how long a token may wait before it opens a connection
+	MaxPerVM    int
+	MaxPerUser  int
+	IdleTimeout time.Duration // no traffic either way for this long closes a session
+	StatePoll   time.Duration // how often an open session re-reads its VM's state
+	BufferSize  int           // read buffer of each direction
+}
+
+// Console issues console tokens and serves console WebSockets.
+type Console struct {
+	cfg      Config
+	log      *slog.Logger
+	base     string // public URL without a trailing slash
+	origin   string // scheme://host of the public URL, lower-case
+	wsBase   string // ws(s)://host/prefix
+	sessions sessions
+	m        metrics
+}
+
+// New checks cfg, fills its defaults and registers the metrics.
+func New(cfg Config) (*Console, error) {
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("console: public url %q must be an absolute http(s) URL", cfg.PublicURL)
+	}
+	if cfg.Store == nil || cfg.Sockets == nil {
+		return nil, errors.New("console: store and socket locator are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Tokens == nil {
+		cfg.Tokens = NewMemoryTokens(cfg.Now)
+	}
+	setDefault(&cfg.TokenTTL, DefaultTokenTTL)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&cfg.StatePoll, DefaultStatePoll)
+	setDefault(&cfg.MaxPerVM, DefaultMaxPerVM)
+	setDefault(&cfg.MaxPerUser, DefaultMaxPerUser)
+	setDefault(&cfg.BufferSize, DefaultBufferSize)
+	c := &Console{cfg: cfg, log: cfg.Log}
+	path := strings.TrimRight(u.Path, "/")
+	c.origin = strings.ToLower(u.Scheme + "://" + u.Host)
+	c.base = u.Scheme + "://" + u.Host + path
+	ws := "ws"
+	if u.Scheme == "https" {
+		ws = "wss"
+	}
+	c.wsBase = ws + "://" + u.Host + path
+	c.sessions.init()
+	c.m = newMetrics()
+	if cfg.Registry != nil {
+		if err := c.m.register(cfg.Registry); err != nil {
+			return nil, fmt.Errorf("console: register metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// Issue makes a console token for caller on v, which the caller must
+// already be allowed to act on (vm.Service.Lookup checks that).
+func (c *Console) Issue(ctx context.Context, caller store.User, v store.VM) (api.ConsoleResponse, error) {
+	if v.State != api.StateRunning {
+		return api.ConsoleResponse{}, fmt.Errorf("console of vm %s: %w (it is %s)", v.Name, ErrNotRunning, v.State)
+	}
+	tok, hash, err := newToken()
+	if err != nil {
+		return api.ConsoleResponse{}, fmt.Errorf("console token: %w", err)
+	}
+	now := c.cfg.Now()
+	g := Grant{UserID: caller.ID, VMID: v.ID, IssuedAt: now, ExpiresAt: now.Add(c.cfg.TokenTTL)}
+	if err := c.cfg.Tokens.Put(ctx, hash, g); err != nil {
+		return api.ConsoleResponse{}, fmt.Errorf("store console token of vm %s: %w", v.ID, err)
+	}
+	id := url.PathEscape(v.ID)
+	return api.ConsoleResponse{
+		// The page reads the token from the fragment, which browsers send
+		// neither to servers nor in Referer headers.
+		URL:       c.base + "/console/" + id + "#token=" + tok,
+		WSURL:     c.wsBase + api.BasePath + "/vms/" + id + "/console/ws?token=" + tok,
+		ExpiresAt: g.ExpiresAt,
+	}, nil
+}
+
+// CloseVM ends every console session of a VM; the reconciler calls it when
+// the VM stops or is deleted.
+func (c *Console) CloseVM(vmID string) {
+	for _, s := range c.sessions.ofVM(vmID) {
+		s.cancel(errVMStopped)
+	}
+}
+
+// Close ends every session and waits for them, at shutdown: http.Server's
+// Shutdown does not touch hijacked connections.
+func (c *Console) Close() {
+	for _, s := range c.sessions.all() {
+		s.cancel(errShutdown)
+	}
+	c.sessions.wg.Wait()
+}
+
+// Sessions returns the number of open sessions of a VM.
+func (c *Console) Sessions(vmID string) int { return len(c.sessions.ofVM(vmID)) }
+
+type session struct {
+	userID, vmID string
+	cancel       context.CancelCauseFunc
+}
+
+// sessions counts open sessions per VM and per user under one lock, so a
+// cap check and the reservation are one step.
+type sessions struct {
+	mu     sync.Mutex
+	byVM   map[string]map[*session]struct{}
+	byUser map[string]int
+	wg     sync.WaitGroup
+}
+
+func (ss *sessions) init() {
+	ss.byVM = map[string]map[*session]struct{}{}
+	ss.byUser = map[string]int{}
+}
+
+func (ss *sessions) reserve(s *session, maxVM, maxUser int) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if n := len(ss.byVM[s.vmID]); n >= maxVM {
+		return fmt.Errorf("%w: vm already has %d (the limit)", ErrTooManySessions, n)
+	}
+	if n := ss.byUser[s.userID]; n >= maxUser {
+		return fmt.Errorf("%w: you already have %d (the limit)", ErrTooManySessions, n)
+	}
+	if ss.byVM[s.vmID] == nil {
+		ss.byVM[s.vmID] = map[*session]struct{}{}
+	}
+	ss.byVM[s.vmID][s] = struct{}{}
+	ss.byUser[s.userID]++
+	ss.wg.Add(1)
+	return nil
+}
+
+func (ss *sessions) release(s *session) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.byVM[s.vmID], s)
+	if len(ss.byVM[s.vmID]) == 0 {
+		delete(ss.byVM, s.vmID)
+	}
+	if ss.byUser[s.userID]--; ss.byUser[s.userID] <= 0 {
+		delete(ss.byUser, s.userID)
+	}
+	ss.wg.Done()
+}
+
+func (ss *sessions) ofVM(vmID string) []*session {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	out := make([]*session, 0, len(ss.byVM[vmID]))
+	for s := range ss.byVM[vmID] {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (ss *sessions) all() []*session {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var out []*session
+	for _, m := range ss.byVM {
+		for s := range m {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type metrics struct {
+	active    prometheus.Gauge
+	bytes     *prometheus.CounterVec
+	toClient  prometheus.Counter
+	toVM      prometheus.Counter
+	firstUpdt prometheus.Histogram
+}
+
+func newMetrics() metrics {
+	m := metrics{
+		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "console_active_sessions",
+			Help: "Open console WebSocket sessions."}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "console_bytes_total",
+			Help: "RFB bytes proxied by console sessions, by direction (to_client, to_vm)."}, []string{"direction"}),
+		firstUpdt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "console_time_to_first_update_seconds",
+			Help:    "Time from issuing a console token to the first RFB FramebufferUpdate the VM sends through it.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60}}),
+	}
+	m.toClient = m.bytes.WithLabelValues("to_client")
+	m.toVM = m.bytes.WithLabelValues("to_vm")
+	return m
+}
+
+func (m metrics) register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.active, m.bytes, m.firstUpdt} {
+		if err := r.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

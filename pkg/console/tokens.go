@@ -1,0 +1,88 @@
+package console
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"sync"
+	"time"
+)
+
+// Grant is what a console token allows: one connection of one user to one
+// VM's console, opened before ExpiresAt.
+type Grant struct {
+	UserID    string
+	VMID      string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// TokenStore keeps grants under the SHA-256 of their token, so a leaked
+// store (or a Redis dump) gives no usable token. A Redis one comes later.
+type TokenStore interface {
+	// Put stores g under hash until g.ExpiresAt.
+	Put(ctx context.Context, hash string, g Grant) error
+	// Take removes and returns the grant under hash in one step, so a
+	// token opens at most one connection; ErrTokenInvalid when it is missing
+	// or already taken.
+	Take(ctx context.Context, hash string) (Grant, error)
+}
+
+// MemoryTokens is the in-process TokenStore.
+type MemoryTokens struct {
+	mu     sync.Mutex
+	grants map[string]Grant
+	now    func() time.Time
+}
+
+// NewMemoryTokens returns an empty in-process TokenStore; now may be nil.
+func NewMemoryTokens(now func() time.Time) *MemoryTokens {
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryTokens{grants: map[string]Grant{}, now: now}
+}
+
+// Put implements TokenStore; it also drops expired grants, which keeps the
+// map bounded by the issue rate times the TTL without a sweeper goroutine.
+func (m *MemoryTokens) Put(_ context.Context, hash string, g Grant) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for h, old := range m.grants {
+		if !now.Before(old.ExpiresAt) {
+			delete(m.grants, h)
+		}
+	}
+	m.grants[hash] = g
+	return nil
+}
+
+// Take implements TokenStore.
+func (m *MemoryTokens) Take(_ context.Context, hash string) (Grant, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, ok := m.grants[hash]
+	if !ok {
+		return Grant{}, ErrTokenInvalid
+	}
+	delete(m.grants, hash)
+	return g, nil
+}
+
+// newToken returns a random token (32 bytes, base64url) and its hash.
+func newToken() (tok, hash string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	tok = base64.RawURLEncoding.EncodeToString(b)
+	return tok, hashToken(tok), nil
+}
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}

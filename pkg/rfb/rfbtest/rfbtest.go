@@ -1,0 +1,132 @@
+// Package rfbtest boots the tiny test image in a real QEMU (TCG) with its
+// VNC server on a unix socket, and waits for text on the guest's screen.
+// Tests of the console proxy, the vmctl tunnel and pkg/rfb share it.
+package rfbtest
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/rfb"
+)
+
+// Image returns the path of images/tiny.qcow2, failing the test when it is
+// missing (build it with `make image`).
+func Image(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("rfbtest: no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+	img := filepath.Join(dir, "images", "tiny.qcow2")
+	if _, err := os.Stat(img); err != nil {
+		t.Fatalf("rfbtest: %v: run `make image` first", err)
+	}
+	return img
+}
+
+// StartQEMU boots the tiny image on a throwaway overlay with `-vnc
+// unix:sock` and returns once the socket answers. QEMU is killed when the
+// test ends.
+func StartQEMU(t testing.TB, sock string) {
+	t.Helper()
+	base := Image(t)
+	overlay := filepath.Join(t.TempDir(), "disk.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay).CombinedOutput(); err != nil {
+		t.Fatalf("rfbtest: qemu-img (install qemu-utils: make deps): %v: %s", err, out)
+	}
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-m", "128", "-vga", "std",
+		"-display", "none", "-vnc", "unix:"+sock, "-serial", "null",
+		"-drive", "file="+overlay+",if=virtio,format=qcow2")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("rfbtest: start qemu (install qemu-system-x86: make deps): %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("rfbtest: qemu exited: %s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rfbtest: vnc socket %s not up after 10 s: %v; qemu: %s", sock, err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitForText polls full-screen snapshots until the screen has more than
+// two colours (the guest printed something), up to timeout.
+func WaitForText(ctx context.Context, t testing.TB, c *rfb.Client, timeout time.Duration) *image.RGBA {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		img, err := c.Snapshot(ctx)
+		if err != nil {
+			t.Fatalf("rfbtest: snapshot: %v", err)
+		}
+		if rfb.Colours(img, 3) > 1 {
+			return img
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("rfbtest: screen still one colour after %s", timeout)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// lockedBuffer collects QEMU's output for failure messages.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/console"
+)
+
+var errNoConsole = &apiError{http.StatusServiceUnavailable, api.CodeUnavailable, "the console is not enabled on this server"}
+
+// consoleToken issues a console token for one of the caller's VMs.
+func (s *Server) consoleToken(c echo.Context) error {
+	if s.cfg.Console == nil {
+		return errNoConsole
+	}
+	ctx := c.Request().Context()
+	v, err := s.cfg.VMs.Lookup(ctx, caller(c), vmRef(c))
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Console.Issue(ctx, caller(c), v)
+	if err != nil {
+		return consoleError(err)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, res)
+}
+
+// consoleWS opens a console WebSocket. The route is public because the
+// console token is the authority; credentials sent along (a bearer token,
+// or the browser's session cookie) must belong to the token's user. A stale
+// cookie is ignored rather than refused: the browser sends it on its own.
+func (s *Server) consoleWS(c echo.Context) error {
+	if s.cfg.Console == nil {
+		return errNoConsole
+	}
+	req := c.Request()
+	authUser := ""
+	if h := req.Header.Get(echo.HeaderAuthorization); h != "" {
+		scheme, tok, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+			return account.ErrUnauthenticated
+		}
+		u, _, err := s.cfg.Accounts.Authenticate(req.Context(), strings.TrimSpace(tok))
+		if err != nil {
+			return err
+		}
+		authUser = u.ID
+		c.Set(ctxUser, u)
+	} else if ck, err := req.Cookie(SessionCookie); err == nil && ck.Value != "" {
+		if u, _, err := s.cfg.Accounts.Authenticate(req.Context(), ck.Value); err == nil {
+			authUser = u.ID
+			c.Set(ctxUser, u)
+		}
+	}
+	return consoleError(s.cfg.Console.ServeWS(c.Response(), req, c.Param("id"), authUser))
+}
+
+// consoleError gives the console's errors their API status and code;
+// others (not found, internal) go to the mapper unchanged.
+func consoleError(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, m := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{console.ErrTokenInvalid, http.StatusForbidden, api.CodeInvalidToken},
+		{console.ErrOrigin, http.StatusForbidden, api.CodeForbidden},
+		{console.ErrWrongUser, http.StatusForbidden, api.CodeForbidden},
+		{console.ErrNotRunning, http.StatusConflict, api.CodeConflict},
+		{console.ErrTooManySessions, http.StatusTooManyRequests, api.CodeRateLimited},
+		{console.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
+		{console.ErrNotWebSocket, http.StatusUpgradeRequired, api.CodeBadRequest},
+	} {
+		if errors.Is(err, m.err) {
+			return &apiError{m.status, m.code, err.Error()}
+		}
+	}
+	return err
+}
