@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/client"
+	"github.com/vmdhq/vmd/pkg/rfb"
+	"github.com/vmdhq/vmd/pkg/rfb/rfbtest"
+	"github.com/vmdhq/vmd/pkg/store/storetest"
+)
+
+// TestConsoleThroughVMD reaches a real guest's screen through vmd's console
+// proxy and through `vmctl console --tunnel`, and is refused for another user.
+func TestConsoleThroughVMD(t *testing.T) {
+	v := startVMD(t, storetest.Backends()[0])
+	c := loggedIn(t, v, "ada@example.com")
+	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")
+	vm := getVM(t, c, "web")
+	v.waitSerial(t, vm, "vmd-tiny: booted", 90*time.Second)
+
+	url := strings.TrimSpace(c.must(0, "", "console", "web", "--print-url"))
+	if !strings.HasPrefix(url, v.URL+"/console/"+vm.ID+"#token=") {
+		t.Fatalf("console url = %q", url)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	api := client.New(v.URL, "")
+	lr, err := api.Login(ctx, "ada@example.com", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ada := client.New(v.URL, lr.Token)
+
+	t.Run("proxy", func(t *testing.T) {
+		conn, err := ada.DialConsole(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		screen(ctx, t, conn)
+	})
+
+	t.Run("tunnel", func(t *testing.T) {
+		addr := freeAddr(t)
+		cmd := exec.Command(filepath.Join(binDir, "vmctl"), "console", "web", "--tunnel", addr)
+		cmd.Env = c.env
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		var conn net.Conn
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if conn, err = net.Dial("tcp", addr); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("tunnel not listening: %v\n%s", err, errb.String())
+			}
+		}
+		screen(ctx, t, conn)
+		// A second viewer through the same tunnel gets its own fresh token.
+		conn2, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		screen(ctx, t, conn2)
+	})
+
+	t.Run("another user is refused", func(t *testing.T) {
+		loggedIn(t, v, "bob@example.com")
+		lr, err := api.Login(ctx, "bob@example.com", "correct horse battery")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bob := client.New(v.URL, lr.Token)
+		if _, err := bob.DialConsole(ctx, vm.ID); !client.IsNotFound(err) {
+			t.Fatalf("bob's console of ada's VM: %v", err)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		res, err := http.Get(v.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(res.Body)
+		for _, m := range []string{"console_active_sessions", "console_bytes_total", "console_time_to_first_update_seconds_count", "api_requests_total"} {
+			if !strings.Contains(b.String(), m) {
+				t.Errorf("/metrics lacks %s", m)
+			}
+		}
+	})
+}
+
+// screen runs the RFB handshake on conn and waits for a frame with text on it.
+func screen(ctx context.Context, t *testing.T, conn net.Conn) {
+	t.Helper()
+	defer conn.Close()
+	rc, err := rfb.Handshake(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Width < 640 || rc.Height < 400 {
+		t.Fatalf("server init: %dx%d", rc.Width, rc.Height)
+	}
+	img := rfbtest.WaitForText(ctx, t, rc, 30*time.Second)
+	if rfb.Colours(img, 3) < 2 {
+		t.Fatal("screen is one colour")
+	}
+}
