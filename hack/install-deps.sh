@@ -4,7 +4,8 @@
 # busybox initramfs, NoCloud seed ISOs), and the headless Chromium (with a
 # font) that the browser tests in test/e2e drive, and websockify (numpy is its
 # fast path) that bench/console.sh compares the console proxy with, and tmux
-# that the TUI test in test/e2e runs vmctl tui in. With
+# that the TUI test in test/e2e runs vmctl tui in, and nginx that the deploy
+# template is tested in (test/e2e/nginx_test.go). With
 # everything present it only runs
 # dpkg-query, so `make deps` is cheap to repeat.
 set -eu
@@ -28,6 +29,7 @@ fonts-dejavu-core
 websockify
 python3-numpy
 tmux
+nginx
 "
 
 missing=""

@@ -26,6 +26,8 @@ const (
 	CodeInsufficient    = "insufficient_storage"
 	CodeInternal        = "internal_error"
 	CodeUnavailable     = "unavailable"
+	// CodeNoCapacity: no node of the cluster has room for the VM (503).
+	CodeNoCapacity = "no_capacity"
 )
 
 // ErrorBody is the body of every non-2xx response.
@@ -118,6 +120,9 @@ const (
 	StateError        State = "error"
 	StateDeleting     State = "deleting"
 	StateUnknown      State = "unknown"
+	// StateDeleted appears only in the change feed (GET /events): the
+	// record is gone, so no VM is ever returned in this state.
+	StateDeleted State = "deleted"
 )
 
 // DesiredState is what the owner asked for; the reconciler makes State follow it.
@@ -164,6 +169,23 @@ type VMEvent struct {
 	State   State     `json:"state" yaml:"state"`
 	Message string    `json:"message,omitempty" yaml:"message,omitempty"`
 }
+
+// Change is one entry of the change feed, GET /events: a VM's state or
+// desired state as it was after a change. IDs grow monotonically, so a
+// client resumes after the last ID it saw. Entries outlive the VM; the last
+// one of a deleted VM has State StateDeleted.
+type Change struct {
+	ID           int64        `json:"id" yaml:"id"`
+	VMID         string       `json:"vm_id" yaml:"vm_id"`
+	VMName       string       `json:"vm_name" yaml:"vm_name"`
+	State        State        `json:"state" yaml:"state"`
+	DesiredState DesiredState `json:"desired_state" yaml:"desired_state"`
+	Message      string       `json:"message" yaml:"message"`
+	Time         time.Time    `json:"time" yaml:"time"`
+}
+
+// EventTypeVM is the SSE event name of a Change on GET /events.
+const EventTypeVM = "vm"
 
 // Template is a base image VMs are created from.
 type Template struct {

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,10 +31,14 @@ type fakeVMD struct {
 	// pollsToGone is how many GETs a deleted VM stays in state deleting
 	pollsToGone int
 	progress    map[string]int
-	requests    []string
-	lastBody    map[string]any
-	lastAuth    string
-	userAgent   string
+	// changes is the feed of GET /events; a change's ID is its index + 1
+	changes []api.Change
+	// noEvents answers GET /events with 404, as a vmd from before the feed
+	noEvents  bool
+	requests  []string
+	lastBody  map[string]any
+	lastAuth  string
+	userAgent string
 }
 
 var fakeNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -53,6 +59,7 @@ func newFakeVMD(t *testing.T) *fakeVMD {
 	mux.HandleFunc("POST /api/v1/vms/{id}/start", f.auth(f.power(api.StateStarting)))
 	mux.HandleFunc("POST /api/v1/vms/{id}/stop", f.auth(f.power(api.StateStopped)))
 	mux.HandleFunc("GET /api/v1/templates", f.auth(f.templates))
+	mux.HandleFunc("GET /api/v1/events", f.auth(f.events))
 	mux.HandleFunc("GET /api/v1/version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONResp(w, 200, api.Version{Version: "0.9.0", Commit: "abc123"})
 	})
@@ -75,6 +82,78 @@ func (f *fakeVMD) addVM(vm api.VM) {
 	defer f.mu.Unlock()
 	f.vms[vm.Name] = &vm
 	f.order = append(f.order, vm.Name)
+}
+
+// record appends vm's current state to the change feed; f.mu is held.
+func (f *fakeVMD) record(vm *api.VM, st api.State) {
+	f.changes = append(f.changes, api.Change{ID: int64(len(f.changes) + 1), VMID: vm.ID, VMName: vm.Name,
+		State: st, DesiredState: vm.DesiredState, Message: vm.Message, Time: fakeNow})
+}
+
+// step moves a VM one poll along its way (to running, or gone), as a GET
+// or a tick of an open event stream does; f.mu is held. It reports
+// whether the VM is gone.
+func (f *fakeVMD) step(vm *api.VM) bool {
+	switch vm.State {
+	case api.StateProvisioning, api.StateStarting:
+		f.progress[vm.Name]++
+		if f.progress[vm.Name] >= f.pollsToRunning {
+			vm.State = api.StateRunning
+			f.record(vm, vm.State)
+		}
+	case api.StateDeleting:
+		f.progress[vm.Name]++
+		if f.progress[vm.Name] >= f.pollsToGone {
+			delete(f.vms, vm.Name)
+			f.record(vm, api.StateDeleted)
+			return true
+		}
+	}
+	return false
+}
+
+// events streams the feed, moving every VM along each few milliseconds.
+func (f *fakeVMD) events(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	after := int64(len(f.changes))
+	noEvents := f.noEvents
+	f.mu.Unlock()
+	if noEvents {
+		writeErr(w, 404, api.CodeNotFound, "no route")
+		return
+	}
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		after, _ = strconv.ParseInt(v, 10, 64)
+	} else if v := r.URL.Query().Get("after"); v != "" {
+		after, _ = strconv.ParseInt(v, 10, 64)
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(200)
+	fmt.Fprintf(w, "id: %d\n\n", after)
+	w.(http.Flusher).Flush()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+		}
+		f.mu.Lock()
+		for _, n := range f.order {
+			if vm := f.vms[n]; vm != nil {
+				f.step(vm)
+			}
+		}
+		pending := append([]api.Change(nil), f.changes[min(int(after), len(f.changes)):]...)
+		f.mu.Unlock()
+		for _, c := range pending {
+			b, _ := json.Marshal(c)
+			fmt.Fprintf(w, "id: %d\nevent: vm\ndata: %s\n\n", c.ID, b)
+			after = c.ID
+		}
+		w.(http.Flusher).Flush()
+	}
 }
 
 func writeJSONResp(w http.ResponseWriter, status int, v any) {
@@ -206,6 +285,7 @@ func (f *fakeVMD) create(w http.ResponseWriter, r *http.Request) {
 	}
 	f.vms[vm.Name] = vm
 	f.order = append(f.order, vm.Name)
+	f.record(vm, vm.State)
 	writeJSONResp(w, 201, vm)
 }
 
@@ -217,18 +297,9 @@ func (f *fakeVMD) get(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 404, api.CodeNotFound, "vm "+r.PathValue("id")+" not found")
 		return
 	}
-	f.progress[vm.Name]++
-	switch vm.State {
-	case api.StateProvisioning, api.StateStarting:
-		if f.progress[vm.Name] >= f.pollsToRunning {
-			vm.State = api.StateRunning
-		}
-	case api.StateDeleting:
-		if f.progress[vm.Name] >= f.pollsToGone {
-			delete(f.vms, vm.Name)
-			writeErr(w, 404, api.CodeNotFound, "vm not found")
-			return
-		}
+	if f.step(vm) {
+		writeErr(w, 404, api.CodeNotFound, "vm not found")
+		return
 	}
 	writeJSONResp(w, 200, vm)
 }
@@ -243,6 +314,7 @@ func (f *fakeVMD) del(w http.ResponseWriter, r *http.Request) {
 	}
 	vm.State, vm.DesiredState = api.StateDeleting, api.DesiredDeleted
 	f.progress[vm.Name] = 0
+	f.record(vm, vm.State)
 	writeJSONResp(w, 202, vm)
 }
 
@@ -257,6 +329,7 @@ func (f *fakeVMD) power(to api.State) http.HandlerFunc {
 		}
 		vm.State = to
 		f.progress[vm.Name] = 0
+		f.record(vm, vm.State)
 		writeJSONResp(w, 202, vm)
 	}
 }

@@ -91,6 +91,19 @@ func TestParseSimpleCommands(t *testing.T) {
 			return NewCmdList(f, func(_ context.Context, o *ListOptions) error { *got = result{o.Output, o.All}; return nil })
 		}, []string{"--all", "-o", "name"}, result{"name", true}, false},
 		{"list extra arg", func(f *Factory, got *result) *cobra.Command { return NewCmdList(f, nil) }, []string{"x"}, result{}, true},
+		{"list watch", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdList(f, func(_ context.Context, o *ListOptions) error { *got = result{o.Output, o.Watch}; return nil })
+		}, []string{"-w"}, result{"table", true}, false},
+		{"get watch", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdGet(f, func(_ context.Context, o *GetOptions) error { *got = result{o.Name, o.Watch}; return nil })
+		}, []string{"web", "--watch"}, result{"web", true}, false},
+		{"delete wait", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdDelete(f, func(_ context.Context, o *DeleteOptions) error {
+				*got = result{o.Name, [2]any{o.Wait, o.Timeout}}
+				return nil
+			})
+		}, []string{"web", "-y", "--wait", "--timeout", "1m"}, result{"web", [2]any{true, time.Minute}}, false},
+		{"delete bad timeout", func(f *Factory, got *result) *cobra.Command { return NewCmdDelete(f, nil) }, []string{"web", "-y", "--timeout", "0s"}, result{}, true},
 		{"start", func(f *Factory, got *result) *cobra.Command {
 			return NewCmdStart(f, func(_ context.Context, o *PowerOptions) error { *got = result{o.Name, o.Force}; return nil })
 		}, []string{"web"}, result{"web", false}, false},

@@ -100,6 +100,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdWait(f, nil),
 		NewCmdConsole(f, nil),
 		NewCmdTemplates(f, nil),
+		NewCmdTUI(f, nil),
 		NewCmdVersion(f, nil),
 		NewCmdConfig(f),
 	)

@@ -276,14 +276,19 @@ func TestCreateWait(t *testing.T) {
 	if !strings.Contains(e.out.String(), `"state": "running"`) {
 		t.Errorf("create --wait printed %s", e.out)
 	}
-	gets := 0
+	// It follows the change feed instead of polling: one GET for the
+	// state before the feed, one for the full record at the end.
+	gets, feeds := 0, 0
 	for _, r := range e.fake.requestLog() {
-		if r == "GET /api/v1/vms/vm_W" {
+		switch r {
+		case "GET /api/v1/vms/vm_W":
 			gets++
+		case "GET /api/v1/events":
+			feeds++
 		}
 	}
-	if gets != 3 {
-		t.Errorf("polled %d times, want 3: %v", gets, e.fake.requestLog())
+	if gets > 2 || feeds != 1 {
+		t.Errorf("%d GETs and %d feeds, want at most 2 and 1: %v", gets, feeds, e.fake.requestLog())
 	}
 
 	e2 := newTestEnv(t)

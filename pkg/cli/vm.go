@@ -137,6 +137,7 @@ type ListOptions struct {
 	Now    func() time.Time
 
 	All    bool
+	Watch  bool
 	Output string
 }
 
@@ -156,6 +157,7 @@ func NewCmdList(f *Factory, runF func(context.Context, *ListOptions) error) *cob
 		},
 	}
 	cmd.Flags().BoolVarP(&opts.All, "all", "A", false, "list every user's VMs (admins only)")
+	cmd.Flags().BoolVarP(&opts.Watch, "watch", "w", false, "after the list, print a line per change until interrupted")
 	addOutputFlag(cmd, &opts.Output)
 	return cmd
 }
@@ -164,6 +166,9 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 	c, err := authedClient(opts.Client)
 	if err != nil {
 		return err
+	}
+	if opts.Watch {
+		return watchVMs(ctx, opts.IO, opts.Now, opts.Output, c, watchTarget{all: opts.All})
 	}
 	vms, err := c.ListVMs(ctx, opts.All)
 	if err != nil {
@@ -185,6 +190,7 @@ type GetOptions struct {
 	Now    func() time.Time
 
 	Name   string
+	Watch  bool
 	Output string
 }
 
@@ -204,6 +210,7 @@ func NewCmdGet(f *Factory, runF func(context.Context, *GetOptions) error) *cobra
 			return getRun(cmd.Context(), opts)
 		},
 	}
+	cmd.Flags().BoolVarP(&opts.Watch, "watch", "w", false, "after the VM, print a line per change until interrupted or deleted")
 	addOutputFlag(cmd, &opts.Output)
 	return cmd
 }
@@ -212,6 +219,9 @@ func getRun(ctx context.Context, opts *GetOptions) error {
 	c, err := authedClient(opts.Client)
 	if err != nil {
 		return err
+	}
+	if opts.Watch {
+		return watchVMs(ctx, opts.IO, opts.Now, opts.Output, c, watchTarget{ref: opts.Name})
 	}
 	vm, err := c.GetVM(ctx, opts.Name)
 	if err != nil {
@@ -298,13 +308,16 @@ type DeleteOptions struct {
 	IO     *IOStreams
 	Client func() (*client.Client, error)
 
-	Name string
-	Yes  bool
+	Name     string
+	Yes      bool
+	Wait     bool
+	Timeout  time.Duration
+	Interval time.Duration
 }
 
 // NewCmdDelete builds `vmctl delete NAME [--yes]`.
 func NewCmdDelete(f *Factory, runF func(context.Context, *DeleteOptions) error) *cobra.Command {
-	opts := &DeleteOptions{IO: f.IOStreams, Client: f.Client}
+	opts := &DeleteOptions{IO: f.IOStreams, Client: f.Client, Interval: time.Second}
 	cmd := &cobra.Command{
 		Use:               "delete NAME",
 		Aliases:           []string{"rm"},
@@ -316,6 +329,9 @@ func NewCmdDelete(f *Factory, runF func(context.Context, *DeleteOptions) error) 
 			if !opts.Yes && !opts.IO.CanPrompt() {
 				return flagErrorf("--yes is required when not running interactively")
 			}
+			if opts.Timeout <= 0 {
+				return flagErrorf("--timeout must be positive")
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -323,6 +339,8 @@ func NewCmdDelete(f *Factory, runF func(context.Context, *DeleteOptions) error) 
 		},
 	}
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&opts.Wait, "wait", false, "wait until the VM and its disk are gone")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long --wait waits (exit 6)")
 	return cmd
 }
 
@@ -340,9 +358,22 @@ func deleteRun(ctx context.Context, opts *DeleteOptions) error {
 			return fmt.Errorf("delete of vm %s cancelled", opts.Name)
 		}
 	}
-	if _, err := c.DeleteVM(ctx, opts.Name); err != nil {
+	vm, err := c.DeleteVM(ctx, opts.Name)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "vm %s: delete requested\n", opts.Name)
+	if !opts.Wait {
+		fmt.Fprintf(opts.IO.ErrOut, "vm %s: delete requested\n", opts.Name)
+		return nil
+	}
+	// By id: the name may be taken again as soon as the VM is gone.
+	ref := opts.Name
+	if vm != nil && vm.ID != "" {
+		ref = vm.ID
+	}
+	if _, err := waitForVM(ctx, c, ref, waitCondition{deleted: true}, opts.Timeout, opts.Interval); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "vm %s: deleted\n", opts.Name)
 	return nil
 }

@@ -122,11 +122,142 @@ func waitRun(ctx context.Context, opts *WaitOptions) error {
 	return nil
 }
 
-// waitForVM polls GET /vms/{ref} every interval until cond holds. It fails
+// waitForVM waits until cond holds on the change feed: it opens the feed,
+// reads the VM's current state, then follows its changes. It fails with a
+// *TimeoutError after timeout, at once when the VM is gone (unless waiting
+// for that) or lands in state error, and retries through network and
+// server errors; the feed itself resumes where it broke off. Against a vmd
+// without GET /events it falls back to polling every interval. The last VM
+// seen is returned with a timeout.
+func waitForVM(ctx context.Context, c *client.Client, ref string, cond waitCondition, timeout, interval time.Duration) (*api.VM, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last *api.VM
+	var lastErr error
+	for {
+		vm, done, err := waitOnFeed(wctx, c, ref, cond, &last)
+		switch {
+		case done:
+			return vm, err
+		case client.IsNotFound(err):
+			// a vmd from before the change feed
+			return pollForVM(ctx, c, ref, cond, timeout, interval)
+		case ctx.Err() != nil:
+			return last, ctx.Err()
+		case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-wctx.Done():
+			return last, waitTimeout(ref, cond, timeout, last, lastErr)
+		case <-time.After(interval):
+		}
+	}
+}
+
+func waitTimeout(ref string, cond waitCondition, timeout time.Duration, last *api.VM, lastErr error) error {
+	te := &TimeoutError{What: fmt.Sprintf("vm %s to reach %s after %s", ref, cond, timeout)}
+	if last != nil {
+		te.What += fmt.Sprintf(" (last state %s)", last.State)
+	} else if lastErr != nil {
+		te.What += fmt.Sprintf(" (last error: %v)", lastErr)
+	}
+	return te
+}
+
+// waitOnFeed is one attempt of waitForVM. done means the wait is over with
+// the returned VM and error; otherwise err is worth a retry (nil when the
+// deadline passed). A not-found error for the feed itself means the server
+// has none.
+func waitOnFeed(ctx context.Context, c *client.Client, ref string, cond waitCondition, last **api.VM) (*api.VM, bool, error) {
+	// The stream lives as long as this attempt.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The feed opens first, so no change after the GET below is missed.
+	stream, err := c.OpenEvents(ctx, client.FromNow, false)
+	if err != nil {
+		if fatalWaitError(err) {
+			return *last, true, err
+		}
+		return nil, false, err
+	}
+	vm, err := c.GetVM(ctx, ref)
+	switch {
+	case err == nil:
+		*last = vm
+	case client.IsNotFound(err):
+		if cond.deleted {
+			return *last, true, nil
+		}
+		return *last, true, err
+	case fatalWaitError(err):
+		return *last, true, err
+	default:
+		return nil, false, err
+	}
+	if done, err := vmMeets(vm, cond); done {
+		return vm, true, err
+	}
+	for ch := range stream.Changes() {
+		if ch.VMID != vm.ID {
+			continue
+		}
+		if ch.State == api.StateDeleted {
+			if cond.deleted {
+				return vm, true, nil
+			}
+			return vm, true, fmt.Errorf("vm %s was deleted while waiting for %s", vm.Name, cond)
+		}
+		vm.State, vm.DesiredState, vm.Message, vm.UpdatedAt = ch.State, ch.DesiredState, ch.Message, ch.Time
+		if done, err := vmMeets(vm, cond); done {
+			if err == nil {
+				// The full record, with its events, for whoever prints it.
+				if full, gerr := c.GetVM(ctx, vm.ID); gerr == nil && full.State == vm.State {
+					vm = full
+				}
+			}
+			*last = vm
+			return vm, true, err
+		}
+	}
+	err = stream.Err()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil, false, nil
+	}
+	return *last, true, err
+}
+
+// vmMeets reports whether a wait for cond is over with vm as it is: the
+// state is reached, or the VM failed on the way.
+func vmMeets(vm *api.VM, cond waitCondition) (bool, error) {
+	if cond.deleted {
+		return false, nil
+	}
+	if vm.State == cond.state {
+		return true, nil
+	}
+	if vm.State == api.StateError {
+		msg := vm.Message
+		if msg == "" {
+			msg = "no message"
+		}
+		return true, fmt.Errorf("vm %s is in state error while waiting for %s: %s", vm.Name, cond, msg)
+	}
+	return false, nil
+}
+
+// fatalWaitError is an answer that another try will not change.
+func fatalWaitError(err error) bool {
+	return client.HasCode(err, api.CodeUnauthenticated, api.CodeForbidden, api.CodeEmailUnverified, api.CodeValidation, api.CodeBadRequest)
+}
+
+// pollForVM polls GET /vms/{ref} every interval until cond holds. It fails
 // with a *TimeoutError after timeout, at once when the VM is gone (unless
 // waiting for that) or lands in state error, and retries through network
 // and server errors. The last VM seen is returned with a timeout.
-func waitForVM(ctx context.Context, c *client.Client, ref string, cond waitCondition, timeout, interval time.Duration) (*api.VM, error) {
+func pollForVM(ctx context.Context, c *client.Client, ref string, cond waitCondition, timeout, interval time.Duration) (*api.VM, error) {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last *api.VM
@@ -164,13 +295,7 @@ func waitForVM(ctx context.Context, c *client.Client, ref string, cond waitCondi
 		case <-ctx.Done():
 			return last, ctx.Err()
 		case <-wctx.Done():
-			te := &TimeoutError{What: fmt.Sprintf("vm %s to reach %s after %s", ref, cond, timeout)}
-			if last != nil {
-				te.What += fmt.Sprintf(" (last state %s)", last.State)
-			} else if lastErr != nil {
-				te.What += fmt.Sprintf(" (last error: %v)", lastErr)
-			}
-			return last, te
+			return last, waitTimeout(ref, cond, timeout, last, lastErr)
 		case <-time.After(interval):
 		}
 	}

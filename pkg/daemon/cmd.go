@@ -86,6 +86,7 @@ func (s *settings) config() (Config, error) {
 		DefaultQuota: api.Quota{VMs: v.GetInt("quota-vms"), CPUs: v.GetInt("quota-cpus"),
 			MemoryMB: v.GetInt("quota-memory-mb"), DiskGB: v.GetInt("quota-disk-gb")},
 	}
+	c.Cluster = s.clusterSettings()
 	return c, c.complete()
 }
 
@@ -159,6 +160,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		},
 	})
 	root.AddCommand(newUserCmd(st, stdin, stdout, stderr), newImageCmd(st, stdout, stderr))
+	addNodeCmd(root, st, stdout, stderr)
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the version",

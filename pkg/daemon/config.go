@@ -36,6 +36,7 @@ type Config struct {
 	DefaultQuota  api.Quota
 	BrowserTTL    time.Duration
 	CLITTL        time.Duration
+	Cluster       ClusterSettings
 }
 
 // defaultDataDir follows the contract: /var/lib/vmd as root, else $XDG_DATA_HOME/vmd.

@@ -24,6 +24,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/image"
 	"github.com/vmdhq/vmd/pkg/mail"
+	"github.com/vmdhq/vmd/pkg/metrics"
 	"github.com/vmdhq/vmd/pkg/ratelimit"
 	"github.com/vmdhq/vmd/pkg/server"
 	"github.com/vmdhq/vmd/pkg/store"
@@ -42,13 +43,17 @@ type app struct {
 	vms      *vm.Service
 }
 
-func newApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+// wrap decorates the store before any part gets it (serve's query timing).
+func newApp(ctx context.Context, cfg Config, log *slog.Logger, wrap ...func(store.Store) store.Store) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.sqlitePath())
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	for _, w := range wrap {
+		st = w(st)
 	}
 	secret, err := sessionSecret(cfg)
 	if err != nil {
@@ -119,7 +124,18 @@ func sessionSecret(cfg Config) ([]byte, error) {
 
 // Serve runs vmd until ctx ends.
 func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
-	a, err := newApp(ctx, cfg, log)
+	// One registry for every metric, made first so the store is timed for all its users.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	dbMetrics, err := metrics.NewDB(reg)
+	if err != nil {
+		return err
+	}
+	vmMetrics, err := metrics.NewVM(reg)
+	if err != nil {
+		return err
+	}
+	a, err := newApp(ctx, cfg, log, dbMetrics.Wrap)
 	if err != nil {
 		return err
 	}
@@ -146,8 +162,6 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer drv.Close() // guests keep running; the next vmd re-adopts them
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cons, err := console.New(console.Config{PublicURL: cfg.PublicURL, Store: a.store,
 		Sockets: console.LayoutSockets{Layout: layout}, Registry: reg, Log: log})
 	if err != nil {
@@ -155,19 +169,25 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer cons.Close() // Shutdown does not end hijacked WebSocket connections
 	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: a.store, Driver: drv, Node: cfg.NodeName,
-		RestartPolicy: policy, Logger: log, StateChanged: func(id string, s api.State) {
+		RestartPolicy: policy, Logger: log, Observer: vmMetrics, StateChanged: func(id string, s api.State) {
 			if s != api.StateRunning {
 				cons.CloseVM(id)
 			}
 		}})
-	a.vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: rec, Node: cfg.NodeName})
+	clu, stopClu, err := startCluster(ctx, a, log)
+	if err != nil {
+		return err
+	}
+	defer stopClu()
+	a.vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: rec, Node: cfg.NodeName,
+		Health: clu})
 	rctx, stopRec := context.WithCancel(ctx)
 	recDone := make(chan struct{})
 	go func() { defer close(recDone); _ = rec.Run(rctx) }()
 	defer func() { stopRec(); <-recDone }()
 
 	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
-		Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
+		Cluster: clu, Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
 		Ready: func(context.Context) map[string]string {
 			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}
 		}})

@@ -13,6 +13,10 @@ import (
 // ErrHeld is returned by TryAcquire when someone else holds the lock.
 var ErrHeld = errors.New("lock held")
 
+// ErrLost is returned by Extend and Release when the lease ran out and the
+// key is free or held by someone else; the caller must stop what it guarded.
+var ErrLost = errors.New("lock lost")
+
 // Locker hands out locks by key.
 type Locker interface {
 	// TryAcquire takes key for ttl or returns ErrHeld at once.

@@ -40,6 +40,8 @@ type Config struct {
 	Version string
 	// Console serves VM consoles; nil answers its routes with 503.
 	Console *console.Console
+	// Cluster, if set, places new VMs and proxies to the node owning a VM.
+	Cluster Cluster
 }
 
 // Server is the HTTP handler of vmd.
@@ -139,17 +141,19 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/me", user, s.me},
 		{http.MethodGet, "/me/vms", user, s.listVMs},
 		{http.MethodGet, "/vms", user, s.listVMs},
-		{http.MethodPost, "/vms", user, s.createVM},
+		{http.MethodPost, "/vms", user, s.placed(s.createVM)},
 		{http.MethodGet, "/vms/:id", user, s.getVM},
 		{http.MethodPost, "/vms/:id/start", user, s.startVM},
 		{http.MethodPost, "/vms/:id/stop", user, s.stopVM},
 		{http.MethodDelete, "/vms/:id", user, s.deleteVM},
-		{http.MethodGet, "/vms/:id/console", user, s.consoleToken},
-		{http.MethodGet, "/vms/:id/console/ws", public, s.consoleWS}, // the console token is the authority
+		{http.MethodGet, "/vms/:id/console", user, s.onOwner(s.consoleToken)},
+		{http.MethodGet, "/vms/:id/console/ws", public, s.wsOnOwner(s.consoleWS)}, // the console token is the authority
+		{http.MethodGet, "/events", user, s.events},
 		{http.MethodGet, "/templates", user, s.templates},
 		{http.MethodGet, "/users", admin, s.listUsers},
 		{http.MethodPut, "/users/:id/quota", admin, s.setQuota},
 		{http.MethodGet, "/version", public, s.version},
+		{http.MethodGet, "/openapi.json", public, s.openapi},
 	}
 }
 

@@ -24,10 +24,19 @@ type dialect struct {
 	// transaction. SQLite needs none: BEGIN IMMEDIATE already holds the
 	// database's one write lock.
 	lock string
+	// changeLock, if set, is taken right before a change is recorded and
+	// held to commit. PostgreSQL hands out identity values at insert time,
+	// so two transactions could otherwise commit ids 8 and 7 in that order
+	// and a feed reader that already passed 8 would never see 7. SQLite's
+	// one writer at a time gives that order for free.
+	changeLock string
 }
 
 // migrationLockKey is an arbitrary constant: "vmd" in ASCII.
 const migrationLockKey = 0x766d64
+
+// changeLockKey is another: "vmdc".
+const changeLockKey = 0x766d6463
 
 var (
 	sqliteDialect = dialect{
@@ -39,7 +48,8 @@ var (
 		name: "postgres",
 		createMigrations: `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`,
-		lock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockKey),
+		lock:       fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockKey),
+		changeLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", changeLockKey),
 	}
 )
 

@@ -81,7 +81,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
-	return &sqlStore{db: d}, nil
+	return &sqlStore{db: d, dl: sqliteDialect}, nil
 }
 
 func openPostgres(ctx context.Context, databaseURL string) (Store, error) {
@@ -104,5 +104,5 @@ func openPostgres(ctx context.Context, databaseURL string) (Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
 	}
-	return &sqlStore{db: d}, nil
+	return &sqlStore{db: d, dl: postgresDialect}, nil
 }

@@ -12,6 +12,7 @@ import (
 // sqlStore implements Store over either backend with one set of SQL.
 type sqlStore struct {
 	db db
+	dl dialect
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -218,7 +219,10 @@ func (s *sqlStore) CreateVM(ctx context.Context, v VM) error {
 			string(v.State), string(v.Desired), v.Node, v.Message, v.CreatedAt, v.UpdatedAt); err != nil {
 			return err
 		}
-		return addEvent(ctx, q, v.ID, v.CreatedAt, v.State, v.Message)
+		if err := addEvent(ctx, q, v.ID, v.CreatedAt, v.State, v.Message); err != nil {
+			return err
+		}
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, v.CreatedAt)
 	})
 	if err != nil {
 		return fmt.Errorf("create vm %s for user %s: %w", v.Name, v.OwnerID, err)
@@ -254,6 +258,22 @@ func addEvent(ctx context.Context, q querier, vmID string, at time.Time, st api.
 	if _, err := q.exec(ctx, `INSERT INTO vm_events (vm_id, time, state, message) VALUES ($1, $2, $3, $4)`,
 		vmID, at, string(st), msg); err != nil {
 		return fmt.Errorf("record event: %w", err)
+	}
+	return nil
+}
+
+// addChange appends to the change feed; it must be the transaction's last
+// statement, since on PostgreSQL it holds the feed's lock until commit.
+func (s *sqlStore) addChange(ctx context.Context, q querier, ownerID, vmID, name string,
+	st api.State, d api.DesiredState, msg string, at time.Time) error {
+	if s.dl.changeLock != "" {
+		if _, err := q.exec(ctx, s.dl.changeLock); err != nil {
+			return fmt.Errorf("take change feed lock: %w", err)
+		}
+	}
+	if _, err := q.exec(ctx, `INSERT INTO changes (owner_id, vm_id, vm_name, state, desired, message, time)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, ownerID, vmID, name, string(st), string(d), msg, at); err != nil {
+		return fmt.Errorf("record change: %w", err)
 	}
 	return nil
 }
@@ -295,10 +315,19 @@ func (s *sqlStore) ListVMs(ctx context.Context, ownerID string) ([]VM, error) {
 }
 
 func (s *sqlStore) SetDesired(ctx context.Context, id string, d api.DesiredState) (VM, error) {
-	v, err := scanVM(s.db.queryRow(ctx, `UPDATE vms SET desired = $2, updated_at = $3 WHERE id = $1 RETURNING `+vmCols,
-		id, string(d), now()))
+	var v VM
+	at := now()
+	err := s.db.inTx(ctx, func(q querier) error {
+		var err error
+		v, err = scanVM(q.queryRow(ctx, `UPDATE vms SET desired = $2, updated_at = $3 WHERE id = $1 RETURNING `+vmCols,
+			id, string(d), at))
+		if err != nil {
+			return notFound(err, "vm")
+		}
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, at)
+	})
 	if err != nil {
-		return VM{}, notFound(err, "set desired state of vm "+id)
+		return VM{}, fmt.Errorf("set desired state of vm %s: %w", id, err)
 	}
 	return v, nil
 }
@@ -313,7 +342,10 @@ func (s *sqlStore) SetState(ctx context.Context, id string, st api.State, messag
 		if err != nil {
 			return notFound(err, "vm")
 		}
-		return addEvent(ctx, q, id, at, st, message)
+		if err := addEvent(ctx, q, id, at, st, message); err != nil {
+			return err
+		}
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, at)
 	})
 	if err != nil {
 		return VM{}, fmt.Errorf("set state of vm %s: %w", id, err)
@@ -328,10 +360,10 @@ func (s *sqlStore) SetNode(ctx context.Context, id, node string) error {
 
 func (s *sqlStore) DeleteVM(ctx context.Context, id string) error {
 	err := s.db.inTx(ctx, func(q querier) error {
-		var owner string
+		var owner, name, desired string
 		var cpu, mem, disk int
-		err := q.queryRow(ctx, `DELETE FROM vms WHERE id = $1 RETURNING owner_id, cpu, memory_mb, disk_gb`, id).
-			Scan(&owner, &cpu, &mem, &disk)
+		err := q.queryRow(ctx, `DELETE FROM vms WHERE id = $1 RETURNING owner_id, name, desired, cpu, memory_mb, disk_gb`, id).
+			Scan(&owner, &name, &desired, &cpu, &mem, &disk)
 		if err != nil {
 			return notFound(err, "vm")
 		}
@@ -339,7 +371,10 @@ func (s *sqlStore) DeleteVM(ctx context.Context, id string) error {
 		n, err := q.exec(ctx, `UPDATE users SET used_vms = used_vms - 1, used_cpus = used_cpus - $2,
 				used_memory_mb = used_memory_mb - $3, used_disk_gb = used_disk_gb - $4
 			WHERE id = $1`, owner, cpu, mem, disk)
-		return mustAffect(n, err, "release usage of user "+owner)
+		if err := mustAffect(n, err, "release usage of user "+owner); err != nil {
+			return err
+		}
+		return s.addChange(ctx, q, owner, id, name, api.StateDeleted, api.DesiredState(desired), "deleted", now())
 	})
 	if err != nil {
 		return fmt.Errorf("delete vm %s: %w", id, err)
@@ -373,6 +408,58 @@ func (s *sqlStore) ListEvents(ctx context.Context, vmID string) ([]Event, error)
 		}
 	}
 	return out, nil
+}
+
+const changeCols = `id, owner_id, vm_id, vm_name, state, desired, message, time`
+
+func (s *sqlStore) ListChanges(ctx context.Context, ownerID string, afterID int64, limit int) ([]Change, error) {
+	if limit <= 0 || limit > MaxChangesPerList {
+		limit = MaxChangesPerList
+	}
+	// Two statements rather than "$2 = '' OR owner_id = $2", so each uses
+	// its own index: the primary key, or (owner_id, id).
+	var (
+		rs  rows
+		err error
+	)
+	if ownerID == "" {
+		rs, err = s.db.query(ctx, `SELECT `+changeCols+` FROM changes WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+	} else {
+		rs, err = s.db.query(ctx, `SELECT `+changeCols+` FROM changes WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
+			ownerID, afterID, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list changes after %d: %w", afterID, err)
+	}
+	defer rs.Close()
+	var out []Change
+	for rs.Next() {
+		var c Change
+		var st, desired string
+		if err := rs.Scan(&c.ID, &c.OwnerID, &c.VMID, &c.VMName, &st, &desired, &c.Message, &c.Time); err != nil {
+			return nil, fmt.Errorf("list changes after %d: %w", afterID, err)
+		}
+		c.State, c.Desired = api.State(st), api.DesiredState(desired)
+		out = append(out, c)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("list changes after %d: %w", afterID, err)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) LastChangeID(ctx context.Context, ownerID string) (int64, error) {
+	var id int64
+	var err error
+	if ownerID == "" {
+		err = s.db.queryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM changes`).Scan(&id)
+	} else {
+		err = s.db.queryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM changes WHERE owner_id = $1`, ownerID).Scan(&id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last change id: %w", err)
+	}
+	return id, nil
 }
 
 func (s *sqlStore) Ping(ctx context.Context) error {

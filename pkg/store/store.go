@@ -87,6 +87,29 @@ type Event struct {
 	Message string
 }
 
+// Change is one entry of the per-owner change feed: the VM as it was after
+// CreateVM, SetState, SetDesired or DeleteVM (State api.StateDeleted).
+// Entries outlive their VM.
+type Change struct {
+	ID      int64 // grows with every change, in commit order
+	OwnerID string
+	VMID    string
+	VMName  string
+	State   api.State
+	Desired api.DesiredState
+	Message string
+	Time    time.Time
+}
+
+// ToAPI returns the change as GET /events sends it.
+func (c Change) ToAPI() api.Change {
+	return api.Change{ID: c.ID, VMID: c.VMID, VMName: c.VMName, State: c.State, DesiredState: c.Desired,
+		Message: c.Message, Time: c.Time}
+}
+
+// MaxChangesPerList bounds one ListChanges call.
+const MaxChangesPerList = 1000
+
 // Store is implemented by the SQLite and PostgreSQL backends alike.
 type Store interface {
 	// CreateUser inserts u; ErrConflict when the e-mail is taken.
@@ -113,6 +136,8 @@ type Store interface {
 	// CreateVM admits v against its owner's quota and inserts it in one
 	// transaction: ErrQuotaExceeded when it does not fit, ErrConflict when
 	// the owner already has a VM of that name. It also records the first event.
+	// CreateVM, SetDesired, SetState and DeleteVM each append to the change
+	// feed in the same transaction as their write.
 	CreateVM(ctx context.Context, v VM) error
 	GetVM(ctx context.Context, id string) (VM, error)
 	GetVMByName(ctx context.Context, ownerID, name string) (VM, error)
@@ -124,9 +149,21 @@ type Store interface {
 	SetState(ctx context.Context, id string, s api.State, message string) (VM, error)
 	SetNode(ctx context.Context, id, node string) error
 	// DeleteVM removes the record and its events and gives its resources back
-	// to the owner's usage, in one transaction.
+	// to the owner's usage, in one transaction. The change feed keeps a
+	// last entry in state api.StateDeleted.
 	DeleteVM(ctx context.Context, id string) error
 	ListEvents(ctx context.Context, vmID string) ([]Event, error)
+
+	// ListChanges returns up to limit changes with IDs above afterID, oldest
+	// first, of one owner's VMs or of every VM when ownerID is "". A limit
+	// outside 1..MaxChangesPerList means MaxChangesPerList. A reader that
+	// saw ID n never later finds a new change with an ID at or below n.
+	ListChanges(ctx context.Context, ownerID string, afterID int64, limit int) ([]Change, error)
+	// LastChangeID is the ID of the owner's newest change (every owner's
+	// when ownerID is ""), or 0 when there is none.
+	LastChangeID(ctx context.Context, ownerID string) (int64, error)
+
+	NodeStore
 
 	// Ping checks the connection, for /readyz.
 	Ping(ctx context.Context) error

@@ -33,6 +33,8 @@ func TestStore(t *testing.T) {
 		{"quota lowered below usage", testQuotaLowered},
 		{"concurrent creates respect quota", testConcurrentCreates},
 		{"concurrent writes", testConcurrentWrites},
+		{"change feed", testChanges},
+		{"change feed in commit order", testChangesInCommitOrder},
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		for _, c := range cases {

@@ -40,7 +40,27 @@ type ReconcilerConfig struct {
 	// StateChanged, if set, hears every state the reconciler records (the
 	// console closes its sessions when a VM leaves running).
 	StateChanged func(id string, s api.State)
+	// Observer, if set, hears timings and launch outcomes (vmd's metrics).
+	Observer Observer
 }
+
+// Observer hears what the reconciler does, for metrics; pkg/metrics.VM is
+// one, so this package needs no Prometheus import.
+type Observer interface {
+	// ObserveProvision is told how long making a VM's files took.
+	ObserveProvision(d time.Duration, err error)
+	// ObserveBoot is told whether a launch reached running (false: the
+	// launch failed or the guest went to error first).
+	ObserveBoot(ok bool)
+	// ObserveReconcile is told how long one pass over one VM took.
+	ObserveReconcile(d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveProvision(time.Duration, error) {}
+func (nopObserver) ObserveBoot(bool)                      {}
+func (nopObserver) ObserveReconcile(time.Duration)        {}
 
 // Reconciler makes each VM's actual state follow its desired state, one
 // operation at a time per VM. It is the Kicker and Provisioner of a Service.
@@ -55,6 +75,7 @@ type Reconciler struct {
 	events   map[string][]GuestEvent  // per VM: guest events not yet looked at
 	restarts map[string][]time.Time   // per VM: recent unplanned restarts
 	closed   map[string]bool          // per VM: whether force has been closed
+	launched map[string]bool          // per VM: launched, outcome not yet observed
 	wg       sync.WaitGroup
 }
 
@@ -80,9 +101,13 @@ func NewReconciler(c ReconcilerConfig) *Reconciler {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	return &Reconciler{cfg: c, log: c.Logger, kicks: make(chan string, 1024),
 		workers: map[string]chan struct{}{}, force: map[string]chan struct{}{},
-		events: map[string][]GuestEvent{}, restarts: map[string][]time.Time{}, closed: map[string]bool{}}
+		events: map[string][]GuestEvent{}, restarts: map[string][]time.Time{}, closed: map[string]bool{},
+		launched: map[string]bool{}}
 }
 
 // ParseRestartPolicy checks a --restart-policy value.
@@ -96,7 +121,10 @@ func ParseRestartPolicy(s string) (RestartPolicy, error) {
 
 // Provision makes a VM's files through the driver.
 func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string) error {
-	return r.cfg.Driver.Provision(ctx, v, basePath)
+	start := time.Now()
+	err := r.cfg.Driver.Provision(ctx, v, basePath)
+	r.cfg.Observer.ObserveProvision(time.Since(start), err)
+	return err
 }
 
 // Destroy stops a VM's process and removes its files through the driver.
@@ -222,7 +250,9 @@ func (r *Reconciler) work(ctx context.Context, id string, kick chan struct{}) {
 	defer r.wg.Done()
 	first := true
 	for {
+		start := time.Now()
 		done := r.reconcile(ctx, id, first)
+		r.cfg.Observer.ObserveReconcile(time.Since(start))
 		first = false
 		r.mu.Lock()
 		if done && len(kick) == 0 {
@@ -309,6 +339,7 @@ func (r *Reconciler) deleteVM(ctx context.Context, v store.VM) bool {
 	r.mu.Lock()
 	delete(r.restarts, v.ID)
 	delete(r.events, v.ID)
+	delete(r.launched, v.ID)
 	r.mu.Unlock()
 	r.clearForce(v.ID)
 	return true
@@ -344,6 +375,7 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 		r.markRunning(ctx, &v)
 		return
 	}
+	r.launchOutcome(v.ID, false) // a guest gone before its monitor said running
 	exitMsg := "qemu process is gone"
 	guestOff := false
 	for _, e := range evs {
@@ -384,10 +416,14 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	}
 	if err := d.Launch(ctx, v); err != nil {
 		if ctx.Err() == nil {
+			r.cfg.Observer.ObserveBoot(false)
 			r.setState(ctx, &v, api.StateError, err.Error())
 		}
 		return
 	}
+	r.mu.Lock()
+	r.launched[v.ID] = true
+	r.mu.Unlock()
 	r.markRunning(ctx, &v)
 }
 
@@ -400,15 +436,28 @@ func (r *Reconciler) markRunning(ctx context.Context, v *store.VM) {
 	}
 	switch st {
 	case "running":
+		r.launchOutcome(v.ID, true)
 		if v.State != api.StateRunning {
 			r.setState(ctx, v, api.StateRunning, "running")
 		}
 	case "paused", "io-error", "internal-error", "guest-panicked":
+		r.launchOutcome(v.ID, false)
 		// QEMU pauses a guest whose disk write failed (a full host disk, say);
 		// it shows as error until it runs again.
 		if v.State != api.StateError {
 			r.setState(ctx, v, api.StateError, "guest is "+st)
 		}
+	}
+}
+
+// launchOutcome tells the observer, once per launch, how it ended.
+func (r *Reconciler) launchOutcome(id string, ok bool) {
+	r.mu.Lock()
+	pending := r.launched[id]
+	delete(r.launched, id)
+	r.mu.Unlock()
+	if pending {
+		r.cfg.Observer.ObserveBoot(ok)
 	}
 }
 

@@ -41,6 +41,12 @@ type Kicker interface {
 	Kick(id string)
 }
 
+// NodeHealth says whether a node still vouches for its VMs (cluster.Registry).
+type NodeHealth interface {
+	// NodeDown reports a node that stopped heartbeating, and its last heartbeat.
+	NodeDown(ctx context.Context, node string) (down bool, since time.Time, err error)
+}
+
 // Errors the API maps to its codes.
 var (
 	ErrInvalid       = errors.New("invalid")
@@ -66,6 +72,7 @@ type Service struct {
 	templates Templates
 	prov      Provisioner // nil: records only
 	kick      Kicker      // nil: nothing reconciles
+	health    NodeHealth  // nil: every node is taken as alive
 	node      string
 	now       func() time.Time
 }
@@ -77,12 +84,14 @@ type ServiceConfig struct {
 	Provisioner Provisioner
 	Kicker      Kicker
 	Node        string
+	// Health, if set, makes VMs of a node that stopped heartbeating read as unknown.
+	Health NodeHealth
 }
 
 // NewService returns a Service; Provisioner and Kicker may be nil.
 func NewService(c ServiceConfig) *Service {
 	return &Service{store: c.Store, templates: c.Templates, prov: c.Provisioner, kick: c.Kicker,
-		node: c.Node, now: time.Now}
+		health: c.Health, node: c.Node, now: time.Now}
 }
 
 // SetKicker wires the reconciler after both exist.
@@ -220,7 +229,7 @@ func (s *Service) Get(ctx context.Context, caller store.User, ref string) (api.V
 	if err != nil {
 		return api.VM{}, fmt.Errorf("events of %s: %w", v.ID, err)
 	}
-	out := v.ToAPI()
+	out := s.shown(ctx, v)
 	for _, e := range evs {
 		out.Events = append(out.Events, api.VMEvent{Time: e.Time, State: e.State, Message: e.Message})
 	}
@@ -242,7 +251,7 @@ func (s *Service) List(ctx context.Context, caller store.User, all bool) ([]api.
 	}
 	out := make([]api.VM, 0, len(vms))
 	for _, v := range vms {
-		out = append(out, v.ToAPI())
+		out = append(out, s.shown(ctx, v))
 	}
 	return out, nil
 }
@@ -325,4 +334,25 @@ func (s *Service) setDesired(ctx context.Context, caller store.User, ref string,
 // Templates lists this node's templates.
 func (s *Service) Templates(ctx context.Context) ([]api.Template, error) {
 	return s.templates.List(ctx)
+}
+
+// shown is a VM as the API shows it: a VM whose node stopped heartbeating
+// reads as unknown, as nobody can vouch for its guest; the stored state
+// stays for when the node comes back.
+func (s *Service) shown(ctx context.Context, v store.VM) api.VM {
+	out := v.ToAPI()
+	if s.health == nil {
+		return out
+	}
+	down, since, err := s.health.NodeDown(ctx, v.Node)
+	if err != nil || !down {
+		return out // a failed look-up shows the last known state
+	}
+	out.State = api.StateUnknown
+	if since.IsZero() {
+		out.Message = fmt.Sprintf("node %s is not registered", v.Node)
+	} else {
+		out.Message = fmt.Sprintf("node %s not heartbeating since %s", v.Node, since.UTC().Format(time.RFC3339))
+	}
+	return out
 }

@@ -70,7 +70,16 @@ func (v *vmd) pid(t *testing.T, vm api.VM) int {
 	return pid
 }
 
-func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+// alive reports whether pid runs. A zombie does not: a guest orphaned by a
+// killed vmd is reaped by PID 1, which may take its time.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
 
 func sha256File(t *testing.T, path string) string {
 	t.Helper()

@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+	"github.com/spf13/cobra"
+
+	"github.com/vmdhq/vmd/pkg/client"
+	"github.com/vmdhq/vmd/tui"
+)
+
+// TUIOptions are the inputs of vmctl tui.
+type TUIOptions struct {
+	IO     *IOStreams
+	Client func() (*client.Client, error)
+	// Browser opens a console URL; nil means the system's default browser.
+	Browser func(url string) error
+
+	All          bool
+	PollInterval time.Duration
+}
+
+// NewCmdTUI builds `vmctl tui`.
+func NewCmdTUI(f *Factory, runF func(context.Context, *TUIOptions) error) *cobra.Command {
+	opts := &TUIOptions{IO: f.IOStreams, Client: f.Client}
+	cmd := &cobra.Command{
+		Use:   "tui",
+		Short: "Open the interactive dashboard",
+		Long: `Open a live table of your VMs with quota usage, updated as their states change.
+
+Keys: s start, x stop, X force stop, d delete (asks y/n), n create, c open the
+console in the browser, t tunnel hint, / filter by name, r refresh, ? help, q quit.
+Colour is off when NO_COLOR is set.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.PollInterval <= 0 {
+				return flagErrorf("--poll-interval must be positive")
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return tuiRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().BoolVarP(&opts.All, "all", "A", false, "show every user's VMs (admins only)")
+	cmd.Flags().DurationVar(&opts.PollInterval, "poll-interval", 2*time.Second, "how often VM states are polled")
+	return cmd
+}
+
+func tuiRun(ctx context.Context, opts *TUIOptions) error {
+	// A full-screen program on a pipe would only write escape codes into it.
+	if !opts.IO.CanPrompt() {
+		return errors.New("vmctl tui needs a terminal on stdin and stdout; use 'vmctl list' in scripts")
+	}
+	c, err := authedClient(opts.Client)
+	if err != nil {
+		return err
+	}
+	r := lipgloss.NewRenderer(opts.IO.Out)
+	if !opts.IO.colorOn() {
+		r.SetColorProfile(termenv.Ascii)
+	}
+	open := opts.Browser
+	if open == nil {
+		open = openBrowser
+	}
+	// Ends the change feed's goroutine when the program quits.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b := tui.ClientBackend{Client: c, All: opts.All, PollInterval: opts.PollInterval}
+	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r})
+	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.IO.In), tea.WithOutput(opts.IO.Out), tea.WithAltScreen())
+	if _, err := p.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("tui: %w", err)
+	}
+	return nil
+}

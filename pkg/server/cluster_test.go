@@ -1,0 +1,179 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/cluster"
+	"github.com/vmdhq/vmd/pkg/image"
+	"github.com/vmdhq/vmd/pkg/mail"
+	"github.com/vmdhq/vmd/pkg/ratelimit"
+	"github.com/vmdhq/vmd/pkg/server"
+	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/store/storetest"
+	"github.com/vmdhq/vmd/pkg/vm"
+)
+
+// clusterNode is one vmd HTTP stack of a two-node cluster on a shared store.
+type clusterNode struct {
+	url string
+	reg *cluster.Registry
+}
+
+func startClusterNode(t *testing.T, st store.Store, name string, secret []byte, capa cluster.Capacity) *clusterNode {
+	t.Helper()
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	var h http.Handler
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	t.Cleanup(hs.Close)
+	reg, err := cluster.New(cluster.Config{Store: st, Name: name, AdvertiseURL: hs.URL, Capacity: capa, Secret: secret, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	accounts, err := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+		Mailer: mail.LogSender{Log: log}, Secret: secret, PublicURL: hs.URL, DefaultQuota: testQuota, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgDir := filepath.Join(t.TempDir(), "images")
+	makeTemplate(t, imgDir, "tiny")
+	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg})
+	s, err := server.New(server.Config{Accounts: accounts, VMs: vms, Store: st, PublicURL: hs.URL, Log: log,
+		Version: "test", Cluster: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = s
+	return &clusterNode{url: hs.URL, reg: reg}
+}
+
+func clusterDo(t *testing.T, method, url, token string, body any, hdr map[string]string) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	return res.StatusCode, data
+}
+
+// TestClusterRouting runs two nodes on one store: creation placed on the
+// other node is proxied there, placement cannot be forged, a full cluster
+// says no_capacity, VM calls are authorized before any proxying, and a
+// silent node's VMs read unknown.
+func TestClusterRouting(t *testing.T) {
+	st := storetest.Backends()[0].Open(t)
+	ctx := context.Background()
+	secret := bytes.Repeat([]byte("s"), 32)
+	capa := cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50}
+	a := startClusterNode(t, st, "a", secret, capa)
+	b := startClusterNode(t, st, "b", secret, capa)
+
+	token := func(email string) string {
+		acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+			Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
+		if _, err := acc.AddUser(ctx, email, "correct horse battery", false); err != nil {
+			t.Fatal(err)
+		}
+		var lr api.LoginResponse
+		code, data := clusterDo(t, "POST", a.url+api.BasePath+"/auth/login", "",
+			api.LoginRequest{Email: email, Password: "correct horse battery", Client: "cli"}, nil)
+		if code != 200 || json.Unmarshal(data, &lr) != nil {
+			t.Fatalf("login %s: %d %s", email, code, data)
+		}
+		return lr.Token
+	}
+	ada, bob := token("ada@example.com"), token("bob@example.com")
+
+	// With a draining, a create sent to a lands on b.
+	if err := st.SetDraining(ctx, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	code, data := clusterDo(t, "POST", a.url+api.BasePath+"/vms", ada, api.CreateVMRequest{Name: "web", Template: "tiny"}, nil)
+	var web api.VM
+	if code != 201 || json.Unmarshal(data, &web) != nil || web.Node != "b" {
+		t.Fatalf("create through a: %d %s", code, data)
+	}
+
+	for _, tc := range []struct {
+		name       string
+		method     string
+		url, token string
+		body       any
+		hdr        map[string]string
+		status     int
+		code       string
+	}{
+		{"forged placement", "POST", b.url + api.BasePath + "/vms", ada, api.CreateVMRequest{Name: "x", Template: "tiny"},
+			map[string]string{cluster.PlaceHeader: "b;" + "1;" + "00"}, 403, api.CodeForbidden},
+		{"another node's placement", "POST", b.url + api.BasePath + "/vms", ada, api.CreateVMRequest{Name: "x", Template: "tiny"},
+			map[string]string{cluster.PlaceHeader: a.reg.SignPlacement("a")}, 403, api.CodeForbidden},
+		{"console unauthenticated", "GET", a.url + api.BasePath + "/vms/" + web.ID + "/console", "", nil, nil, 401, api.CodeUnauthenticated},
+		{"console of another's vm", "GET", a.url + api.BasePath + "/vms/" + web.ID + "/console", bob, nil, nil, 404, api.CodeNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, data := clusterDo(t, tc.method, tc.url, tc.token, tc.body, tc.hdr)
+			wantError(t, code, data, tc.status, tc.code)
+		})
+	}
+
+	t.Run("signed placement is honoured", func(t *testing.T) {
+		code, data := clusterDo(t, "POST", b.url+api.BasePath+"/vms", ada, api.CreateVMRequest{Name: "pinned", Template: "tiny"},
+			map[string]string{cluster.PlaceHeader: a.reg.SignPlacement("b")})
+		var v api.VM
+		if code != 201 || json.Unmarshal(data, &v) != nil || v.Node != "b" {
+			t.Fatalf("create with placement: %d %s", code, data)
+		}
+	})
+
+	t.Run("no capacity", func(t *testing.T) {
+		if err := st.SetDraining(ctx, "b", true); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = st.SetDraining(ctx, "b", false) }()
+		code, data := clusterDo(t, "POST", a.url+api.BasePath+"/vms", ada, api.CreateVMRequest{Name: "full", Template: "tiny"}, nil)
+		wantError(t, code, data, 503, api.CodeNoCapacity)
+	})
+
+	t.Run("silent node's vms read unknown", func(t *testing.T) {
+		if err := st.Heartbeat(ctx, "b", time.Now().Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // the node view is cached for a second
+		var v api.VM
+		code, data := clusterDo(t, "GET", a.url+api.BasePath+"/vms/web", ada, nil, nil)
+		if code != 200 || json.Unmarshal(data, &v) != nil || v.State != api.StateUnknown {
+			t.Fatalf("get web: %d %s", code, data)
+		}
+		if stored, _ := st.GetVM(ctx, web.ID); stored.State == api.StateUnknown {
+			t.Fatal("unknown was stored")
+		}
+	})
+}

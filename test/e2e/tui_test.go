@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/store/storetest"
+)
+
+// tmux drives one detached tmux server of its own, so the test's terminal
+// is a real pty that vmctl tui draws on and capture-pane reads back.
+type tmux struct {
+	t    *testing.T
+	sock string
+}
+
+func newTmux(t *testing.T) *tmux {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatalf("tmux missing: run `make deps` (%v)", err)
+	}
+	tm := &tmux{t: t, sock: filepath.Join(t.TempDir(), "tmux.sock")}
+	t.Cleanup(func() { _ = exec.Command("tmux", "-S", tm.sock, "kill-server").Run() })
+	return tm
+}
+
+func (tm *tmux) run(args ...string) string {
+	tm.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-S", tm.sock, "-f", "/dev/null"}, args...)...).CombinedOutput()
+	if err != nil {
+		tm.t.Fatalf("tmux %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (tm *tmux) capture() string { return tm.run("capture-pane", "-p", "-t", "tui") }
+
+// waitFor captures the pane until re matches, and returns that screen.
+func (tm *tmux) waitFor(re *regexp.Regexp, timeout time.Duration) string {
+	tm.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var screen string
+	for time.Now().Before(deadline) {
+		screen = tm.capture()
+		if re.MatchString(screen) {
+			return screen
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	tm.t.Fatalf("no %s on the screen within %s:\n%s", re, timeout, screen)
+	return ""
+}
+
+// TestTUI runs vmctl tui in tmux against a real vmd: a VM created with
+// vmctl shows up and turns running without a key press, and x stops it.
+func TestTUI(t *testing.T) {
+	v := startVMD(t, storetest.Backends()[0])
+	c := loggedIn(t, v, "tui@example.com")
+	tm := newTmux(t)
+	// The shell keeps the pane after vmctl exits, so its exit status and
+	// error stay on the screen.
+	script := "env -i TERM=screen " + strings.Join(c.env, " ") + " " + filepath.Join(binDir, "vmctl") + " tui; echo \"vmctl exited $?\"; sleep 600"
+	tm.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "30", "sh", "-c", script)
+
+	tm.waitFor(regexp.MustCompile(`No VMs\. Press n to create one\.`), 30*time.Second)
+	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "128")
+	screen := tm.waitFor(regexp.MustCompile(`(?m)^> web +running +tiny +1 +128MB`), 2*time.Minute)
+	if !strings.Contains(screen, "tui@example.com") || !regexp.MustCompile(`VMs +\[[█░]+\] 1\b`).MatchString(screen) {
+		t.Fatalf("no user or quota on the screen:\n%s", screen)
+	}
+
+	tm.run("send-keys", "-t", "tui", "x")
+	screen = tm.waitFor(regexp.MustCompile(`(?m)^> web +stopped +tiny`), 90*time.Second)
+	t.Logf("after x:\n%s", screen)
+	if vm := getVM(t, c, "web"); vm.State != "stopped" {
+		t.Fatalf("the TUI shows stopped, vmd says %s", vm.State)
+	}
+
+	tm.run("send-keys", "-t", "tui", "q")
+	tm.waitFor(regexp.MustCompile(`vmctl exited 0`), 10*time.Second)
+}
