@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +26,9 @@ import (
 	"github.com/vmdhq/vmd/pkg/image"
 	"github.com/vmdhq/vmd/pkg/mail"
 	"github.com/vmdhq/vmd/pkg/metrics"
+	"github.com/vmdhq/vmd/pkg/queue"
 	"github.com/vmdhq/vmd/pkg/ratelimit"
+	"github.com/vmdhq/vmd/pkg/redisx"
 	"github.com/vmdhq/vmd/pkg/server"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/version"
@@ -44,7 +47,10 @@ type app struct {
 }
 
 // wrap decorates the store before any part gets it (serve's query timing).
-func newApp(ctx context.Context, cfg Config, log *slog.Logger, wrap ...func(store.Store) store.Store) (*app, error) {
+func newApp(ctx context.Context, cfg Config, log *slog.Logger, limiter ratelimit.Limiter, wrap ...func(store.Store) store.Store) (*app, error) {
+	if limiter == nil {
+		limiter = ratelimit.NewMemory()
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -68,7 +74,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, wrap ...func(stor
 		}
 	}
 	accounts, err := account.New(account.Config{Store: st, Hasher: account.NewHasher(runtime.NumCPU()),
-		Limiter: ratelimit.NewMemory(), Mailer: mailer, Secret: secret, PublicURL: cfg.PublicURL,
+		Limiter: limiter, Mailer: mailer, Secret: secret, PublicURL: cfg.PublicURL,
 		DefaultQuota: cfg.DefaultQuota, BrowserTTL: cfg.BrowserTTL, CLITTL: cfg.CLITTL, Log: log})
 	if err != nil {
 		st.Close()
@@ -86,7 +92,7 @@ func withApp(ctx context.Context, st *settings, stderr io.Writer, f func(*app) e
 	if err != nil {
 		return usageError{err}
 	}
-	a, err := newApp(ctx, cfg, st.logger(stderr))
+	a, err := newApp(ctx, cfg, st.logger(stderr), nil)
 	if err != nil {
 		return err
 	}
@@ -135,11 +141,27 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, log, dbMetrics.Wrap)
+	shared, err := redisx.OpenWith(ctx, cfg.RedisURL, queue.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	defer shared.Close()
+	a, err := newApp(ctx, cfg, log, shared.Limiter, dbMetrics.Wrap)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if err := metrics.RegisterQueueDepth(reg, func() int64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := shared.Queue.Depth(ctx, cfg.NodeName)
+		if err != nil {
+			return -1
+		}
+		return n
+	}); err != nil {
+		return err
+	}
 	accel, reason, err := qemu.ProbeAccel(ctx, cfg.Accel)
 	if err != nil {
 		return err
@@ -163,7 +185,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer drv.Close() // guests keep running; the next vmd re-adopts them
 	cons, err := console.New(console.Config{PublicURL: cfg.PublicURL, Store: a.store,
-		Sockets: console.LayoutSockets{Layout: layout}, Registry: reg, Log: log})
+		Sockets: console.LayoutSockets{Layout: layout}, Tokens: shared.Tokens, Registry: reg, Log: log})
 	if err != nil {
 		return err
 	}
@@ -179,12 +201,21 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer stopClu()
-	a.vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: rec, Node: cfg.NodeName,
+	kicker := &vm.QueueKicker{Store: a.store, Queue: shared.Queue, Local: rec, Node: cfg.NodeName, Log: log}
+	a.vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
 		Health: clu})
 	rctx, stopRec := context.WithCancel(ctx)
-	recDone := make(chan struct{})
-	go func() { defer close(recDone); _ = rec.Run(rctx) }()
-	defer func() { stopRec(); <-recDone }()
+	var workers sync.WaitGroup
+	workers.Add(2)
+	go func() { defer workers.Done(); _ = rec.Run(rctx) }()
+	go func() {
+		defer workers.Done()
+		host, _ := os.Hostname()
+		if err := kicker.ConsumeJobs(rctx, fmt.Sprintf("%s-%d", host, os.Getpid())); err != nil {
+			log.Error("work queue consumer stopped", "err", err)
+		}
+	}()
+	defer func() { stopRec(); workers.Wait() }()
 
 	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
 		Cluster: clu, Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},

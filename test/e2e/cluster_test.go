@@ -13,12 +13,13 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/mail/mailtest"
+	"github.com/vmdhq/vmd/pkg/redisx/redistest"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
 // clusterStartNode starts one vmd node on ip, sharing the database dbURL,
 // with data and run directories of its own and the tiny template imported.
-func clusterStartNode(t *testing.T, dbURL, name, ip, secret string) *vmd {
+func clusterStartNode(t *testing.T, dbURL, redisURL, name, ip, secret string) *vmd {
 	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	openParents(t, dataDir)
@@ -36,7 +37,7 @@ func clusterStartNode(t *testing.T, dbURL, name, ip, secret string) *vmd {
 	v := &vmd{t: t, URL: "http://" + addr, DataDir: dataDir, RunDir: runDir, DBURL: dbURL, SMTP: mailtest.Start(t), log: &syncBuffer{}}
 	v.args = []string{"serve", "--listen", addr, "--data-dir", dataDir, "--run-dir", runDir, "--database-url", dbURL,
 		"--smtp-url", v.SMTP.URL(), "--accel", "tcg", "--log-format", "text", "--stop-timeout", "3s",
-		"--node-name", name, "--session-secret", secret}
+		"--node-name", name, "--session-secret", secret, "--redis-url", redisURL}
 	if out, code := v.admin(t, "", "image", "import", "tiny", tinyImage(t)); code != 0 {
 		t.Fatalf("vmd image import on %s: %d %s", name, code, out)
 	}
@@ -73,10 +74,14 @@ func clusterWait(ctx context.Context, t *testing.T, c *client.Client, id string,
 func TestCluster(t *testing.T) {
 	dbURL, _ := storetest.Backends()[1].New(t)
 	secret := strings.Repeat("cluster-secret-", 3)
+	// One Redis shared by the nodes (work queue, console tokens, login limits), under a key prefix of this test's own.
+	rdb, prefix := redistest.Client(t)
+	_ = rdb
+	redisURL := redistest.URL() + "?prefix=" + prefix
 	names := []string{"node1", "node2", "node3"}
 	nodes := map[string]*vmd{}
 	for i, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
-		nodes[names[i]] = clusterStartNode(t, dbURL, names[i], ip, secret)
+		nodes[names[i]] = clusterStartNode(t, dbURL, redisURL, names[i], ip, secret)
 	}
 	n1 := nodes["node1"]
 	const email, pw = "ada@example.com", "correct horse battery"
