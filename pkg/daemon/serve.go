@@ -234,6 +234,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("vmd serving", "listen", ln.Addr().String(), "public_url", cfg.PublicURL, "data_dir", cfg.DataDir,
 		"store", map[bool]string{true: "postgres", false: "sqlite"}[cfg.DatabaseURL != ""], "node", cfg.NodeName,
 		"version", version.Version)
+	hs.RegisterOnShutdown(srv.CloseStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

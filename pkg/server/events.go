@@ -95,6 +95,8 @@ func (s *Server) events(c echo.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.closing:
+			return nil // vmd is shutting down; the client resumes elsewhere or later
 		case <-poll.C:
 		case <-keepalive.C:
 			w.printf(": keepalive\n\n")

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -46,13 +47,15 @@ type Config struct {
 
 // Server is the HTTP handler of vmd.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	echo   *echo.Echo
-	secure bool // public URL is https: cookies get Secure
-	origin string
-	reqs   *prometheus.CounterVec
-	dur    *prometheus.HistogramVec
+	closing   chan struct{} // closed by CloseStreams
+	closeOnce sync.Once
+	cfg       Config
+	log       *slog.Logger
+	echo      *echo.Echo
+	secure    bool // public URL is https: cookies get Secure
+	origin    string
+	reqs      *prometheus.CounterVec
+	dur       *prometheus.HistogramVec
 }
 
 // access is what a route needs of its caller.
@@ -83,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil || u.Host == "" {
 		return nil, &apiError{Message: "server: --public-url must be an absolute URL such as https://vmd.example.com"}
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, secure: u.Scheme == "https", origin: u.Scheme + "://" + u.Host}
+	s := &Server{closing: make(chan struct{}), cfg: cfg, log: cfg.Log, secure: u.Scheme == "https", origin: u.Scheme + "://" + u.Host}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "api_requests_total",
 		Help: "HTTP requests by route, method and status code."}, []string{"route", "method", "code"})
 	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "api_request_duration_seconds",
@@ -156,6 +159,11 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/openapi.json", public, s.openapi},
 	}
 }
+
+// CloseStreams ends long-lived responses (event streams) so a graceful
+// shutdown need not wait for their clients; register it with
+// http.Server.RegisterOnShutdown.
+func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
