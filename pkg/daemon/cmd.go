@@ -82,7 +82,8 @@ func (s *settings) config() (Config, error) {
 		SessionSecret: v.GetString("session-secret"), RunDir: v.GetString("run-dir"), QEMUUser: v.GetString("qemu-user"),
 		StopTimeout: v.GetDuration("stop-timeout"), RestartPolicy: v.GetString("restart-policy"),
 		LogLevel: v.GetString("log-level"), LogFormat: v.GetString("log-format"),
-		BrowserTTL: v.GetDuration("session-ttl"), CLITTL: v.GetDuration("token-ttl"),
+		TrustedProxies: v.GetStringSlice("trusted-proxies"),
+		BrowserTTL:     v.GetDuration("session-ttl"), CLITTL: v.GetDuration("token-ttl"),
 		DefaultQuota: api.Quota{VMs: v.GetInt("quota-vms"), CPUs: v.GetInt("quota-cpus"),
 			MemoryMB: v.GetInt("quota-memory-mb"), DiskGB: v.GetInt("quota-disk-gb")},
 	}
@@ -112,6 +113,7 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.String("log-format", "json", "json or text")
 	fs.String("listen", "127.0.0.1:8080", "HTTP address (API, web pages, console WebSocket, metrics)")
 	fs.String("public-url", "", "base of links in e-mails and console URLs (default http://<listen>)")
+	fs.StringSlice("trusted-proxies", nil, "CIDRs of reverse proxies whose X-Forwarded-For names the client (e.g. 127.0.0.1/32 behind a local nginx)")
 	fs.String("node-name", "", "this node's name when several vmd share one database (default: host name)")
 	fs.String("accel", "auto", "kvm, tcg, or auto (KVM only where a probe guest really runs, else TCG)")
 	fs.String("smtp-url", "", "smtp://user:pass@host:port or smtps://…; empty writes e-mails to the log")

@@ -32,11 +32,14 @@ type Config struct {
 	StopTimeout   time.Duration
 	RestartPolicy string
 	LogLevel      string
-	LogFormat     string
-	DefaultQuota  api.Quota
-	BrowserTTL    time.Duration
-	CLITTL        time.Duration
-	Cluster       ClusterSettings
+	// TrustedProxies are CIDRs; parsed into trustedNets by complete.
+	TrustedProxies []string
+	trustedNets    []*net.IPNet
+	LogFormat      string
+	DefaultQuota   api.Quota
+	BrowserTTL     time.Duration
+	CLITTL         time.Duration
+	Cluster        ClusterSettings
 }
 
 // defaultDataDir follows the contract: /var/lib/vmd as root, else $XDG_DATA_HOME/vmd.
@@ -58,6 +61,28 @@ func (c *Config) complete() error {
 	}
 	if c.RunDir == "" {
 		c.RunDir = vm.DefaultRunDir()
+	}
+	var cidrs []string // VMD_TRUSTED_PROXIES arrives as one string; allow commas there too
+	for _, e := range c.TrustedProxies {
+		cidrs = append(cidrs, strings.FieldsFunc(e, func(r rune) bool { return r == ',' || r == ' ' })...)
+	}
+	for _, cidr := range cidrs {
+		if !strings.Contains(cidr, "/") {
+			cidr += map[bool]string{true: "/128", false: "/32"}[strings.Contains(cidr, ":")]
+		}
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies %q: %w", cidr, err)
+		}
+		c.trustedNets = append(c.trustedNets, n)
+	}
+	// QEMU gets these paths on its command line and runs in another directory.
+	for _, p := range []*string{&c.DataDir, &c.RunDir} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("path %s: %w", *p, err)
+		}
+		*p = abs
 	}
 	if c.NodeName == "" {
 		h, err := os.Hostname()

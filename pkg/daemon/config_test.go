@@ -86,3 +86,33 @@ func TestMainExitCodes(t *testing.T) {
 		t.Fatalf("session key: %v %v", fi, err)
 	}
 }
+
+func TestTrustedProxies(t *testing.T) {
+	t.Setenv("VMD_DATA_DIR", t.TempDir())
+	t.Setenv("VMD_TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/8 ::1")
+	c, err := settingsFor(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range c.trustedNets {
+		got = append(got, n.String())
+	}
+	if strings.Join(got, " ") != "127.0.0.1/32 10.0.0.0/8 ::1/128" {
+		t.Fatalf("trusted nets = %v", got)
+	}
+	if _, err := settingsFor(t, []string{"--trusted-proxies", "not-an-ip"}); err == nil {
+		t.Fatal("bad CIDR accepted")
+	}
+}
+
+func TestRelativeDirsBecomeAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c, err := settingsFor(t, []string{"--data-dir", "rel/data", "--run-dir", "rel/run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(c.DataDir) || !filepath.IsAbs(c.RunDir) {
+		t.Fatalf("dirs not absolute: %s %s", c.DataDir, c.RunDir)
+	}
+}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -210,5 +211,37 @@ func TestErrorShapeAndRequestID(t *testing.T) {
 	res.Body.Close()
 	if id := res.Header.Get("X-Request-Id"); id == "" || strings.Contains(id, " ") {
 		t.Fatalf("request id = %q", id)
+	}
+}
+
+// Behind a trusted proxy the throttle counts the client named in
+// X-Forwarded-For; from anywhere else that header is ignored.
+func TestThrottleBehindTrustedProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted string
+		// whether a fresh X-Forwarded-For address escapes the first address's throttle
+		separate bool
+	}{
+		{"trusted loopback proxy", "127.0.0.0/8", true},
+		{"untrusted client headers", "10.9.0.0/16", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, n, _ := net.ParseCIDR(tc.trusted)
+			e := newEnvWith(t, storetest.Backends()[0], func(c *server.Config) { c.TrustedProxies = []*net.IPNet{n} })
+			e.signup("kim@example.com")
+			anon := &user{e: e, client: e.srv.Client()}
+			for i := 0; i < 5; i++ {
+				anon.do("POST", "/auth/login", api.LoginRequest{Email: "kim@example.com", Password: "wrong password"}, map[string]string{"X-Forwarded-For": "203.0.113.7"})
+			}
+			st, _ := anon.do("POST", "/auth/login", api.LoginRequest{Email: "kim@example.com", Password: "correct horse battery"}, map[string]string{"X-Forwarded-For": "203.0.113.7"})
+			if st != 429 {
+				t.Fatalf("sixth login from the same client = %d, want 429", st)
+			}
+			st, _ = anon.do("POST", "/auth/login", api.LoginRequest{Email: "kim@example.com", Password: "correct horse battery"}, map[string]string{"X-Forwarded-For": "198.51.100.9"})
+			if got := st == 200; got != tc.separate {
+				t.Fatalf("login from another forwarded address = %d", st)
+			}
+		})
 	}
 }

@@ -52,6 +52,12 @@ var testQuota = api.Quota{VMs: 3, CPUs: 4, MemoryMB: 2048, DiskGB: 20}
 
 func newEnv(t *testing.T, b storetest.Backend) *env {
 	t.Helper()
+	return newEnvWith(t, b, nil)
+}
+
+// newEnvWith is newEnv with a hook that changes the server's config.
+func newEnvWith(t *testing.T, b storetest.Backend, tweak func(*server.Config)) *env {
+	t.Helper()
 	st := b.Open(t)
 	smtpSrv := mailtest.Start(t)
 	sender, err := mail.NewSMTPSender(smtpSrv.URL(), "vmd@example.com")
@@ -69,7 +75,11 @@ func newEnv(t *testing.T, b storetest.Backend) *env {
 	imgDir := filepath.Join(t.TempDir(), "images")
 	makeTemplate(t, imgDir, "tiny")
 	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: "test"})
-	s, err := server.New(server.Config{Accounts: accounts, VMs: vms, Store: st, PublicURL: "http://vmd.test", Log: log, Version: "test"})
+	cfg := server.Config{Accounts: accounts, VMs: vms, Store: st, PublicURL: "http://vmd.test", Log: log, Version: "test"}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

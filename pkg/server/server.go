@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -37,8 +38,10 @@ type Config struct {
 	Registry    *prometheus.Registry
 	Classifiers []Classifier
 	// Ready adds facts to /readyz (the accelerator chosen, say).
-	Ready   func(ctx context.Context) map[string]string
-	Version string
+	Ready func(ctx context.Context) map[string]string
+	// TrustedProxies are the networks whose X-Forwarded-For is believed (nginx in front).
+	TrustedProxies []*net.IPNet
+	Version        string
 	// Console serves VM consoles; nil answers its routes with 503.
 	Console *console.Console
 	// Cluster, if set, places new VMs and proxies to the node owning a VM.
@@ -98,8 +101,16 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	// Client IPs come from the connection only; a trusted proxy list comes with the nginx deployment.
+	// Client IPs (login throttling, logs) come from the connection, or from
+	// X-Forwarded-For only when the connection is one of the trusted proxies.
 	e.IPExtractor = echo.ExtractIPDirect()
+	if len(cfg.TrustedProxies) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range cfg.TrustedProxies {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	e.Use(s.requestID, s.accessLog, middleware.Recover(), middleware.BodyLimit("1M"), s.securityHeaders)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)

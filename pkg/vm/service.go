@@ -206,7 +206,7 @@ func (s *Service) lookup(ctx context.Context, caller store.User, ref string) (st
 		v, err = s.store.GetVMByName(ctx, caller.ID, ref)
 	}
 	if err != nil {
-		return store.VM{}, fmt.Errorf("vm %s: %w", ref, err)
+		return store.VM{}, err // the store names the VM already
 	}
 	if v.OwnerID != caller.ID && !caller.Admin {
 		return store.VM{}, fmt.Errorf("vm %s: %w", ref, ErrNotFound)
