@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -40,6 +41,7 @@ func (s *Server) mapError(err error) (int, string, string) {
 	var te *account.ThrottledError
 	var fe *account.FieldError
 	var ve *vm.ValidationError
+	var netErr net.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae.Status, ae.Code, ae.Message
@@ -72,6 +74,9 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusConflict, api.CodeConflict, err.Error()
 	case errors.Is(err, vm.ErrForbidden):
 		return http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"
+	case errors.As(err, &netErr):
+		// The database (or Redis) cannot be reached: the request may succeed later.
+		return http.StatusServiceUnavailable, api.CodeUnavailable, "a backing service is unreachable; try again shortly"
 	}
 	for _, classify := range s.cfg.Classifiers {
 		if status, code, ok := classify(err); ok {

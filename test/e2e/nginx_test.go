@@ -154,6 +154,7 @@ func TestNginxFrontsVMD(t *testing.T) {
 			`db_query_duration_seconds_count{op="create_vm"} 1`,
 			`db_query_duration_seconds_count{op="get_session"}`,
 			"controller_reconcile_duration_seconds_count",
+			"queue_depth 0",
 			"go_goroutines",
 			"process_resident_memory_bytes",
 		} {
