@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/lock"
 	"github.com/vmdhq/vmd/pkg/queue"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
@@ -65,4 +66,89 @@ func TestQueueKickerRoutesToOwner(t *testing.T) {
 	if got := onB.got(); len(got) != 2 || got[0] != "kick "+there.ID || got[1] != "force-stop "+there.ID {
 		t.Fatalf("node b handled %v", got)
 	}
+}
+
+// heldLocker always reports the lock as held by someone else.
+type heldLocker struct {
+	mu    sync.Mutex
+	tries int
+}
+
+func (h *heldLocker) TryAcquire(context.Context, string, time.Duration) (lock.Lease, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tries++
+	return nil, lock.ErrHeld
+}
+
+func (h *heldLocker) Acquire(ctx context.Context, k string, d time.Duration) (lock.Lease, error) {
+	return h.TryAcquire(ctx, k, d)
+}
+
+// countingDriver records Destroy calls and does nothing else (it stands
+// below the reconciler, which is what is under test).
+type countingDriver struct {
+	mu        sync.Mutex
+	destroyed int
+}
+
+func (d *countingDriver) Provision(context.Context, store.VM, string) error { return nil }
+func (d *countingDriver) Destroy(context.Context, store.VM) error {
+	d.mu.Lock()
+	d.destroyed++
+	d.mu.Unlock()
+	return nil
+}
+func (d *countingDriver) Launch(context.Context, store.VM) error              { return nil }
+func (d *countingDriver) Adopt(context.Context, store.VM) (bool, error)       { return false, nil }
+func (d *countingDriver) Alive(string) bool                                   { return false }
+func (d *countingDriver) Status(context.Context, string) (string, error)      { return "shutdown", nil }
+func (d *countingDriver) Stop(context.Context, string, <-chan struct{}) error { return nil }
+func (d *countingDriver) Subscribe(func(vm.GuestEvent))                       {}
+
+// A VM whose lock another process holds is left alone by this reconciler.
+func TestReconcilerSkipsLockedVM(t *testing.T) {
+	st := openStore(t)
+	u := newUser(t, st)
+	now := time.Now().UTC()
+	v := store.VM{ID: vm.NewID(), OwnerID: u.ID, Name: "locked", Template: "tiny", CPU: 1, MemoryMB: 128, DiskGB: 1,
+		Node: "a", State: api.StateStopped, Desired: api.DesiredDeleted, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateVM(context.Background(), v); err != nil {
+		t.Fatal(err)
+	}
+	locker := &heldLocker{}
+	drv := &countingDriver{}
+	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: st, Driver: drv, Node: "a", Locker: locker, Interval: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = rec.Run(ctx); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	<-done
+	locker.mu.Lock()
+	tries := locker.tries
+	locker.mu.Unlock()
+	if tries == 0 {
+		t.Fatal("reconciler never asked for the lock")
+	}
+	if _, err := st.GetVM(context.Background(), v.ID); err != nil || drv.destroyed != 0 {
+		t.Fatalf("locked VM was acted on: destroyed %d times, record: %v", drv.destroyed, err)
+	}
+	// With the lock free, the same reconciler deletes it.
+	rec = vm.NewReconciler(vm.ReconcilerConfig{Store: st, Driver: drv, Node: "a", Locker: lock.NewMemory(), Interval: 50 * time.Millisecond})
+	ctx, cancel = context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() { _ = rec.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := st.GetVM(context.Background(), v.ID); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unlocked VM not deleted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
 }

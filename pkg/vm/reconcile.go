@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/lock"
 	"github.com/vmdhq/vmd/pkg/store"
 )
 
@@ -37,6 +38,10 @@ type ReconcilerConfig struct {
 	MaxRestarts   int
 	RestartWindow time.Duration
 	Logger        *slog.Logger
+	// Locker, if set, holds "vm:<id>" for each pass (Redis in a cluster);
+	// LockTTL bounds a crashed holder's lock (default 10 min, above the longest stop).
+	Locker  lock.Locker
+	LockTTL time.Duration
 	// StateChanged, if set, hears every state the reconciler records (the
 	// console closes its sessions when a VM leaves running).
 	StateChanged func(id string, s api.State)
@@ -103,6 +108,9 @@ func NewReconciler(c ReconcilerConfig) *Reconciler {
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
+	}
+	if c.LockTTL <= 0 {
+		c.LockTTL = 10 * time.Minute
 	}
 	return &Reconciler{cfg: c, log: c.Logger, kicks: make(chan string, 1024),
 		workers: map[string]chan struct{}{}, force: map[string]chan struct{}{},
@@ -245,13 +253,36 @@ func (r *Reconciler) dispatch(ctx context.Context, id string) {
 	go r.work(ctx, id, kick)
 }
 
+// lockedPass runs one reconcile pass under the VM's lock, so two vmd
+// processes that both believe they own a VM (a restart overlapping its
+// predecessor, two nodes given one name) never act on it at once. A held
+// lock skips the pass; the next kick or sweep tries again.
+func (r *Reconciler) lockedPass(ctx context.Context, id string, first bool) bool {
+	if r.cfg.Locker == nil {
+		return r.reconcile(ctx, id, first)
+	}
+	lease, err := r.cfg.Locker.TryAcquire(ctx, "vm:"+id, r.cfg.LockTTL)
+	if err != nil {
+		if !errors.Is(err, lock.ErrHeld) && ctx.Err() == nil {
+			r.log.Warn("reconcile: lock", "vm", id, "err", err)
+		}
+		return true // not ours to finish now: the sweep dispatches it again
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = lease.Release(rctx)
+	}()
+	return r.reconcile(ctx, id, first)
+}
+
 // work is a VM's worker: one pass per kick, so operations on a VM never overlap.
 func (r *Reconciler) work(ctx context.Context, id string, kick chan struct{}) {
 	defer r.wg.Done()
 	first := true
 	for {
 		start := time.Now()
-		done := r.reconcile(ctx, id, first)
+		done := r.lockedPass(ctx, id, first)
 		r.cfg.Observer.ObserveReconcile(time.Since(start))
 		first = false
 		r.mu.Lock()
