@@ -37,7 +37,8 @@ need() {
 	done
 }
 need apt-get apt-cache dpkg cpio gzip perl mkfs.vfat syslinux mcopy qemu-img
-if ! "$BUSYBOX" --list 2>/dev/null | grep -qx cttyhack; then
+# Not "--list | grep -q": under pipefail, grep quitting early can fail the pipe.
+if ! "$BUSYBOX" --list 2>/dev/null | grep -x cttyhack >/dev/null; then
 	echo "build-image: $BUSYBOX is not a static busybox with cttyhack; run make deps" >&2
 	exit 1
 fi
