@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X github.com/vmdhq/vmd/pkg/version.Version=$(VERSION)
 DATA_DIR ?= $(CURDIR)/.vmd-data
 IMAGE := images/tiny.qcow2
 
-.PHONY: build test run image deps bench clean fmt vet web
+.PHONY: build test run image deps bench clean fmt vet web completions man release-check
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vmd ./cmd/vmd
@@ -29,6 +29,19 @@ run: deps build image
 # TestDistFresh fails when web/src changed without this.
 web:
 	cd web && npm ci && npm run build
+
+# completions and man regenerate the committed shell completions and man
+# pages; cmd/gendocs's test fails when the committed copies are stale.
+completions:
+	$(GO) run ./cmd/gendocs -completions completions
+
+man:
+	$(GO) run ./cmd/gendocs -man docs/man
+
+# release-check validates .goreleaser.yaml (installs goreleaser on first use:
+# minutes on a cold machine, so CI runs it from .ci/run, not make test).
+release-check:
+	./hack/goreleaser-check.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -5,7 +5,8 @@
 # font) that the browser tests in test/e2e drive, and websockify (numpy is its
 # fast path) that bench/console.sh compares the console proxy with, and tmux
 # that the TUI test in test/e2e runs vmctl tui in, and nginx that the deploy
-# template is tested in (test/e2e/nginx_test.go). With
+# template is tested in (test/e2e/nginx_test.go), and bash-completion that
+# the completion test loads vmctl's bash completion with. With
 # everything present it only runs
 # dpkg-query, so `make deps` is cheap to repeat.
 set -eu
@@ -30,6 +31,7 @@ websockify
 python3-numpy
 tmux
 nginx
+bash-completion
 "
 
 missing=""

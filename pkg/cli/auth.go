@@ -161,7 +161,7 @@ func loginRun(ctx context.Context, opts *LoginOptions) error {
 	if err := cfg.Save(opts.ConfigPath()); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Logged in to %s as %s (context %q).\n", server, email, name)
+	opts.IO.Infof("Logged in to %s as %s (context %q).\n", server, email, name)
 	return nil
 }
 
@@ -199,7 +199,7 @@ func signupRun(ctx context.Context, opts *SignupOptions) error {
 	if _, err := opts.NewClient(server).Signup(ctx, email, password); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Signed up %s. A verification e-mail was sent: open its link or run 'vmctl verify TOKEN', then 'vmctl login'.\n", email)
+	opts.IO.Infof("Signed up %s. A verification e-mail was sent: open its link or run 'vmctl verify TOKEN', then 'vmctl login'.\n", email)
 	return nil
 }
 
@@ -241,7 +241,7 @@ func verifyRun(ctx context.Context, opts *VerifyOptions) error {
 	if err := opts.NewClient(t.Server).Verify(ctx, opts.Token); err != nil {
 		return err
 	}
-	fmt.Fprintln(opts.IO.ErrOut, "E-mail address verified; you can now 'vmctl login'.")
+	opts.IO.Infof("E-mail address verified; you can now 'vmctl login'.\n")
 	return nil
 }
 
@@ -293,7 +293,7 @@ func logoutRun(ctx context.Context, opts *LogoutOptions) error {
 			return err
 		}
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Logged out of %s.\n", c.Server())
+	opts.IO.Infof("Logged out of %s.\n", c.Server())
 	return nil
 }
 

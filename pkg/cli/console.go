@@ -108,7 +108,7 @@ func consoleRun(ctx context.Context, opts *ConsoleOptions) error {
 		fmt.Fprintln(opts.IO.Out, res.URL)
 		return nil
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Opened the console of vm %s in your browser.\n", opts.Name)
+	opts.IO.Infof("Opened the console of vm %s in your browser.\n", opts.Name)
 	return nil
 }
 
@@ -152,7 +152,7 @@ func tunnel(ctx context.Context, opts *ConsoleOptions, c *client.Client) error {
 		return fmt.Errorf("tunnel: listen on %s: %w", opts.Tunnel, err)
 	}
 	addr := l.Addr()
-	fmt.Fprintf(opts.IO.ErrOut, "forwarding %s to VM %s; connect a VNC viewer to %s; Ctrl-C to stop\n", addr, opts.Name, addr)
+	opts.IO.Infof("forwarding %s to VM %s; connect a VNC viewer to %s; Ctrl-C to stop\n", addr, opts.Name, addr)
 	if opts.Ready != nil {
 		opts.Ready(addr)
 	}

@@ -28,6 +28,9 @@ type IOStreams struct {
 	ErrTTY bool
 	// Color allows ANSI colour on Out; it is only honoured when OutTTY.
 	Color bool
+	// Quiet drops the informational messages of Infof (--quiet), so a
+	// script's stderr holds only errors.
+	Quiet bool
 
 	// readPassword reads a line from In without echo; nil means In cannot do that.
 	readPassword func() (string, error)
@@ -68,6 +71,13 @@ func (s *IOStreams) CanPrompt() bool { return s.InTTY && s.OutTTY }
 
 // colorOn reports whether Out gets ANSI colour.
 func (s *IOStreams) colorOn() bool { return s.Color && s.OutTTY }
+
+// Infof writes an informational message to ErrOut unless Quiet.
+func (s *IOStreams) Infof(format string, args ...any) {
+	if !s.Quiet {
+		fmt.Fprintf(s.ErrOut, format, args...)
+	}
+}
 
 // ReadLine reads one line from In without its line ending. An empty input
 // at EOF is io.EOF.

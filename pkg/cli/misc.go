@@ -61,7 +61,7 @@ func templatesRun(ctx context.Context, opts *TemplatesOptions) error {
 		return nil
 	}
 	if len(ts) == 0 {
-		fmt.Fprintln(ios.ErrOut, "No templates found.")
+		ios.Infof("No templates found.\n")
 		return nil
 	}
 	created := "AGE"
@@ -194,7 +194,7 @@ func useContextRun(opts *ConfigOptions) error {
 	if err := cfg.Save(opts.ConfigPath()); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Switched to context %q.\n", opts.Name)
+	opts.IO.Infof("Switched to context %q.\n", opts.Name)
 	return nil
 }
 

@@ -71,6 +71,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 	pf.String("token", "", "bearer token (env VMCTL_TOKEN)")
 	pf.String("context", "", "context of the config file to use (env VMCTL_CONTEXT)")
 	pf.String("config", "", "config file (env VMCTL_CONFIG; default $XDG_CONFIG_HOME/vmctl/config.yaml)")
+	pf.BoolVarP(&ios.Quiet, "quiet", "q", ios.Quiet, "print no informational messages on stderr, only errors")
 
 	s, err := newSettings(pf)
 	if err != nil {

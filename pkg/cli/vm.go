@@ -113,7 +113,7 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 	}
 	if opts.Wait {
 		if opts.IO.ErrTTY {
-			fmt.Fprintf(opts.IO.ErrOut, "Waiting for vm %s to be running...\n", vm.Name)
+			opts.IO.Infof("Waiting for vm %s to be running...\n", vm.Name)
 		}
 		ref := vm.ID
 		if ref == "" {
@@ -176,7 +176,7 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 	}
 	if len(vms) == 0 && (opts.Output == formatTable || opts.Output == formatWide) {
 		if opts.IO.ErrTTY || opts.IO.OutTTY {
-			fmt.Fprintln(opts.IO.ErrOut, "No VMs found.")
+			opts.IO.Infof("No VMs found.\n")
 		}
 		return nil
 	}
@@ -266,7 +266,7 @@ func startRun(ctx context.Context, opts *PowerOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "vm %s: start requested (state %s)\n", vm.Name, vm.State)
+	opts.IO.Infof("vm %s: start requested (state %s)\n", vm.Name, vm.State)
 	return nil
 }
 
@@ -299,7 +299,7 @@ func stopRun(ctx context.Context, opts *PowerOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "vm %s: stop requested (state %s)\n", vm.Name, vm.State)
+	opts.IO.Infof("vm %s: stop requested (state %s)\n", vm.Name, vm.State)
 	return nil
 }
 
@@ -363,7 +363,7 @@ func deleteRun(ctx context.Context, opts *DeleteOptions) error {
 		return err
 	}
 	if !opts.Wait {
-		fmt.Fprintf(opts.IO.ErrOut, "vm %s: delete requested\n", opts.Name)
+		opts.IO.Infof("vm %s: delete requested\n", opts.Name)
 		return nil
 	}
 	// By id: the name may be taken again as soon as the VM is gone.
@@ -374,6 +374,6 @@ func deleteRun(ctx context.Context, opts *DeleteOptions) error {
 	if _, err := waitForVM(ctx, c, ref, waitCondition{deleted: true}, opts.Timeout, opts.Interval); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "vm %s: deleted\n", opts.Name)
+	opts.IO.Infof("vm %s: deleted\n", opts.Name)
 	return nil
 }

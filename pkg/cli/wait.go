@@ -115,9 +115,9 @@ func waitRun(ctx context.Context, opts *WaitOptions) error {
 		return err
 	}
 	if opts.For.deleted {
-		fmt.Fprintf(opts.IO.ErrOut, "vm %s: deleted\n", opts.Name)
+		opts.IO.Infof("vm %s: deleted\n", opts.Name)
 	} else {
-		fmt.Fprintf(opts.IO.ErrOut, "vm %s: %s\n", vm.Name, vm.State)
+		opts.IO.Infof("vm %s: %s\n", vm.Name, vm.State)
 	}
 	return nil
 }
