@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/humanize"
 )
 
 // Output formats of -o.
@@ -202,25 +203,7 @@ func timeCell(ios *IOStreams, now time.Time, t time.Time) string {
 	if !ios.OutTTY {
 		return t.UTC().Format(time.RFC3339)
 	}
-	return humanAge(now.Sub(t))
-}
-
-// humanAge prints a duration the way kubectl's AGE column does.
-func humanAge(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < 2*time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < 2*time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	case d < 365*24*time.Hour:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	default:
-		return fmt.Sprintf("%dy", int(d.Hours()/24/365))
-	}
+	return humanize.Age(now.Sub(t))
 }
 
 // humanBytes prints a size in binary units on a TTY and in bytes otherwise.

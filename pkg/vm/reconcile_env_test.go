@@ -7,11 +7,8 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,37 +17,11 @@ import (
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 	"github.com/vmdhq/vmd/pkg/vm"
 	"github.com/vmdhq/vmd/pkg/vm/qemu"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
-var imageOnce sync.Once
-
-// tinyImage returns the test template, building it with make if missing.
-// QEMU is required: without it the test fails rather than skips.
-func tinyImage(t testing.TB) string {
-	t.Helper()
-	for _, b := range []string{"qemu-system-x86_64", "qemu-img"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Fatalf("%s is required (apt-get install qemu-system-x86 qemu-utils): %v", b, err)
-		}
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(root, "images", "tiny.qcow2")
-	imageOnce.Do(func() {
-		if _, err := os.Stat(img); err == nil {
-			return
-		}
-		if out, err := exec.Command("make", "-C", root, "image").CombinedOutput(); err != nil {
-			t.Logf("make image: %v\n%s", err, out)
-		}
-	})
-	if _, err := os.Stat(img); err != nil {
-		t.Fatalf("tiny image: %v (make -C %s image)", err, root)
-	}
-	return img
-}
+// tinyImage is the test template (built by make if missing).
+func tinyImage(t testing.TB) string { return vmtest.TinyImage(t) }
 
 // templates serves one template, the tiny image, as pkg/image would.
 type templates struct{ path string }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/mail/mailtest"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 var binDir string
@@ -53,14 +54,7 @@ func repoRoot(t testing.TB) string {
 }
 
 // tinyImage is the test template built by `make image`; the tests fail without it.
-func tinyImage(t testing.TB) string {
-	t.Helper()
-	p := filepath.Join(repoRoot(t), "images", "tiny.qcow2")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("test image missing: run `make image` (%v)", err)
-	}
-	return p
-}
+func tinyImage(t testing.TB) string { return vmtest.TinyImage(t) }
 
 func freeAddr(t testing.TB) string {
 	t.Helper()

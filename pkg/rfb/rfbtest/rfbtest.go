@@ -17,32 +17,12 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/rfb"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
-// Image returns the path of images/tiny.qcow2, failing the test when it is
-// missing (build it with `make image`).
-func Image(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("rfbtest: no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	img := filepath.Join(dir, "images", "tiny.qcow2")
-	if _, err := os.Stat(img); err != nil {
-		t.Fatalf("rfbtest: %v: run `make image` first", err)
-	}
-	return img
-}
+// Image returns the path of images/tiny.qcow2 (built by make if missing),
+// failing the test when it cannot be had.
+func Image(t testing.TB) string { return vmtest.TinyImage(t) }
 
 // StartQEMU boots the tiny image on a throwaway overlay with `-vnc
 // unix:sock` and returns once the socket answers. QEMU is killed when the

@@ -6,42 +6,18 @@ import (
 	"crypto/sha256"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
-var imageOnce sync.Once
-
-// tinyImage returns the test template, building it with make if missing.
-func tinyImage(t testing.TB) string {
-	t.Helper()
-	needQEMU(t)
-	root, err := filepath.Abs("../../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(root, "images", "tiny.qcow2")
-	imageOnce.Do(func() {
-		if _, err := os.Stat(img); err == nil {
-			return
-		}
-		if out, err := exec.Command("make", "-C", root, "image").CombinedOutput(); err != nil {
-			t.Logf("make image: %v\n%s", err, out)
-		}
-	})
-	if _, err := os.Stat(img); err != nil {
-		t.Fatalf("tiny image: %v (make -C %s image)", err, root)
-	}
-	return img
-}
+// tinyImage is the test template (built by make if missing).
+func tinyImage(t testing.TB) string { return vmtest.TinyImage(t) }
 
 // testLayout makes data and run dirs that QEMU's unprivileged user can
 // reach (t.TempDir's are 0700).

@@ -2,20 +2,14 @@ package qemu
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
-func needQEMU(t testing.TB) {
-	t.Helper()
-	for _, b := range []string{"qemu-system-x86_64", "qemu-img"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Fatalf("%s is required (apt-get install qemu-system-x86 qemu-utils): %v", b, err)
-		}
-	}
-}
+func needQEMU(t testing.TB) { vmtest.NeedQEMU(t) }
 
 func TestProbeGuestTCG(t *testing.T) {
 	needQEMU(t)
