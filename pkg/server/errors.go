@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	"github.com/labstack/echo/v4"
 
@@ -74,6 +75,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusConflict, api.CodeConflict, err.Error()
 	case errors.Is(err, vm.ErrForbidden):
 		return http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"
+	case errors.Is(err, vm.ErrNoSpace), errors.Is(err, syscall.ENOSPC):
+		return http.StatusInsufficientStorage, api.CodeInsufficient, "the node has no room for this VM's disk; try a smaller disk or ask an admin"
 	case errors.As(err, &netErr):
 		// The database (or Redis) cannot be reached: the request may succeed later.
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "a backing service is unreachable; try again shortly"

@@ -55,6 +55,9 @@ var (
 	ErrQuotaExceeded = store.ErrQuotaExceeded
 )
 
+// ErrNoSpace means the node's disk cannot hold the VM's files.
+var ErrNoSpace = errors.New("not enough free space on the node")
+
 // ValidationError says which field of a request is wrong.
 type ValidationError struct {
 	Field   string

@@ -20,7 +20,7 @@ import (
 const minFree = 64 << 20
 
 // ErrNoSpace is returned (wrapped) when the data dir's file system is full.
-var ErrNoSpace = errors.New("not enough free space")
+var ErrNoSpace = vm.ErrNoSpace
 
 // Provision makes the VM's directory, its qcow2 overlay on base (which is
 // only ever opened read-only) and, with user-data, its cloud-init seed.
