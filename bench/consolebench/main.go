@@ -105,7 +105,8 @@ func runProxy(sock string) error {
 		fmt.Fprint(w, res.WSURL)
 	})
 	mux.HandleFunc("GET /api/v1/vms/{id}/console/ws", func(w http.ResponseWriter, r *http.Request) {
-		if err := con.ServeWS(w, r, r.PathValue("id"), ""); err != nil {
+		// As vmd does after checking the client's bearer token (the bench client is that user).
+		if err := con.ServeWS(w, r, r.PathValue("id"), u.ID); err != nil {
 			http.Error(w, err.Error(), 403)
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -26,7 +27,8 @@ func benchConn(b *testing.B) net.Conn {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ws, _, err := websocket.Dial(context.Background(), res.WSURL, &websocket.DialOptions{Subprotocols: []string{console.Subprotocol}})
+	ws, _, err := websocket.Dial(context.Background(), res.WSURL, &websocket.DialOptions{Subprotocols: []string{console.Subprotocol},
+		HTTPHeader: http.Header{"Origin": {e.Server.URL}}})
 	if err != nil {
 		b.Fatal(err)
 	}

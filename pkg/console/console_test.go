@@ -28,8 +28,22 @@ func issue(t *testing.T, e *consoletest.Env, u store.User, v store.VM) api.Conso
 	return res
 }
 
+// asBrowser adds the Origin a browser on the server's own page sends, unless
+// hdr already names an Origin or credentials.
+func asBrowser(wsURL string, hdr http.Header) http.Header {
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	if _, ok := hdr["Origin"]; !ok && hdr.Get("Authorization") == "" {
+		u, _ := url.Parse(wsURL)
+		hdr.Set("Origin", strings.Replace(u.Scheme, "ws", "http", 1)+"://"+u.Host)
+	}
+	return hdr
+}
+
 func dial(t *testing.T, wsURL string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
 	t.Helper()
+	hdr = asBrowser(wsURL, hdr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, res, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{console.Subprotocol}, HTTPHeader: hdr})
@@ -61,6 +75,21 @@ func refused(t *testing.T, e *consoletest.Env, wsURL string, hdr http.Header, wa
 	if got := e.LastErr(); !errors.Is(got, want) {
 		t.Fatalf("refused with %v, want %v", got, want)
 	}
+}
+
+// A program (no Origin) must show who it is: a token alone is not enough.
+func TestRefuseNoOriginWithoutCredentials(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice := e.AddUser(t, "alice")
+	v := e.AddVM(t, alice, "web", false)
+	res := issue(t, e, alice, v)
+	refused(t, e, res.WSURL, http.Header{"Origin": nil}, console.ErrWrongUser)
+	// The refusal came before the token was taken: with credentials it still opens.
+	ws, _, err := dial(t, res.WSURL, http.Header{"Authorization": {"Bearer " + alice.ID}})
+	if err != nil {
+		t.Fatalf("no Origin, bearer: %v", err)
+	}
+	ws.CloseNow()
 }
 
 func redact(u string) string { s, _, _ := strings.Cut(u, "?"); return s }

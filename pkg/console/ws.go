@@ -36,6 +36,11 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
 		return ErrNotWebSocket
 	}
+	// Browsers always send Origin; a client that sends none is a program,
+	// and a program must also say who it is (its bearer token).
+	if r.Header.Get("Origin") == "" && authUserID == "" {
+		return fmt.Errorf("%w: a client without an Origin header must send its bearer token", ErrWrongUser)
+	}
 	tok := r.URL.Query().Get("token")
 	if tok == "" {
 		return ErrTokenInvalid

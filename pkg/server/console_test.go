@@ -110,6 +110,14 @@ func wsDial(t *testing.T, wsURL string, hdr http.Header) (*websocket.Conn, int, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	if _, ok := hdr["Origin"]; !ok && hdr.Get("Authorization") == "" {
+		// As the console page in a browser would.
+		u, _ := url.Parse(wsURL)
+		hdr.Set("Origin", strings.Replace(u.Scheme, "ws", "http", 1)+"://"+u.Host)
+	}
 	c, res, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{"binary"}, HTTPHeader: hdr})
 	if err == nil {
 		t.Cleanup(func() { c.CloseNow() })
