@@ -23,7 +23,7 @@ func newKeyMap() keyMap {
 		ForceStop:   key.NewBinding(key.WithKeys("X"), key.WithHelp("X", "force stop")),
 		Delete:      key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
 		Console:     key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "console")),
-		Tunnel:      key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "tunnel hint")),
+		Tunnel:      key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "vnc tunnel on/off")),
 		Create:      key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "new vm")),
 		Filter:      key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
 		ClearFilter: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")),

@@ -40,6 +40,10 @@ type Options struct {
 	// Retry is the wait before the change feed is reopened after it broke;
 	// zero means 2s.
 	Retry time.Duration
+	// Tunnel starts a local VNC tunnel to a VM's console and returns its
+	// address and how to stop it; nil means the t key only shows the
+	// `vmctl console --tunnel` command.
+	Tunnel func(ctx context.Context, id string) (addr string, stop func(), err error)
 }
 
 type mode int
@@ -79,6 +83,9 @@ type Model struct {
 
 	status    string
 	statusErr bool
+
+	// tunnels are the running console tunnels by VM id (t toggles one).
+	tunnels map[string]openTunnel
 
 	lastEventID int64
 	changes     <-chan Change
@@ -122,7 +129,18 @@ type (
 		openErr   error
 		err       error
 	}
+	tunnelMsg struct {
+		id, name, addr string
+		stop           func()
+		err            error
+	}
 )
+
+// openTunnel is a running console tunnel.
+type openTunnel struct {
+	addr string
+	stop func()
+}
 
 // New returns the dashboard over b. ctx bounds every call it makes and the
 // change feed.
@@ -158,7 +176,7 @@ func New(ctx context.Context, b Backend, opts Options) Model {
 	f.Cursor.Style, f.Cursor.TextStyle = st.cursor, st.plain
 	return Model{
 		ctx: ctx, b: b, opts: opts, st: st, keys: newKeyMap(), help: h,
-		width: 80, height: 24, now: opts.Now(), filter: f,
+		width: 80, height: 24, now: opts.Now(), filter: f, tunnels: map[string]openTunnel{},
 	}
 }
 
@@ -265,6 +283,12 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m = m.setStatus(fmt.Sprintf("created vm %s", msg.vm.Name))
 		}
 		return m, m.loadUser()
+	case tunnelMsg:
+		if msg.err != nil {
+			return m.fail("tunnel to "+msg.name, msg.err), nil
+		}
+		m.tunnels[msg.id] = openTunnel{addr: msg.addr, stop: msg.stop}
+		return m.setStatus(fmt.Sprintf("tunnel to %s: connect a VNC viewer to %s (t again stops it)", msg.name, msg.addr)), nil
 	case consoleMsg:
 		switch {
 		case msg.err != nil:
@@ -407,7 +431,19 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 			return consoleMsg{name: name, url: res.URL, openErr: open(res.URL)}
 		}
 	case key.Matches(msg, k.Tunnel):
-		return m.setStatus(fmt.Sprintf("for a native VNC viewer run: vmctl console %s --tunnel  (then connect to 127.0.0.1:5900)", name)), nil
+		if t, ok := m.tunnels[id]; ok {
+			delete(m.tunnels, id)
+			return m.setStatus(fmt.Sprintf("tunnel to %s on %s stopped", name, t.addr)), func() tea.Msg { t.stop(); return nil }
+		}
+		if m.opts.Tunnel == nil {
+			return m.setStatus(fmt.Sprintf("for a native VNC viewer run: vmctl console %s --tunnel  (then connect to 127.0.0.1:5900)", name)), nil
+		}
+		m = m.setStatus("starting a tunnel to " + name + "…")
+		ctx, start := m.ctx, m.opts.Tunnel
+		return m, func() tea.Msg {
+			addr, stop, err := start(ctx, id)
+			return tunnelMsg{id: id, name: name, addr: addr, stop: stop, err: err}
+		}
 	}
 	return m, nil
 }

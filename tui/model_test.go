@@ -401,3 +401,29 @@ func TestUpdateNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// t starts a VNC tunnel to the selected VM and shows where to connect; a
+// second t stops it.
+func TestTunnelKeyTogglesTunnel(t *testing.T) {
+	f := newFake()
+	m := loaded(t, f, nil)
+	var started []string
+	stopped := 0
+	m.opts.Tunnel = func(_ context.Context, id string) (string, func(), error) {
+		started = append(started, id)
+		return "127.0.0.1:5901", func() { stopped++ }, nil
+	}
+	m = press(t, m, "t")
+	if len(started) != 1 || started[0] != "vm_03" || !strings.Contains(m.status, "connect a VNC viewer to 127.0.0.1:5901") {
+		t.Fatalf("started %v, status %q", started, m.status)
+	}
+	m = press(t, m, "t")
+	if stopped != 1 || !strings.Contains(m.status, "stopped") {
+		t.Fatalf("stopped %d, status %q", stopped, m.status)
+	}
+	m.opts.Tunnel = func(context.Context, string) (string, func(), error) { return "", nil, errors.New("vm is not running") }
+	m = press(t, m, "t")
+	if !m.statusErr || !strings.Contains(m.status, "vm is not running") {
+		t.Fatalf("status %q", m.status)
+	}
+}

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -156,55 +154,7 @@ func tunnel(ctx context.Context, opts *ConsoleOptions, c *client.Client) error {
 	if opts.Ready != nil {
 		opts.Ready(addr)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { <-ctx.Done(); l.Close() }()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		tc, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("tunnel: accept: %w", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer tc.Close()
-			ws, err := c.DialConsole(ctx, opts.Name)
-			if err != nil {
-				if ctx.Err() == nil {
-					fmt.Fprintf(opts.IO.ErrOut, "connection from %s: %v\n", tc.RemoteAddr(), err)
-				}
-				return
-			}
-			defer ws.Close()
-			pipe(ctx, tc, ws)
-		}()
-	}
-}
-
-// pipe copies both ways until one side ends or ctx is done.
-func pipe(ctx context.Context, a, b net.Conn) {
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		buf := make([]byte, 256<<10)
-		_, _ = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
-		done <- struct{}{}
-	}
-	go cp(a, b)
-	go cp(b, a)
-	left := 2
-	select {
-	case <-done:
-		left--
-	case <-ctx.Done():
-	}
-	a.Close()
-	b.Close()
-	for ; left > 0; left-- {
-		<-done
-	}
+	return c.ServeTunnel(ctx, l, opts.Name, func(remote net.Addr, err error) {
+		fmt.Fprintf(opts.IO.ErrOut, "connection from %s: %v\n", remote, err)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -35,7 +36,7 @@ func NewCmdTUI(f *Factory, runF func(context.Context, *TUIOptions) error) *cobra
 		Long: `Open a live table of your VMs with quota usage, updated as their states change.
 
 Keys: s start, x stop, X force stop, d delete (asks y/n), n create, c open the
-console in the browser, t tunnel hint, / filter by name, r refresh, ? help, q quit.
+console in the browser, t VNC tunnel on/off, / filter by name, r refresh, ? help, q quit.
 Colour is off when NO_COLOR is set.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -70,11 +71,12 @@ func tuiRun(ctx context.Context, opts *TUIOptions) error {
 	if open == nil {
 		open = openBrowser
 	}
-	// Ends the change feed's goroutine when the program quits.
+	// Ends the change feed's goroutine and any tunnels when the program quits.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := tui.ClientBackend{Client: c, All: opts.All, PollInterval: opts.PollInterval}
-	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r})
+	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r,
+		Tunnel: func(ctx context.Context, id string) (string, func(), error) { return startTunnel(ctx, c, id) }})
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.IO.In), tea.WithOutput(opts.IO.Out), tea.WithAltScreen())
 	if _, err := p.Run(); err != nil {
 		if ctx.Err() != nil {
@@ -83,4 +85,22 @@ func tuiRun(ctx context.Context, opts *TUIOptions) error {
 		return fmt.Errorf("tui: %w", err)
 	}
 	return nil
+}
+
+// startTunnel listens on 127.0.0.1:5900, or any free port when that is
+// taken, and forwards viewers to the VM's console until stop is called.
+func startTunnel(ctx context.Context, c *client.Client, id string) (string, func(), error) {
+	if _, err := c.Console(ctx, id); err != nil { // fail now if there is no console to reach
+		return "", nil, err
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:5900")
+	if err != nil {
+		if l, err = lc.Listen(ctx, "tcp", "127.0.0.1:0"); err != nil {
+			return "", nil, fmt.Errorf("tunnel: listen: %w", err)
+		}
+	}
+	tctx, stop := context.WithCancel(ctx)
+	go func() { _ = c.ServeTunnel(tctx, l, id, nil) }()
+	return l.Addr().String(), stop, nil
 }
