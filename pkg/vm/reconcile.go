@@ -445,7 +445,7 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	if v.State != api.StateStarting || msg != "starting" {
 		r.setState(ctx, &v, api.StateStarting, msg)
 	}
-	if err := d.Launch(ctx, v); err != nil {
+	if err := r.launch(ctx, &v); err != nil {
 		if ctx.Err() == nil {
 			r.cfg.Observer.ObserveBoot(false)
 			r.setState(ctx, &v, api.StateError, err.Error())
@@ -456,6 +456,30 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	r.launched[v.ID] = true
 	r.mu.Unlock()
 	r.markRunning(ctx, &v)
+}
+
+// launchAttempts bounds how often one start is tried: a failed launch
+// leaves nothing behind, and some failures (fork/exec under load) pass.
+const launchAttempts = 3
+
+// launch starts the guest, trying again after a short pause when it fails.
+func (r *Reconciler) launch(ctx context.Context, v *store.VM) error {
+	var err error
+	for i := 1; i <= launchAttempts; i++ {
+		if err = r.cfg.Driver.Launch(ctx, *v); err == nil || ctx.Err() != nil {
+			return err
+		}
+		if i < launchAttempts {
+			r.log.Warn("reconcile: launch failed, trying again", "vm", v.ID, "attempt", i, "err", err)
+			r.setState(ctx, v, api.StateStarting, fmt.Sprintf("launch failed (attempt %d of %d), retrying: %v", i, launchAttempts, err))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(i) * time.Second):
+			}
+		}
+	}
+	return err
 }
 
 // markRunning records running once the guest's monitor says so.

@@ -102,7 +102,8 @@ func New(c Config) (*Driver, error) {
 		if uid == 0 {
 			return nil, fmt.Errorf("qemu driver: qemu user %s is root", c.User)
 		}
-		d.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
+		// Groups empty (not NoSetGroups): QEMU must not keep root's supplementary groups.
+		d.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	}
 	for _, dir := range []string{filepath.Join(c.Layout.DataDir, vm.VMsDir), c.Layout.RunDir} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {

@@ -105,6 +105,11 @@ func checkProcess(t *testing.T, pid int, pidFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if g, ok := strings.CutPrefix(line, "Groups:"); ok && os.Geteuid() == 0 && strings.TrimSpace(g) != "" {
+			t.Fatalf("qemu kept supplementary groups %q", strings.TrimSpace(g))
+		}
+	}
 	if os.Geteuid() == 0 && strings.Contains(string(st), "\nUid:\t0") {
 		t.Fatal("qemu runs as root")
 	}
