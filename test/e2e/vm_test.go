@@ -54,7 +54,8 @@ func (v *vmd) waitSerial(t *testing.T, vm api.VM, line string, timeout time.Dura
 		time.Sleep(200 * time.Millisecond)
 	}
 	b, _ := os.ReadFile(v.vmFile(vm, "serial.log"))
-	t.Fatalf("%s: no %q in serial.log within %s:\n%s", vm.Name, line, timeout, b)
+	ql, _ := os.ReadFile(v.vmFile(vm, "qemu.log"))
+	t.Fatalf("%s: no %q in serial.log within %s:\n%s\nqemu.log:\n%s", vm.Name, line, timeout, b, ql)
 }
 
 func (v *vmd) pid(t *testing.T, vm api.VM) int {
@@ -214,6 +215,12 @@ func TestGuestsSurviveVMDCrash(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	defer func() {
+		if t.Failed() {
+			out, _, _ := c.run("", "get", "two", "-o", "yaml")
+			t.Logf("vm two:\n%s", out)
+		}
+	}()
 	v.waitSerial(t, two, "vmd-tiny: boot 2", 90*time.Second)
 }
 

@@ -450,7 +450,7 @@ func (d *Driver) watch(g *guest) {
 		if pid, ok := ownProcess(g.pidFile); !ok || pid != g.pid {
 			// QEMU removes its pid file before it has finished exiting;
 			// "exited" must mean the process is really gone.
-			for i := 0; i < 40 && running(g.pid); i++ {
+			for i := 0; i < 200 && running(g.pid); i++ { // up to 10 s: a loaded host may take its time
 				time.Sleep(50 * time.Millisecond)
 			}
 			close(g.exited)
