@@ -5,8 +5,6 @@ package vmdrun
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -21,10 +19,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
+	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
 // Options say which binary to run on which store.
@@ -211,30 +208,7 @@ func freeAddr() (string, error) {
 // TempPostgres creates a database of its own on the server at adminURL
 // and returns its URL and a function that drops it.
 func TempPostgres(ctx context.Context, adminURL string) (string, func() error, error) {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "vmd_bench_" + hex.EncodeToString(b[:])
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, adminURL)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	ident := pgx.Identifier{name}.Sanitize()
-	if err := exec("CREATE DATABASE " + ident); err != nil {
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	cfg, err := pgx.ParseConfig(adminURL)
-	if err != nil {
-		return "", nil, err
-	}
-	u := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), name)
-	return u, func() error { return exec("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)") }, nil
+	return storetest.CreateDatabase(ctx, adminURL, "vmd_bench_")
 }
 
 // Percentile is the nearest-rank percentile p (0..100) of ds, which it sorts.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -90,14 +91,34 @@ func PostgresURL(t testing.TB) string {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("%s must be a postgres:// URL, got %q", PostgresEnv, admin)
 	}
+	dbURL, drop, err := CreateDatabase(context.Background(), admin, "vmd_test_")
+	if err != nil {
+		t.Fatalf("postgres at %s (set %s to change) is needed by this test and is not usable: %v",
+			u.Redacted(), PostgresEnv, err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("drop test database: %v", err)
+		}
+	})
+	return dbURL
+}
+
+// CreateDatabase creates a database named prefix plus random hex on the
+// server at adminURL and returns its URL and a function that drops it,
+// with any connections left open to it. Benchmarks use it too.
+func CreateDatabase(ctx context.Context, adminURL, prefix string) (string, func() error, error) {
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("admin url: %w", err)
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	name := "vmd_test_" + hex.EncodeToString(b[:])
-
+	name := prefix + hex.EncodeToString(b[:])
 	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
+		conn, err := pgx.Connect(ctx, adminURL)
 		if err != nil {
 			return err
 		}
@@ -107,14 +128,14 @@ func PostgresURL(t testing.TB) string {
 	}
 	ident := pgx.Identifier{name}.Sanitize()
 	if err := exec("CREATE DATABASE " + ident); err != nil {
-		t.Fatalf("postgres at %s (set %s to change) is needed by this test and is not usable: create database: %v",
-			u.Redacted(), PostgresEnv, err)
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
 	}
-	t.Cleanup(func() {
-		if err := exec("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
 	u.Path = "/" + name
-	return u.String()
+	drop := func() error {
+		if err := exec("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)"); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		return nil
+	}
+	return u.String(), drop, nil
 }
