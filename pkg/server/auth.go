@@ -35,15 +35,9 @@ func safeMethod(m string) bool {
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		token, viaCookie := "", false
-		if h := req.Header.Get(echo.HeaderAuthorization); h != "" {
-			scheme, rest, _ := strings.Cut(h, " ")
-			if !strings.EqualFold(scheme, "Bearer") || rest == "" {
-				return account.ErrUnauthenticated
-			}
-			token = strings.TrimSpace(rest)
-		} else if ck, err := req.Cookie(SessionCookie); err == nil {
-			token, viaCookie = ck.Value, true
+		token, viaCookie, err := credentials(req)
+		if err != nil {
+			return err
 		}
 		if token == "" {
 			return account.ErrUnauthenticated
@@ -63,6 +57,23 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(ctxSession, sess)
 		return next(c)
 	}
+}
+
+// credentials finds a request's session token: the bearer token, else the
+// session cookie (viaCookie). A malformed Authorization header is an error;
+// no credentials at all is an empty token.
+func credentials(req *http.Request) (token string, viaCookie bool, err error) {
+	if h := req.Header.Get(echo.HeaderAuthorization); h != "" {
+		scheme, rest, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(rest) == "" {
+			return "", false, account.ErrUnauthenticated
+		}
+		return strings.TrimSpace(rest), false, nil
+	}
+	if ck, err := req.Cookie(SessionCookie); err == nil {
+		return ck.Value, true, nil
+	}
+	return "", false, nil
 }
 
 func requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {

@@ -3,11 +3,9 @@ package server
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/vmdhq/vmd/pkg/account"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
 )
@@ -42,21 +40,18 @@ func (s *Server) consoleWS(c echo.Context) error {
 	}
 	req := c.Request()
 	authUser := ""
-	if h := req.Header.Get(echo.HeaderAuthorization); h != "" {
-		scheme, tok, _ := strings.Cut(h, " ")
-		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-			return account.ErrUnauthenticated
-		}
-		u, _, err := s.cfg.Accounts.Authenticate(req.Context(), strings.TrimSpace(tok))
-		if err != nil {
-			return err
-		}
-		authUser = u.ID
-		c.Set(ctxUser, u)
-	} else if ck, err := req.Cookie(SessionCookie); err == nil && ck.Value != "" {
-		if u, _, err := s.cfg.Accounts.Authenticate(req.Context(), ck.Value); err == nil {
+	token, viaCookie, err := credentials(req)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		u, _, err := s.cfg.Accounts.Authenticate(req.Context(), token)
+		switch {
+		case err == nil:
 			authUser = u.ID
 			c.Set(ctxUser, u)
+		case !viaCookie:
+			return err // a bearer token that does not hold is refused
 		}
 	}
 	return consoleError(s.cfg.Console.ServeWS(c.Response(), req, c.Param("id"), authUser))
