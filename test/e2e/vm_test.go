@@ -55,7 +55,14 @@ func (v *vmd) waitSerial(t *testing.T, vm api.VM, line string, timeout time.Dura
 	}
 	b, _ := os.ReadFile(v.vmFile(vm, "serial.log"))
 	ql, _ := os.ReadFile(v.vmFile(vm, "qemu.log"))
-	t.Fatalf("%s: no %q in serial.log within %s:\n%s\nqemu.log:\n%s", vm.Name, line, timeout, b, ql)
+	proc := "no pid file"
+	if pb, err := os.ReadFile(v.vmFile(vm, "qemu.pid")); err == nil {
+		pid := strings.TrimSpace(string(pb))
+		st, _ := os.ReadFile("/proc/" + pid + "/stat")
+		load, _ := os.ReadFile("/proc/loadavg")
+		proc = fmt.Sprintf("pid %s stat: %s\nloadavg: %s", pid, st, load)
+	}
+	t.Fatalf("%s: no %q in serial.log within %s:\n%s\nqemu.log:\n%s\n%s", vm.Name, line, timeout, b, ql, proc)
 }
 
 func (v *vmd) pid(t *testing.T, vm api.VM) int {
