@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -201,10 +202,22 @@ func (c *Client) explain(ctx context.Context, cmd string, err error) error {
 	if errors.As(err, &big) {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("%s: %w (%w)", cmd, ErrNoAgent, ctx.Err())
+	if cerr := ended(ctx, err); cerr != nil {
+		return fmt.Errorf("%s: %w (%w)", cmd, ErrNoAgent, cerr)
 	}
 	return fmt.Errorf("%s: %w: %w", cmd, ErrNoAgent, err)
+}
+
+// ended is the context's error when ctx caused err. The connection's
+// deadline is the context's, but its timer can fire a moment earlier.
+func ended(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func (c *Client) drop() {
@@ -232,8 +245,8 @@ func (c *Client) connect(ctx context.Context) error {
 		if c.life.Err() != nil {
 			return ErrClosed
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("sync: %w (%w)", ErrNoAgent, ctx.Err())
+		if cerr := ended(ctx, err); cerr != nil {
+			return fmt.Errorf("sync: %w (%w)", ErrNoAgent, cerr)
 		}
 		return fmt.Errorf("sync: %w: %w", ErrNoAgent, err)
 	}
