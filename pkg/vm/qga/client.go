@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"reflect"
 	"sync"
 	"time"
 )
@@ -357,12 +358,13 @@ func (cn *conn) readLine() ([]byte, error) {
 	}
 }
 
-type replyHead struct {
+type reply struct {
 	ID    json.RawMessage `json:"id"`
 	Error *struct {
 		Class string `json:"class"`
 		Desc  string `json:"desc"`
 	} `json:"error"`
+	Return any `json:"return"` // the caller's out, decoded in the same pass
 }
 
 // roundTrip sends one command and decodes the reply that carries its id.
@@ -382,26 +384,24 @@ func (cn *conn) roundTrip(ctx context.Context, cmd string, args, out any) error 
 		if err != nil {
 			return err
 		}
-		var h replyHead
-		if err := json.Unmarshal(line, &h); err != nil {
-			return fmt.Errorf("bad reply: %w", err)
-		}
+		// One pass decodes the id and the result: a file chunk is over a
+		// megabyte of base64, and a second pass costs as much again.
+		r := reply{Return: out}
+		err = json.Unmarshal(line, &r)
 		// qemu-ga echoes the id; a reply with another one answers a
-		// command of an earlier caller that gave up. Old agents echo none.
-		if h.ID != nil && !bytes.Equal(h.ID, want) {
+		// command of an earlier caller that gave up (its result may not
+		// even fit out). Old agents echo none.
+		if r.ID != nil && !bytes.Equal(r.ID, want) {
+			if out != nil {
+				reflect.ValueOf(out).Elem().SetZero() // undo the stale decode
+			}
 			continue
 		}
-		if h.Error != nil {
-			return &Error{Command: cmd, Class: h.Error.Class, Desc: h.Error.Desc}
-		}
-		if out == nil {
-			return nil
-		}
-		r := struct {
-			Return any `json:"return"`
-		}{out}
-		if err := json.Unmarshal(line, &r); err != nil {
+		if err != nil {
 			return fmt.Errorf("bad reply: %w", err)
+		}
+		if r.Error != nil {
+			return &Error{Command: cmd, Class: r.Error.Class, Desc: r.Error.Desc}
 		}
 		return nil
 	}

@@ -24,6 +24,9 @@ type fakeAgent struct {
 	// handle answers a command: the reply object ("return" or "error"; the
 	// fake adds the id), or nil for none; hangup closes the connection.
 	handle func(cmd string, args json.RawMessage) (reply map[string]any, hangup bool)
+	// stale holds raw lines written before the reply to a command, as if
+	// they were late replies to an earlier client.
+	stale map[string][]string
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -107,7 +110,11 @@ func (f *fakeAgent) serve(c net.Conn) {
 		if hangup {
 			return
 		}
+		for _, l := range f.stale[req.Execute] {
+			w.WriteString(l + "\n")
+		}
 		if reply == nil {
+			w.Flush()
 			continue
 		}
 		if req.ID != nil {

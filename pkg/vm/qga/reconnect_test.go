@@ -159,14 +159,18 @@ func TestStaleOutputDiscarded(t *testing.T) {
 			w.WriteString("\xff" + `{"return": 12345}` + "\n")
 			w.WriteString(`{"return": {"version": "stale"}, "id": 2}` + "\n")
 		},
+		stale: map[string][]string{"guest-info": {
+			`{"return": {"version": "stale", "supported_commands": [{"name": "x"}]}, "id": 999}`,
+			`{"return": 5, "id": 998}`,
+		}},
 		handle: func(cmd string, _ json.RawMessage) (map[string]any, bool) {
 			return ok(map[string]any{"version": "7.2"}), false
 		},
 	})
 	c := newClient(t, f.Sock, qga.Options{})
 	info, err := c.Info(context.Background())
-	if err != nil || info.Version != "7.2" {
-		t.Fatalf("info: %+v, %v; want version 7.2 from the reply after the handshake", info, err)
+	if err != nil || info.Version != "7.2" || len(info.Commands) != 0 {
+		t.Fatalf("info: %+v, %v; want version 7.2 and nothing of the stale replies", info, err)
 	}
 }
 
