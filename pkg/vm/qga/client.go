@@ -85,6 +85,7 @@ type Client struct {
 
 	life   context.Context // cancelled by Close: aborts calls and cleanups
 	cancel context.CancelFunc
+	bgMu   sync.Mutex     // orders background's Add before Close's Wait
 	bg     sync.WaitGroup // cleanups that outlive their caller
 	once   sync.Once
 }
@@ -111,7 +112,9 @@ func (c *Client) Path() string { return c.path }
 // connection. The guest and its agent are not affected.
 func (c *Client) Close() error {
 	c.once.Do(func() {
+		c.bgMu.Lock()
 		c.cancel()
+		c.bgMu.Unlock()
 		c.bg.Wait()
 		c.sem <- struct{}{}
 		if c.cn != nil {
@@ -259,6 +262,8 @@ func (c *Client) connect(ctx context.Context) error {
 // (its context ended): it queues for the connection like any call, is
 // bounded by cleanupTimeout, and Close waits for it.
 func (c *Client) background(f func(ctx context.Context)) {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
 	if c.life.Err() != nil {
 		return
 	}
