@@ -17,6 +17,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,7 +244,7 @@ func (c *Client) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("%w: %w", ErrNoAgent, err)
 	}
-	cn := &conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), max: c.opt.MaxReply}
+	cn := &conn{nc: nc, r: bufio.NewReaderSize(nc, 256<<10), max: c.opt.MaxReply}
 	if err := cn.sync(ctx); err != nil {
 		_ = nc.Close()
 		if c.life.Err() != nil {
@@ -278,10 +279,11 @@ func (c *Client) background(f func(ctx context.Context)) {
 
 // conn is one connection after a successful sync.
 type conn struct {
-	nc  net.Conn
-	r   *bufio.Reader
-	id  uint64
-	max int
+	nc   net.Conn
+	r    *bufio.Reader
+	id   uint64
+	max  int
+	line []byte // readLine's buffer for lines longer than r's
 }
 
 type request struct {
@@ -342,7 +344,8 @@ func (cn *conn) sync(ctx context.Context) error {
 	}
 }
 
-// readLine returns the next reply line, at most cn.max bytes.
+// readLine returns the next reply line, at most cn.max bytes. The line is
+// valid until the next read: callers decode it at once.
 func (cn *conn) readLine() ([]byte, error) {
 	var buf []byte
 	for {
@@ -351,10 +354,16 @@ func (cn *conn) readLine() ([]byte, error) {
 			return nil, errReplyTooLarge(cn.max)
 		}
 		if err == nil && buf == nil {
-			return frag, nil // valid until the next read; callers decode at once
+			return frag, nil
+		}
+		if buf == nil {
+			buf = cn.line[:0] // reused: file chunks come one after another
 		}
 		buf = append(buf, frag...)
 		if err == nil {
+			if cap(buf) <= 4*DefaultChunkSize {
+				cn.line = buf
+			}
 			return buf, nil
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
@@ -389,8 +398,11 @@ func (cn *conn) roundTrip(ctx context.Context, cmd string, args, out any) error 
 		if err != nil {
 			return err
 		}
-		// One pass decodes the id and the result: a file chunk is over a
-		// megabyte of base64, and a second pass costs as much again.
+		var lifted map[string][]byte
+		if l, ok := out.(lifter); ok {
+			line, lifted = liftStrings(line, l.liftKeys())
+		}
+		// One pass decodes the id and the result.
 		r := reply{Return: out}
 		err = json.Unmarshal(line, &r)
 		// qemu-ga echoes the id; a reply with another one answers a
@@ -408,6 +420,59 @@ func (cn *conn) roundTrip(ctx context.Context, cmd string, args, out any) error 
 		if r.Error != nil {
 			return &Error{Command: cmd, Class: r.Error.Class, Desc: r.Error.Desc}
 		}
+		for k, v := range lifted {
+			if err := out.(lifter).lift(k, v); err != nil {
+				return fmt.Errorf("bad reply: %s: %w", k, err)
+			}
+		}
 		return nil
 	}
+}
+
+// lifter is a result with long base64 strings (file chunks, captured
+// output). roundTrip takes them out of the reply before encoding/json sees
+// it and hands them over raw: a chunk is megabytes of base64, which
+// encoding/json would scan three times over, byte by byte.
+type lifter interface {
+	liftKeys() []string
+	lift(key string, b64 []byte) error
+}
+
+// liftStrings cuts the values of keys out of a reply line, leaving "" in
+// their place, when they appear as qemu-ga writes them ("key": "…") without
+// escapes; anything else stays in the line for encoding/json. A quote
+// inside a JSON string is escaped, so the pattern matches only a real key.
+// The lifted values point into line.
+func liftStrings(line []byte, keys []string) ([]byte, map[string][]byte) {
+	var out map[string][]byte
+	for _, k := range keys {
+		pat := `"` + k + `": "`
+		i := bytes.Index(line, []byte(pat))
+		if i < 0 {
+			continue
+		}
+		start := i + len(pat)
+		n := bytes.IndexByte(line[start:], '"')
+		if n < 0 {
+			continue
+		}
+		v := line[start : start+n]
+		if bytes.IndexByte(v, '\\') >= 0 {
+			continue
+		}
+		if out == nil {
+			out = make(map[string][]byte, len(keys))
+		}
+		out[k] = v
+		rest := make([]byte, 0, len(line)-n)
+		line = append(append(rest, line[:start]...), line[start+n:]...)
+	}
+	return line, out
+}
+
+// decodeBase64 decodes a lifted value.
+func decodeBase64(b64 []byte) ([]byte, error) {
+	b := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+	n, err := base64.StdEncoding.Decode(b, b64)
+	return b[:n], err
 }

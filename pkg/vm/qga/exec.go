@@ -63,6 +63,17 @@ type execStatus struct {
 	ErrTruncated bool   `json:"err-truncated"`
 }
 
+func (*execStatus) liftKeys() []string { return []string{"out-data", "err-data"} }
+
+func (st *execStatus) lift(key string, b64 []byte) (err error) {
+	if key == "out-data" {
+		st.OutData, err = decodeBase64(b64)
+	} else {
+		st.ErrData, err = decodeBase64(b64)
+	}
+	return err
+}
+
 // Polling guest-exec-status starts fast, since most commands CI runs end
 // within milliseconds, and backs off for long ones.
 const (

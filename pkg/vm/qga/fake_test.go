@@ -22,7 +22,9 @@ type fakeAgent struct {
 	// onConnect may write stale output before the handshake.
 	onConnect func(w *bufio.Writer)
 	// handle answers a command: the reply object ("return" or "error"; the
-	// fake adds the id), or nil for none; hangup closes the connection.
+	// fake adds the id), or nil for none; hangup closes the connection. A
+	// reply {"raw": line} is written as it is, without an id, as old
+	// agents do.
 	handle func(cmd string, args json.RawMessage) (reply map[string]any, hangup bool)
 	// stale holds raw lines written before the reply to a command, as if
 	// they were late replies to an earlier client.
@@ -114,6 +116,11 @@ func (f *fakeAgent) serve(c net.Conn) {
 			w.WriteString(l + "\n")
 		}
 		if reply == nil {
+			w.Flush()
+			continue
+		}
+		if raw, ok := reply["raw"].(string); ok {
+			w.WriteString(raw + "\n")
 			w.Flush()
 			continue
 		}

@@ -49,15 +49,24 @@ func (c *Client) ReadFile(ctx context.Context, h FileHandle, n int) (data []byte
 	if n <= 0 {
 		n = c.opt.ChunkSize
 	}
-	var r struct {
-		Count int    `json:"count"`
-		Buf   []byte `json:"buf-b64"` // base64, by encoding/json
-		EOF   bool   `json:"eof"`
-	}
+	var r fileChunk
 	if err := c.call(ctx, "guest-file-read", map[string]any{"handle": h, "count": n}, &r); err != nil {
 		return nil, false, err
 	}
 	return r.Buf, r.EOF, nil
+}
+
+type fileChunk struct {
+	Count int    `json:"count"`
+	Buf   []byte `json:"buf-b64"` // base64, by encoding/json or lift
+	EOF   bool   `json:"eof"`
+}
+
+func (*fileChunk) liftKeys() []string { return []string{"buf-b64"} }
+
+func (r *fileChunk) lift(_ string, b64 []byte) (err error) {
+	r.Buf, err = decodeBase64(b64)
+	return err
 }
 
 // WriteFile is guest-file-write; it returns the bytes the agent wrote,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -193,5 +194,53 @@ func TestReadOnlyDestination(t *testing.T) {
 	_, err = c.Download(context.Background(), filepath.Join(a.Dir, "missing"), io.Discard, nil)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("download of a missing file: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// The client takes long base64 strings out of replies before decoding
+// them (liftStrings); replies in another layout, or with escapes, take
+// encoding/json's path and must give the same bytes.
+func TestReplyLayouts(t *testing.T) {
+	tests := []struct {
+		name, read, status string
+	}{
+		{"qemu-ga's layout",
+			`{"return": {"count": 3, "buf-b64": "////", "eof": true}}`,
+			`{"return": {"exitcode": 0, "out-data": "aGk=", "err-data": "////", "exited": true}}`},
+		{"compact",
+			`{"return":{"count":3,"buf-b64":"////","eof":true}}`,
+			`{"return":{"exitcode":0,"out-data":"aGk=","err-data":"////","exited":true}}`},
+		{"escaped slashes",
+			`{"return": {"count": 3, "buf-b64": "\/\/\/\/", "eof": true}}`,
+			`{"return": {"exitcode": 0, "out-data": "aGk=", "err-data": "\/\/\/\/", "exited": true}}`},
+		{"keys in another order",
+			`{"return": {"eof": true, "buf-b64": "////", "count": 3}}`,
+			`{"return": {"err-data": "////", "exited": true, "out-data": "aGk=", "exitcode": 0}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := startFake(t, func(cmd string, _ json.RawMessage) (map[string]any, bool) {
+				switch cmd {
+				case "guest-file-open":
+					return ok(7), false
+				case "guest-file-read":
+					return map[string]any{"raw": tt.read}, false
+				case "guest-exec":
+					return ok(map[string]int{"pid": 9}), false
+				case "guest-exec-status":
+					return map[string]any{"raw": tt.status}, false
+				}
+				return ok(map[string]any{}), false
+			})
+			c := newClient(t, f.Sock, qga.Options{})
+			var buf bytes.Buffer
+			if _, err := c.Download(context.Background(), "/f", &buf, nil); err != nil || buf.String() != "\xff\xff\xff" {
+				t.Errorf("download: %q, %v; want ff ff ff", buf.Bytes(), err)
+			}
+			res, err := c.Exec(context.Background(), qga.ExecRequest{Path: "/bin/x", Capture: true})
+			if err != nil || string(res.Stdout) != "hi" || string(res.Stderr) != "\xff\xff\xff" {
+				t.Errorf("exec: %+v, %v; want stdout hi, stderr ff ff ff", res, err)
+			}
+		})
 	}
 }
