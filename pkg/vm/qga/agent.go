@@ -47,6 +47,6 @@ type Agent interface {
 }
 
 // Progress is told the bytes done so far after every chunk, and the total:
-// Download learns the file's size from the agent; Upload passes -1, as only
-// its caller knows how long its reader is.
+// Download learns the file's size from the agent (-1 for files without one,
+// such as /proc's); Upload passes -1, as only its caller knows its reader's.
 type Progress func(done, total int64)
