@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -283,5 +286,55 @@ func TestFsFreeze(t *testing.T) {
 	}
 	if _, err := c.Exec(ctx, qga.ExecRequest{Path: "/bin/true"}); !errors.Is(err, qga.ErrUnsupported) {
 		t.Errorf("a command the agent lacks: %v, want ErrUnsupported", err)
+	}
+}
+
+// Callers share the one connection (the socket serves one client at a
+// time) and each gets its own reply.
+func TestConcurrentCallers(t *testing.T) {
+	a := startHostAgent(t)
+	c := a.client(t, qga.Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*5)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 5 {
+				code := g*10 + i
+				res, err := c.Exec(context.Background(), qga.ExecRequest{Path: "/bin/sh", Args: []string{"-c", "exit " + strconv.Itoa(code)}})
+				if err != nil || res.ExitCode != code {
+					errs <- fmt.Errorf("exit %d: got %+v, %v", code, res, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// A reply longer than MaxReply (a flooding guest) fails its call without
+// blaming the agent's absence and drops the connection; the next call
+// starts afresh.
+func TestReplyTooLarge(t *testing.T) {
+	f := startFake(t, func(cmd string, _ json.RawMessage) (map[string]any, bool) {
+		if cmd == "guest-info" {
+			return ok(map[string]any{"version": strings.Repeat("x", 4096)}), false
+		}
+		return ok(map[string]any{}), false
+	})
+	c := newClient(t, f.Sock, qga.Options{MaxReply: 1024})
+	_, err := c.Info(context.Background())
+	if err == nil || errors.Is(err, qga.ErrNoAgent) || !strings.Contains(err.Error(), "longer than 1024 bytes") {
+		t.Fatalf("info with a 4 KiB reply: %v, want a reply-too-long error", err)
+	}
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("ping after: %v", err)
+	}
+	if f.Conns() != 2 {
+		t.Errorf("%d connections, want a fresh one after the long reply", f.Conns())
 	}
 }
