@@ -97,7 +97,7 @@ func runProxy(sock string) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /token", func(w http.ResponseWriter, r *http.Request) {
-		res, err := con.Issue(r.Context(), u, v)
+		res, err := con.Issue(r.Context(), u, "", v)
 		if err != nil {
 			http.Error(w, err.Error(), 500)
 			return
