@@ -354,3 +354,64 @@ func TestTextFramesClose(t *testing.T) {
 		t.Fatalf("%v, want unsupported data", err)
 	}
 }
+
+// Defect 7: a refused request (wrong path, wrong user, bad WebSocket
+// version) does not use its token up; only the upgrade spends it.
+func TestRefusalsKeepTheToken(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice, bob := e.AddUser(t, "alice"), e.AddUser(t, "bob")
+	v, other := e.AddVM(t, alice, "web", false), e.AddVM(t, alice, "db", false)
+	res := issue(t, e, alice, v)
+	refused(t, e, strings.Replace(res.WSURL, v.ID, other.ID, 1), nil, console.ErrTokenInvalid)
+	refused(t, e, res.WSURL, http.Header{"Authorization": {"Bearer " + bob.ID}}, console.ErrWrongUser)
+	// A handshake of an old WebSocket version, sent by hand.
+	req, _ := http.NewRequest("GET", strings.Replace(res.WSURL, "ws:", "http:", 1), nil)
+	for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "8",
+		"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": e.Server.URL} {
+		req.Header.Set(k, v)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if !errors.Is(e.LastErr(), console.ErrBadHandshake) {
+		t.Fatalf("version 8: %d, %v", r.StatusCode, e.LastErr())
+	}
+	ws := mustDial(t, res.WSURL)
+	ws.CloseNow()
+	refused(t, e, res.WSURL, nil, console.ErrTokenInvalid) // and now it is spent
+}
+
+// A token belongs to the login session that asked for it: once the
+// session ends it opens nothing, and EndSessions closes its consoles.
+func TestLoginSessionOwnsConsoles(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice := e.AddUser(t, "alice")
+	v := e.AddVM(t, alice, "web", false)
+	ctx := context.Background()
+	sess := store.Session{ID: "s_1", UserID: alice.ID, Kind: "cli", CreatedAt: e.Clock.Now(), ExpiresAt: e.Clock.Now().Add(time.Hour)}
+	if err := e.Store.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	open, err := e.Console.Issue(ctx, alice, sess.ID, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unused, err := e.Console.Issue(ctx, alice, sess.ID, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := mustDial(t, open.WSURL)
+	if err := e.Store.RevokeSession(ctx, sess.ID, e.Clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.Console.LoginSessions().EndSessions(sess.ID)
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, _, err = ws.Read(rctx)
+	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+		t.Fatalf("console after its session ended: %v", err)
+	}
+	refused(t, e, unused.WSURL, nil, console.ErrSessionEnded)
+}
