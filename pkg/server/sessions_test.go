@@ -129,4 +129,3 @@ func TestSessionEndClosesWhatItOpened(t *testing.T) {
 		})
 	})
 }
-

@@ -23,10 +23,10 @@ var ErrTooManyStreams = errors.New("too many open event streams")
 
 // Defaults of FeedConfig.
 const (
-	DefaultFeedPoll          = 300 * time.Millisecond
-	DefaultStreamsPerUser    = 16
-	feedPage                 = 200 // bounds one query; a backlog comes page by page
-	feedBuffer               = 256 // changes queued per subscriber before it must catch up itself
+	DefaultFeedPoll       = 300 * time.Millisecond
+	DefaultStreamsPerUser = 16
+	feedPage              = 200 // bounds one query; a backlog comes page by page
+	feedBuffer            = 256 // changes queued per subscriber before it must catch up itself
 )
 
 // FeedConfig wires a Feed. Zero values take the defaults.
@@ -71,12 +71,12 @@ func NewFeed(cfg FeedConfig) *Feed {
 // Subscription is one reader of the feed: a caller's changes, or every
 // owner's for an admin who asked for all.
 type Subscription struct {
-	f       *Feed
-	userID  string
-	owner   string // "" for all
-	after   int64  // last change delivered or skipped
-	queue   chan store.Change
-	lagged  chan struct{} // signalled when it must catch up from the store
+	f      *Feed
+	userID string
+	owner  string // "" for all
+	after  int64  // last change delivered or skipped
+	queue  chan store.Change
+	lagged chan struct{} // signalled when it must catch up from the store
 	// overflow is set when the queue was full: nothing more is queued until
 	// the reader has caught up, so what is queued stays contiguous.
 	overflow atomic.Bool
