@@ -44,7 +44,8 @@ type FeedConfig struct {
 // subscriptions that may see it, so the cost of a tick does not grow with
 // the number of open streams. It runs only while someone subscribes.
 type Feed struct {
-	cfg FeedConfig
+	cfg          FeedConfig
+	page, buffer int // feedPage and feedBuffer; smaller in tests
 
 	mu      sync.Mutex
 	subs    map[*Subscription]struct{}
@@ -65,7 +66,7 @@ func NewFeed(cfg FeedConfig) *Feed {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Feed{cfg: cfg, subs: map[*Subscription]struct{}{}, perUser: map[string]int{}}
+	return &Feed{cfg: cfg, page: feedPage, buffer: feedBuffer, subs: map[*Subscription]struct{}{}, perUser: map[string]int{}}
 }
 
 // Subscription is one reader of the feed: a caller's changes, or every
@@ -102,7 +103,7 @@ func (f *Feed) Subscribe(ctx context.Context, caller store.User, all bool, after
 		after = last
 	}
 	s := &Subscription{f: f, userID: caller.ID, owner: owner, after: after,
-		queue: make(chan store.Change, feedBuffer), lagged: make(chan struct{}, 1)}
+		queue: make(chan store.Change, f.buffer), lagged: make(chan struct{}, 1)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n := f.perUser[caller.ID]; n >= f.cfg.MaxPerUser {
@@ -161,7 +162,7 @@ func (f *Feed) tick(stop <-chan struct{}) {
 		f.mu.Lock()
 		head := f.head
 		f.mu.Unlock()
-		cs, err := f.cfg.Store.ListChanges(ctx, "", head, feedPage)
+		cs, err := f.cfg.Store.ListChanges(ctx, "", head, f.page)
 		if err != nil {
 			f.cfg.Log.Warn("events: list changes", "after", head, "err", err)
 			return
@@ -185,7 +186,7 @@ func (f *Feed) tick(stop <-chan struct{}) {
 		}
 		f.head = cs[len(cs)-1].ID
 		f.mu.Unlock()
-		if len(cs) < feedPage {
+		if len(cs) < f.page {
 			return
 		}
 	}
@@ -237,7 +238,7 @@ func (s *Subscription) Next(ctx context.Context, wake <-chan time.Time) ([]store
 		case ch := <-s.queue:
 			batch := []store.Change{ch}
 		drain:
-			for len(batch) < feedPage {
+			for len(batch) < s.f.page {
 				select {
 				case ch := <-s.queue:
 					batch = append(batch, ch)
@@ -257,12 +258,12 @@ func (s *Subscription) Next(ctx context.Context, wake <-chan time.Time) ([]store
 // queue's copies of them are skipped by deliver.
 func (s *Subscription) catchUp(ctx context.Context) ([]store.Change, error) {
 	s.overflow.Store(false)
-	cs, err := s.f.cfg.Store.ListChanges(ctx, s.owner, s.after, feedPage)
+	cs, err := s.f.cfg.Store.ListChanges(ctx, s.owner, s.after, s.f.page)
 	if err != nil {
 		s.signalLag() // try again on the next call
 		return nil, fmt.Errorf("list changes after %d: %w", s.after, err)
 	}
-	if len(cs) == feedPage {
+	if len(cs) == s.f.page {
 		s.signalLag()
 	}
 	return s.deliver(cs), nil
