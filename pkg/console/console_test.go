@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -414,4 +415,37 @@ func TestLoginSessionOwnsConsoles(t *testing.T) {
 		t.Fatalf("console after its session ended: %v", err)
 	}
 	refused(t, e, unused.WSURL, nil, console.ErrSessionEnded)
+}
+
+// Defect 7 against QEMU itself: four opens at once, within the per-VM cap
+// of 4, all get a console (QEMU's VNC backlog refused some with EAGAIN).
+func TestConcurrentOpensQEMU(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice := e.AddUser(t, "alice")
+	v := e.AddVM(t, alice, "web", true)
+	var urls []string
+	for range console.DefaultMaxPerVM {
+		urls = append(urls, issue(t, e, alice, v).WSURL)
+	}
+	errs := make(chan error, len(urls))
+	for _, u := range urls {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{Subprotocols: []string{console.Subprotocol},
+				HTTPHeader: asBrowser(u, nil)})
+			if err != nil {
+				errs <- fmt.Errorf("dial: %w (%v)", err, e.LastErr())
+				return
+			}
+			defer ws.CloseNow()
+			_, err = rfb.Handshake(ctx, websocket.NetConn(ctx, ws, websocket.MessageBinary))
+			errs <- err
+		}()
+	}
+	for range urls {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
