@@ -15,6 +15,7 @@ import (
 type Grant struct {
 	UserID    string
 	VMID      string
+	SessionID string // the login session that asked for it; "" for none
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 }
@@ -24,6 +25,10 @@ type Grant struct {
 type TokenStore interface {
 	// Put stores g under hash until g.ExpiresAt.
 	Put(ctx context.Context, hash string, g Grant) error
+	// Get returns the grant under hash without using it up, so a request
+	// can be checked in full before its token is spent; ErrTokenInvalid
+	// when it is missing.
+	Get(ctx context.Context, hash string) (Grant, error)
 	// Take removes and returns the grant under hash in one step, so a
 	// token opens at most one connection; ErrTokenInvalid when it is missing
 	// or already taken.
@@ -58,6 +63,17 @@ func (m *MemoryTokens) Put(_ context.Context, hash string, g Grant) error {
 	}
 	m.grants[hash] = g
 	return nil
+}
+
+// Get implements TokenStore.
+func (m *MemoryTokens) Get(_ context.Context, hash string) (Grant, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, ok := m.grants[hash]
+	if !ok {
+		return Grant{}, ErrTokenInvalid
+	}
+	return g, nil
 }
 
 // Take implements TokenStore.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/version"
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 // Main runs the vmd command line and returns the process exit code.
@@ -86,6 +87,7 @@ func (s *settings) config() (Config, error) {
 		BrowserTTL:     v.GetDuration("session-ttl"), CLITTL: v.GetDuration("token-ttl"),
 		DefaultQuota: api.Quota{VMs: v.GetInt("quota-vms"), CPUs: v.GetInt("quota-cpus"),
 			MemoryMB: v.GetInt("quota-memory-mb"), DiskGB: v.GetInt("quota-disk-gb")},
+		EventStreamsPerUser: v.GetInt("max-event-streams"),
 	}
 	c.Cluster = s.clusterSettings()
 	return c, c.complete()
@@ -129,6 +131,7 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.Int("quota-cpus", 8, "default quota: vCPUs per user")
 	fs.Int("quota-memory-mb", 8192, "default quota: memory in MB per user")
 	fs.Int("quota-disk-gb", 100, "default quota: disk in GB per user")
+	fs.Int("max-event-streams", vm.DefaultStreamsPerUser, "open GET /events streams allowed per user (more get 429)")
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {

@@ -73,6 +73,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, api.CodeConflict, err.Error()
+	case errors.Is(err, vm.ErrTooManyStreams):
+		return http.StatusTooManyRequests, api.CodeRateLimited, err.Error()
 	case errors.Is(err, vm.ErrForbidden):
 		return http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"
 	case errors.Is(err, vm.ErrNoSpace), errors.Is(err, syscall.ENOSPC):

@@ -61,6 +61,7 @@ func (s *Server) logout(c echo.Context) error {
 	if err := s.cfg.Accounts.Logout(c.Request().Context(), callerSession(c).ID); err != nil {
 		return err
 	}
+	s.EndSessions(callerSession(c).ID)
 	s.clearSessionCookies(c)
 	return c.NoContent(http.StatusNoContent)
 }
@@ -74,6 +75,8 @@ func (s *Server) changePassword(c echo.Context) error {
 		req.CurrentPassword, req.NewPassword); err != nil {
 		return err
 	}
+	// The account service ended the user's other sessions.
+	s.sessions.EndUser(caller(c).ID, callerSession(c).ID)
 	return c.NoContent(http.StatusNoContent)
 }
 
