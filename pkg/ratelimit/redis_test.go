@@ -2,6 +2,9 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +27,77 @@ func TestLimiter(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			testWindow(t, b.open(t))
+			t.Run("window", func(t *testing.T) { testWindow(t, b.open(t)) })
+			t.Run("reserve", func(t *testing.T) { testReserve(t, b.open(t)) })
 		})
+	}
+}
+
+// testReserve: of many concurrent reservations exactly the limit's worth
+// succeed, refused ones count nothing, and a refund frees one slot but never
+// drives a count below zero.
+func testReserve(t *testing.T, l Limiter) {
+	ctx := context.Background()
+	const limit, callers = 5, 60
+	var wg sync.WaitGroup
+	var granted atomic.Int32
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, retry, err := l.Reserve(ctx, "k", limit, time.Minute)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if retry <= 0 || retry > time.Minute {
+				errs <- fmt.Errorf("retry %s outside (0, 1m]", retry)
+			}
+			if ok {
+				granted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := granted.Load(); n != limit {
+		t.Fatalf("%d of %d concurrent reservations granted, want %d", n, callers, limit)
+	}
+	// Refused reservations counted nothing: one refund frees exactly one slot.
+	if err := l.Refund(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := l.Reserve(ctx, "k", limit, time.Minute); !ok || err != nil {
+		t.Fatalf("reserve after a refund refused: %v", err)
+	}
+	if ok, _, _ := l.Reserve(ctx, "k", limit, time.Minute); ok {
+		t.Fatal("reserve beyond the limit granted")
+	}
+	// Refunding a key that has no window neither creates one nor goes negative.
+	for range 3 {
+		if err := l.Refund(ctx, "fresh"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _, _ := l.Reserve(ctx, "fresh", 1, time.Minute); !ok {
+		t.Fatal("first reservation of a fresh key refused")
+	}
+	if ok, _, _ := l.Reserve(ctx, "fresh", 1, time.Minute); ok {
+		t.Fatal("refunds before the window drove the count below zero")
+	}
+	// Reserve and Hit share the count.
+	if ok, _, _ := l.Hit(ctx, "shared", 2, time.Minute); !ok {
+		t.Fatal("hit refused")
+	}
+	if ok, _, _ := l.Reserve(ctx, "shared", 2, time.Minute); !ok {
+		t.Fatal("second event refused")
+	}
+	if ok, _, _ := l.Peek(ctx, "shared", 2, time.Minute); ok {
+		t.Fatal("peek ignores a reservation")
 	}
 }
 
