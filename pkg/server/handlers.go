@@ -184,6 +184,17 @@ func (s *Server) setQuota(c echo.Context) error {
 	return c.JSON(http.StatusOK, u.ToAPI())
 }
 
+// setDisabled disables (every session of the user ends) or enables a user.
+func (s *Server) setDisabled(disabled bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u, err := s.cfg.Accounts.SetDisabled(c.Request().Context(), vmRef(c), disabled)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, u.ToAPI())
+	}
+}
+
 // vmRef is the {id} path parameter, which may be a VM id or name.
 func vmRef(c echo.Context) string {
 	if p, err := url.PathUnescape(c.Param("id")); err == nil {
