@@ -250,6 +250,10 @@ shell history and process list, give '-' or --token-stdin and pipe it in.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.TokenStdin, "token-stdin", false, "read the token from the first line of stdin")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		// Most likely an old token that starts with '-': say how to pass it.
+		return flagErrorf("%w (a token that starts with '-' goes after '--': vmctl verify -- TOKEN)", err)
+	})
 	return cmd
 }
 
