@@ -2,12 +2,10 @@ package console
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"sync"
 	"time"
+
+	"github.com/vmdhq/vmd/pkg/onetime"
 )
 
 // Grant is what a console token allows: one connection of one user to one
@@ -88,17 +86,12 @@ func (m *MemoryTokens) Take(_ context.Context, hash string) (Grant, error) {
 	return g, nil
 }
 
-// newToken returns a random token (32 bytes, base64url) and its hash.
+// newToken returns a random token and its hash (the one generator, onetime).
 func newToken() (tok, hash string, err error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
+	if tok, err = onetime.New(); err != nil {
 		return "", "", err
 	}
-	tok = base64.RawURLEncoding.EncodeToString(b)
 	return tok, hashToken(tok), nil
 }
 
-func hashToken(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:])
-}
+func hashToken(tok string) string { return onetime.Hash(tok) }

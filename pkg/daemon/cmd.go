@@ -261,19 +261,38 @@ func newUserCmd(st *settings, stdin io.Reader, stdout, stderr io.Writer) *cobra.
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return withApp(c.Context(), st, stderr, func(a *app) error {
-				us, err := a.store.ListUsers(c.Context())
+				us, err := a.accounts.ListUsers(c.Context())
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(stdout, "ID\tEMAIL\tADMIN\tVERIFIED\tVMS\tCPUS\tMEMORY_MB\tDISK_GB")
+				fmt.Fprintln(stdout, "ID\tEMAIL\tADMIN\tVERIFIED\tVMS\tCPUS\tMEMORY_MB\tDISK_GB\tDISABLED")
 				for _, u := range us {
-					fmt.Fprintf(stdout, "%s\t%s\t%t\t%t\t%d/%d\t%d/%d\t%d/%d\t%d/%d\n", u.ID, u.Email, u.Admin, u.Verified,
-						u.Usage.VMs, u.Quota.VMs, u.Usage.CPUs, u.Quota.CPUs, u.Usage.MemoryMB, u.Quota.MemoryMB, u.Usage.DiskGB, u.Quota.DiskGB)
+					fmt.Fprintf(stdout, "%s\t%s\t%t\t%t\t%d/%d\t%d/%d\t%d/%d\t%d/%d\t%t\n", u.ID, u.Email, u.Admin, u.Verified,
+						u.Usage.VMs, u.Quota.VMs, u.Usage.CPUs, u.Quota.CPUs, u.Usage.MemoryMB, u.Quota.MemoryMB, u.Usage.DiskGB, u.Quota.DiskGB, u.Disabled)
 				}
 				return nil
 			})
 		},
 	}
-	cmd.AddCommand(add, setQuota, list)
+	setDisabled := func(use, short string, disabled bool) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " EMAIL|ID",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				return withApp(c.Context(), st, stderr, func(a *app) error {
+					u, err := a.accounts.SetDisabled(c.Context(), args[0], disabled)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout, "%s %sd\n", u.Email, use)
+					return nil
+				})
+			},
+		}
+	}
+	cmd.AddCommand(add, setQuota, list,
+		setDisabled("disable", "Disable a user: no more logins, and every session of theirs ends now", true),
+		setDisabled("enable", "Let a disabled user log in again", false))
 	return cmd
 }

@@ -63,6 +63,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusUnauthorized, api.CodeInvalidLogin, "invalid e-mail or password"
 	case errors.Is(err, account.ErrUnverified):
 		return http.StatusForbidden, api.CodeEmailUnverified, "e-mail address not verified: open the link in the verification e-mail first"
+	case errors.Is(err, account.ErrDisabled):
+		return http.StatusForbidden, api.CodeForbidden, "this account is disabled: ask an admin"
 	case errors.Is(err, account.ErrUnauthenticated):
 		return http.StatusUnauthorized, api.CodeUnauthenticated, "not authenticated: log in first"
 	case errors.Is(err, account.ErrInvalidToken):

@@ -190,6 +190,8 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/templates", user, s.templates},
 		{http.MethodGet, "/users", admin, s.listUsers},
 		{http.MethodPut, "/users/:id/quota", admin, s.setQuota},
+		{http.MethodPost, "/users/:id/disable", admin, s.setDisabled(true)},
+		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
 	}
