@@ -225,6 +225,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// However a session ends (logout, password change, an admin disabling
+	// its user), what it opened on this node closes with it.
+	a.accounts.OnSessionEnd(srv.EndSessions)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
