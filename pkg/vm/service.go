@@ -8,13 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/dnslabel"
 	"github.com/vmdhq/vmd/pkg/store"
 )
 
@@ -100,11 +100,6 @@ func NewService(c ServiceConfig) *Service {
 // SetKicker wires the reconciler after both exist.
 func (s *Service) SetKicker(k Kicker) { s.kick = k }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether name is a DNS label (RFC 1123), as VM and template names must be.
-func ValidName(name string) bool { return dnsLabel.MatchString(name) }
-
 // normalize fills defaults and checks a create request's shape.
 func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 	if r.CPU == 0 {
@@ -119,8 +114,8 @@ func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 	switch {
 	case r.Name == "":
 		return r, &ValidationError{"name", "is required"}
-	case !ValidName(r.Name):
-		return r, &ValidationError{"name", "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"}
+	case !dnslabel.Valid(r.Name):
+		return r, &ValidationError{"name", dnslabel.Rule}
 	case r.Template == "":
 		return r, &ValidationError{"template", "is required"}
 	case r.CPU < 1 || r.CPU > api.MaxCPU:
