@@ -32,4 +32,3 @@ func TestValid(t *testing.T) {
 		}
 	}
 }
-

@@ -55,7 +55,6 @@ var (
 	ErrCorrupt                = errors.New("not a usable qcow2 image")
 )
 
-
 // Classify maps the catalog's errors to an HTTP status and API code; it has
 // the shape of server.Classifier.
 func Classify(err error) (status int, code string, ok bool) {
