@@ -50,7 +50,7 @@ func startClusterNode(t *testing.T, st store.Store, name string, secret []byte, 
 	}
 	imgDir := filepath.Join(t.TempDir(), "images")
 	makeTemplate(t, imgDir, "tiny")
-	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg})
+	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg, Placement: reg})
 	s, err := server.New(server.Config{Accounts: accounts, VMs: vms, Store: st, PublicURL: hs.URL, Log: log,
 		Version: "test", Cluster: reg})
 	if err != nil {
