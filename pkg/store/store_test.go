@@ -35,6 +35,8 @@ func TestStore(t *testing.T) {
 		{"concurrent writes", testConcurrentWrites},
 		{"change feed", testChanges},
 		{"change feed in commit order", testChangesInCommitOrder},
+		{"usage recount", testRecountUsage},
+		{"change feed pruned", testPruneChanges},
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		for _, c := range cases {

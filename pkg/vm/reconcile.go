@@ -145,15 +145,23 @@ func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string)
 	defer unlock()
 	cur, err := r.cfg.Store.GetVM(ctx, v.ID)
 	if err != nil {
-		return fmt.Errorf("provision %s: %w", v.ID, err)
+		return err
 	}
 	if cur.Desired == api.DesiredDeleted {
-		return fmt.Errorf("provision %s: deleted meanwhile: %w", v.ID, store.ErrNotFound)
+		return fmt.Errorf("deleted meanwhile: %w", store.ErrNotFound)
 	}
 	start := time.Now()
 	err = r.cfg.Driver.Provision(ctx, v, basePath)
 	r.cfg.Observer.ObserveProvision(time.Since(start), err)
-	return err
+	if err != nil {
+		return err
+	}
+	// A delete that came meanwhile wins: the create is undone and says so.
+	if cur, err = r.cfg.Store.GetVM(ctx, v.ID); err != nil || cur.Desired == api.DesiredDeleted {
+		return errors.Join(fmt.Errorf("deleted meanwhile: %w", store.ErrNotFound),
+			r.cfg.Driver.Destroy(context.WithoutCancel(ctx), v))
+	}
+	return nil
 }
 
 // Destroy stops a VM's process and removes its files through the driver.

@@ -288,16 +288,14 @@ func (s *Service) provision(ctx context.Context, v store.VM) (store.VM, error) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	derr := s.prov.Destroy(cctx, v)
-	gone := false
-	if e := s.store.DeleteVM(cctx, v.ID); errors.Is(e, ErrNotFound) {
-		gone = true
-	} else if e != nil {
+	if e := s.store.DeleteVM(cctx, v.ID); e != nil && !errors.Is(e, ErrNotFound) {
 		derr = errors.Join(derr, e)
 	}
 	if derr != nil {
 		return store.VM{}, fmt.Errorf("%w (rollback: %v)", err, derr)
 	}
-	if gone && errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) {
+		// The record went (or is going) under the create: a delete won.
 		return store.VM{}, fmt.Errorf("vm %s was deleted while it was being created: %w", v.Name, ErrConflict)
 	}
 	return store.VM{}, err
