@@ -164,8 +164,11 @@ func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string)
 	return nil
 }
 
-// Destroy stops a VM's process and removes its files through the driver.
+// Destroy stops a VM's process and removes its files through the driver,
+// holding the VM's lock: the driver never does two things at once for a VM.
 func (r *Reconciler) Destroy(ctx context.Context, v store.VM) error {
+	unlock := r.vmLocks.lock(v.ID)
+	defer unlock()
 	return r.cfg.Driver.Destroy(ctx, v)
 }
 

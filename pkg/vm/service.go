@@ -291,6 +291,8 @@ func (s *Service) provision(ctx context.Context, v store.VM) (store.VM, error) {
 	if e := s.store.DeleteVM(cctx, v.ID); e != nil && !errors.Is(e, ErrNotFound) {
 		derr = errors.Join(derr, e)
 	}
+	// A worker that saw the VM provisioning waits for a kick to find it gone.
+	s.kickVM(v.ID)
 	if derr != nil {
 		return store.VM{}, fmt.Errorf("%w (rollback: %v)", err, derr)
 	}
