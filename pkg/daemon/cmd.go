@@ -82,7 +82,8 @@ func (s *settings) config() (Config, error) {
 		SMTPURL: v.GetString("smtp-url"), MailFrom: v.GetString("mail-from"), NodeName: v.GetString("node-name"),
 		SessionSecret: v.GetString("session-secret"), RunDir: v.GetString("run-dir"), QEMUUser: v.GetString("qemu-user"),
 		StopTimeout: v.GetDuration("stop-timeout"), RestartPolicy: v.GetString("restart-policy"),
-		LogLevel: v.GetString("log-level"), LogFormat: v.GetString("log-format"),
+		ChangesRetention: v.GetDuration("changes-retention"),
+		LogLevel:         v.GetString("log-level"), LogFormat: v.GetString("log-format"),
 		TrustedProxies: v.GetStringSlice("trusted-proxies"),
 		BrowserTTL:     v.GetDuration("session-ttl"), CLITTL: v.GetDuration("token-ttl"),
 		DefaultQuota: api.Quota{VMs: v.GetInt("quota-vms"), CPUs: v.GetInt("quota-cpus"),
@@ -125,6 +126,7 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.String("qemu-user", "", "unprivileged user QEMU runs as when vmd runs as root (default nobody)")
 	fs.Duration("stop-timeout", 30*time.Second, "how long a stop waits for the guest's ACPI shutdown before quitting it")
 	fs.String("restart-policy", "always", "what happens to a guest that dies unasked: always (restarted, at most 5 times in 10 min) or never (left in error)")
+	fs.Duration("changes-retention", 7*24*time.Hour, "how long the change feed (GET /events) keeps an entry; a watcher can resume within it")
 	fs.Duration("session-ttl", 12*time.Hour, "lifetime of a browser session")
 	fs.Duration("token-ttl", 30*24*time.Hour, "lifetime of a CLI bearer token")
 	fs.Int("quota-vms", 5, "default quota: number of VMs per user")

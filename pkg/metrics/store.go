@@ -116,6 +116,11 @@ func (t *timedStore) CreateVM(ctx context.Context, v store.VM) error {
 	return t.Store.CreateVM(ctx, v)
 }
 
+func (t *timedStore) CreateVMPlaced(ctx context.Context, v store.VM, place store.Placer) (store.VM, error) {
+	defer t.since("create_vm", time.Now())
+	return t.Store.CreateVMPlaced(ctx, v, place)
+}
+
 func (t *timedStore) GetVM(ctx context.Context, id string) (store.VM, error) {
 	defer t.since("get_vm", time.Now())
 	return t.Store.GetVM(ctx, id)

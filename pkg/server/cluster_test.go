@@ -62,7 +62,7 @@ func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []by
 	}
 	imgDir := filepath.Join(t.TempDir(), "images")
 	makeTemplate(t, imgDir, "tiny")
-	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg})
+	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg, Placement: reg})
 	var con *console.Console
 	if cons != nil {
 		con = cons(hs.URL)
@@ -259,4 +259,60 @@ func TestClusterConsole(t *testing.T) {
 		t.Fatalf("console through a to b: %d %s", status, body)
 	}
 	ws.CloseNow()
+}
+
+// TestCreateAdmissionOrder: a create is validated, then admitted against
+// the quota, and only then placed, so a request that is out of bounds or
+// over quota is told so, not that no node has room (nodes here have 4
+// vCPUs and 4096 MB each, the quota 4 vCPUs and 2048 MB).
+func TestCreateAdmissionOrder(t *testing.T) {
+	st := storetest.Backends()[0].Open(t)
+	ctx := context.Background()
+	secret := bytes.Repeat([]byte("s"), 32)
+	a := startClusterNode(t, st, "a", secret, cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50})
+	startClusterNode(t, st, "b", secret, cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50})
+	acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+		Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
+	ada, err := acc.AddUser(ctx, "ada@example.com", "correct horse battery", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lr api.LoginResponse
+	code, data := clusterDo(t, "POST", a.url+api.BasePath+"/auth/login", "",
+		api.LoginRequest{Email: "ada@example.com", Password: "correct horse battery", Client: "cli"}, nil)
+	if code != 200 || json.Unmarshal(data, &lr) != nil {
+		t.Fatalf("login: %d %s", code, data)
+	}
+	for _, tc := range []struct {
+		name   string
+		req    api.CreateVMRequest
+		status int
+		code   string
+		msg    string // "" for any
+	}{
+		{"over quota and over every node", api.CreateVMRequest{Name: "x", Template: "tiny", CPU: 9}, 403, api.CodeQuotaExceeded,
+			"cpu: 9 asked, 4 left of 4"},
+		{"cpu out of bounds", api.CreateVMRequest{Name: "x", Template: "tiny", CPU: 65}, 422, api.CodeValidation, ""},
+		{"memory out of bounds", api.CreateVMRequest{Name: "x", Template: "tiny", MemoryMB: 262145}, 422, api.CodeValidation, ""},
+		{"memory over quota", api.CreateVMRequest{Name: "x", Template: "tiny", MemoryMB: 8192}, 403, api.CodeQuotaExceeded,
+			"memory: 8192 MB asked, 2048 MB left of 2048"},
+		{"bad name", api.CreateVMRequest{Name: "X_1", Template: "tiny", CPU: 9}, 422, api.CodeValidation, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, data := clusterDo(t, "POST", a.url+api.BasePath+"/vms", lr.Token, tc.req, nil)
+			wantError(t, code, data, tc.status, tc.code)
+			if msg := errorMessage(t, data); tc.msg != "" && msg != tc.msg {
+				t.Fatalf("message %q, want %q", msg, tc.msg)
+			}
+		})
+	}
+	// Within quota but above any node: no node has room.
+	if err := st.SetQuota(ctx, ada.ID, api.Quota{VMs: 9, CPUs: 64, MemoryMB: 65536, DiskGB: 500}); err != nil {
+		t.Fatal(err)
+	}
+	code, data = clusterDo(t, "POST", a.url+api.BasePath+"/vms", lr.Token, api.CreateVMRequest{Name: "x", Template: "tiny", CPU: 5}, nil)
+	wantError(t, code, data, 503, api.CodeNoCapacity)
+	if me, err := st.GetUserByEmail(ctx, "ada@example.com"); err != nil || me.Usage != (api.Quota{}) {
+		t.Fatalf("usage after refused creates: %+v, %v", me.Usage, err)
+	}
 }

@@ -42,6 +42,7 @@ func (s *Server) mapError(err error) (int, string, string) {
 	var te *account.ThrottledError
 	var fe *account.FieldError
 	var ve *vm.ValidationError
+	var qe *vm.QuotaError
 	var netErr net.Error
 	switch {
 	case errors.As(err, &ae):
@@ -71,6 +72,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusBadRequest, api.CodeInvalidToken, "the token is invalid, used or expired"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, api.CodeNotFound, err.Error()
+	case errors.As(err, &qe):
+		return http.StatusForbidden, api.CodeQuotaExceeded, qe.Error()
 	case errors.Is(err, store.ErrQuotaExceeded):
 		return http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"
 	case errors.Is(err, store.ErrConflict):

@@ -105,9 +105,13 @@ func (s *Server) createVM(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	v, err := s.cfg.VMs.Create(c.Request().Context(), caller(c).ID, req)
+	create := s.cfg.VMs.Create
+	if placedHere(c) {
+		create = s.cfg.VMs.CreateHere
+	}
+	v, err := create(c.Request().Context(), caller(c).ID, req)
 	if err != nil {
-		return err
+		return s.createElsewhere(c, req, err)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, api.BasePath+"/vms/"+v.ID)
 	return c.JSON(http.StatusCreated, v)

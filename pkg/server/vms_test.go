@@ -76,6 +76,10 @@ func TestVMRecords(t *testing.T) {
 		t.Run("names are unique per user, not globally", func(t *testing.T) {
 			st, data := alice.do("POST", "/vms", api.CreateVMRequest{Name: "web", Template: "tiny"}, nil)
 			wantError(t, st, data, 409, api.CodeConflict)
+			// The store's words (a UNIQUE constraint) never reach the user.
+			if msg := errorMessage(t, data); msg != "a VM named web already exists" {
+				t.Fatalf("duplicate name: message %q", msg)
+			}
 			bob.mustDo("POST", "/vms", api.CreateVMRequest{Name: "web", Template: "tiny"}, 201, nil)
 			var mine api.VM
 			bob.mustDo("GET", "/vms/web", nil, 200, &mine)
@@ -107,6 +111,9 @@ func TestVMRecords(t *testing.T) {
 		t.Run("quota exceeded", func(t *testing.T) {
 			st, data := alice.do("POST", "/vms", api.CreateVMRequest{Name: "big", Template: "tiny", CPU: 3}, nil)
 			wantError(t, st, data, 403, api.CodeQuotaExceeded)
+			if msg := errorMessage(t, data); msg != "cpu: 3 asked, 2 left of 4" {
+				t.Fatalf("quota exceeded: message %q", msg)
+			}
 		})
 	})
 }

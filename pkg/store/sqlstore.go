@@ -209,6 +209,11 @@ func scanVM(s scanner) (VM, error) {
 }
 
 func (s *sqlStore) CreateVM(ctx context.Context, v VM) error {
+	_, err := s.CreateVMPlaced(ctx, v, nil)
+	return err
+}
+
+func (s *sqlStore) CreateVMPlaced(ctx context.Context, v VM, place Placer) (VM, error) {
 	if v.CreatedAt.IsZero() {
 		v.CreatedAt = now()
 	}
@@ -230,6 +235,11 @@ func (s *sqlStore) CreateVM(ctx context.Context, v VM) error {
 		if n == 0 {
 			return s.quotaError(ctx, q, v)
 		}
+		if place != nil {
+			if v.Node, err = s.place(ctx, q, place); err != nil {
+				return err
+			}
+		}
 		if _, err := q.exec(ctx, `INSERT INTO vms (`+vmCols+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			v.ID, v.OwnerID, v.Name, v.Template, v.CPU, v.MemoryMB, v.DiskGB, v.UserData,
@@ -242,9 +252,30 @@ func (s *sqlStore) CreateVM(ctx context.Context, v VM) error {
 		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, v.CreatedAt)
 	})
 	if err != nil {
-		return fmt.Errorf("create vm %s for user %s: %w", v.Name, v.OwnerID, err)
+		return VM{}, fmt.Errorf("create vm %s for user %s: %w", v.Name, v.OwnerID, err)
 	}
-	return nil
+	return v, nil
+}
+
+// place runs a Placer under the placement lock. The lock is taken after
+// the owner's row, as every create does, so creates cannot deadlock on it;
+// the nodes' usage is read after it, so it includes every placement that
+// committed before.
+func (s *sqlStore) place(ctx context.Context, q querier, place Placer) (string, error) {
+	if s.dl.placeLock != "" {
+		if _, err := q.exec(ctx, s.dl.placeLock); err != nil {
+			return "", fmt.Errorf("take placement lock: %w", err)
+		}
+	}
+	nodes, err := listNodes(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	usage, err := nodeUsage(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	return place(nodes, usage)
 }
 
 // quotaError explains why admission failed: a missing owner, or the first
@@ -255,17 +286,17 @@ func (s *sqlStore) quotaError(ctx context.Context, q querier, v VM) error {
 		return notFound(err, "owner")
 	}
 	checks := []struct {
-		what              string
+		what, unit        string
 		used, want, limit int
 	}{
-		{"vms", u.Usage.VMs, 1, u.Quota.VMs},
-		{"cpus", u.Usage.CPUs, v.CPU, u.Quota.CPUs},
-		{"memory_mb", u.Usage.MemoryMB, v.MemoryMB, u.Quota.MemoryMB},
-		{"disk_gb", u.Usage.DiskGB, v.DiskGB, u.Quota.DiskGB},
+		{"vms", "", u.Usage.VMs, 1, u.Quota.VMs},
+		{"cpu", "", u.Usage.CPUs, v.CPU, u.Quota.CPUs},
+		{"memory", "MB", u.Usage.MemoryMB, v.MemoryMB, u.Quota.MemoryMB},
+		{"disk", "GB", u.Usage.DiskGB, v.DiskGB, u.Quota.DiskGB},
 	}
 	for _, c := range checks {
 		if c.used+c.want > c.limit {
-			return fmt.Errorf("%w: %s: %d used + %d requested > %d allowed", ErrQuotaExceeded, c.what, c.used, c.want, c.limit)
+			return &QuotaError{Resource: c.what, Unit: c.unit, Asked: c.want, Left: max(c.limit-c.used, 0), Limit: c.limit}
 		}
 	}
 	return ErrQuotaExceeded

@@ -35,6 +35,8 @@ func TestStore(t *testing.T) {
 		{"concurrent writes", testConcurrentWrites},
 		{"change feed", testChanges},
 		{"change feed in commit order", testChangesInCommitOrder},
+		{"usage recount", testRecountUsage},
+		{"change feed pruned", testPruneChanges},
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		for _, c := range cases {
@@ -479,11 +481,11 @@ func testQuotaExceeded(t *testing.T, s store.Store) {
 		want           error
 		wantIn         string
 	}{
-		{"cpus", 3, 64, 1, store.ErrQuotaExceeded, "cpus"},
-		{"memory", 1, 513, 1, store.ErrQuotaExceeded, "memory_mb"},
-		{"disk", 1, 64, 6, store.ErrQuotaExceeded, "disk_gb"},
+		{"cpus", 3, 64, 1, store.ErrQuotaExceeded, "cpu: 3 asked, 2 left of 4"},
+		{"memory", 1, 513, 1, store.ErrQuotaExceeded, "memory: 513 MB asked, 512 MB left of 1024"},
+		{"disk", 1, 64, 6, store.ErrQuotaExceeded, "disk: 6 GB asked, 5 GB left of 10"},
 		{"exactly fits", 2, 512, 5, nil, ""},
-		{"vms", 0, 0, 0, store.ErrQuotaExceeded, "vms"},
+		{"vms", 0, 0, 0, store.ErrQuotaExceeded, "vms: 1 asked, 0 left of 2"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -496,8 +498,9 @@ func testQuotaExceeded(t *testing.T, s store.Store) {
 				return
 			}
 			mustErr(t, err, c.want, "create")
-			if !strings.Contains(err.Error(), c.wantIn) {
-				t.Errorf("error %q does not name %s", err, c.wantIn)
+			var qe *store.QuotaError
+			if !errors.As(err, &qe) || qe.Error() != c.wantIn {
+				t.Errorf("error %q: want a QuotaError saying %q", err, c.wantIn)
 			}
 			if got := usage(t, s, "u1"); got != before {
 				t.Errorf("usage changed by a refused create: %+v, was %+v", got, before)
@@ -537,7 +540,12 @@ func testQuotaLowered(t *testing.T, s store.Store) {
 	if u.Quota != low || u.Usage != (api.Quota{VMs: 1, CPUs: 4, MemoryMB: 1024, DiskGB: 10}) {
 		t.Fatalf("after lowering: quota %+v usage %+v", u.Quota, u.Usage)
 	}
-	mustErr(t, s.CreateVM(ctx, newVM("v2", "u1", "b", 0, 0, 0)), store.ErrQuotaExceeded, "create above lowered quota")
+	err = s.CreateVM(ctx, newVM("v2", "u1", "b", 0, 0, 0))
+	mustErr(t, err, store.ErrQuotaExceeded, "create above lowered quota")
+	// Usage above a lowered limit leaves nothing, not a negative amount.
+	if want := "vms: 1 asked, 0 left of 1"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
 	if err := s.DeleteVM(ctx, "v1"); err != nil {
 		t.Fatalf("delete above lowered quota: %v", err)
 	}
