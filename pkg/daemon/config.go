@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/qemu"
 )
 
 // Config is every setting of vmd; flags, VMD_* variables and --config fill it.
@@ -29,6 +30,8 @@ type Config struct {
 	SessionSecret string
 	RunDir        string
 	QEMUUser      string
+	QEMUUIDRange  string
+	qemuUIDs      qemu.UIDRange
 	StopTimeout   time.Duration
 	RestartPolicy string
 	LogLevel      string
@@ -115,6 +118,13 @@ func (c *Config) complete() error {
 	}
 	if _, err := vm.ParseRestartPolicy(c.RestartPolicy); err != nil {
 		return fmt.Errorf("--restart-policy: %w", err)
+	}
+	if c.QEMUUIDRange != "" {
+		r, err := qemu.ParseUIDRange(c.QEMUUIDRange)
+		if err != nil {
+			return fmt.Errorf("--qemu-uid-range: %w", err)
+		}
+		c.qemuUIDs = r
 	}
 	return nil
 }

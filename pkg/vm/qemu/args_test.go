@@ -7,7 +7,7 @@ import (
 )
 
 func TestArgs(t *testing.T) {
-	base := Spec{Name: "vm_1", Accel: "tcg", CPU: 2, MemoryMB: 256, Disk: "/d/disk.qcow2",
+	base := Invocation{Spec: Spec{ID: "vm_1", CPU: 2, MemoryMB: 256}, Accel: "tcg", Disk: "/d/disk.qcow2",
 		Serial: "/d/serial.log", PIDFile: "/d/qemu.pid", QMP: "/r/qmp.sock", VNC: "/r/vnc.sock"}
 	withSeed := base
 	withSeed.Seed = "/d/seed.iso"
@@ -17,7 +17,7 @@ func TestArgs(t *testing.T) {
 	kvm.Accel = "kvm"
 	tests := []struct {
 		name    string
-		spec    Spec
+		spec    Invocation
 		want    [][]string // consecutive argument pairs that must appear
 		without []string   // arguments that must not appear
 	}{
@@ -75,12 +75,12 @@ func TestArgs(t *testing.T) {
 }
 
 func TestSpecValidate(t *testing.T) {
-	ok := Spec{Name: "vm_1", Accel: "tcg", CPU: 1, MemoryMB: 64, Disk: "d", Serial: "s", PIDFile: "p", QMP: "q", VNC: "v"}
-	bad := map[string]func(*Spec){
-		"accel":      func(s *Spec) { s.Accel = "xen" },
-		"cpu":        func(s *Spec) { s.CPU = 0 },
-		"no disk":    func(s *Spec) { s.Disk = "" },
-		"comma sock": func(s *Spec) { s.QMP = "a,b" },
+	ok := Invocation{Spec: Spec{ID: "vm_1", CPU: 1, MemoryMB: 64}, Accel: "tcg", Disk: "d", Serial: "s", PIDFile: "p", QMP: "q", VNC: "v"}
+	bad := map[string]func(*Invocation){
+		"accel":      func(s *Invocation) { s.Accel = "xen" },
+		"cpu":        func(s *Invocation) { s.CPU = 0 },
+		"no disk":    func(s *Invocation) { s.Disk = "" },
+		"comma sock": func(s *Invocation) { s.QMP = "a,b" },
 	}
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)
