@@ -443,6 +443,32 @@ func (d *Driver) Status(ctx context.Context, id string) (string, error) {
 	return st, nil
 }
 
+// SendKey presses keys together on the guest's keyboard and lets them go,
+// as a console's "send Ctrl-Alt-Del" does. Keys are QEMU qcodes: "ctrl",
+// "alt", "delete", "a", "ret", …
+func (d *Driver) SendKey(ctx context.Context, id string, keys ...string) error {
+	g := d.get(id)
+	if g == nil || !g.alive() {
+		return fmt.Errorf("send key %s: no running guest", id)
+	}
+	m, err := g.monitor(ctx, d)
+	if err != nil {
+		return fmt.Errorf("send key %s: %w", id, err)
+	}
+	type keyValue struct {
+		Type string `json:"type"`
+		Data string `json:"data"`
+	}
+	kv := make([]keyValue, len(keys))
+	for i, k := range keys {
+		kv[i] = keyValue{Type: "qcode", Data: k}
+	}
+	if err := m.ExecuteArgs(ctx, "send-key", map[string]any{"keys": kv}); err != nil {
+		return fmt.Errorf("send key %s: %w", id, err)
+	}
+	return nil
+}
+
 // Adopt takes over a guest an earlier vmd left running.
 func (d *Driver) Adopt(ctx context.Context, s Spec) (bool, error) {
 	if d.Alive(s.ID) {
