@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 func TestArgs(t *testing.T) {
@@ -32,7 +34,9 @@ func TestArgs(t *testing.T) {
 			{"-chardev", "file,id=serial0,path=/d/serial.log,append=on"}, {"-serial", "chardev:serial0"},
 			{"-pidfile", "/d/qemu.pid"},
 			{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
-		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S"}},
+		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S",
+			// A guest's reboot resets in place; its poweroff ends the process.
+			"-no-reboot", "-no-shutdown"}},
 		{"seed", withSeed, [][]string{
 			{"-drive", "if=none,id=seed0,file=/d/seed.iso,format=raw,readonly=on"},
 			{"-device", "virtio-blk-pci,drive=seed0"},
@@ -101,5 +105,25 @@ func TestBootSector(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "hi\n\x00") {
 		t.Fatal("message missing")
+	}
+}
+
+// TestPoweredOff: only a shutdown the guest asked for is a wish to be off.
+func TestPoweredOff(t *testing.T) {
+	tests := []struct {
+		e    vm.GuestEvent
+		want bool
+	}{
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: true, Message: "guest-shutdown"}, true},
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: true, Message: "guest-panic"}, false},
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: true, Message: "guest-reset"}, false},
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: false, Message: "host-qmp-quit"}, false},
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: false, Message: "host-signal"}, false},
+		{vm.GuestEvent{Kind: "RESET", Guest: true, Message: "guest-reset"}, false},
+	}
+	for _, tc := range tests {
+		if got := poweredOff(tc.e); got != tc.want {
+			t.Errorf("poweredOff(%+v) = %v, want %v", tc.e, got, tc.want)
+		}
 	}
 }
