@@ -86,6 +86,14 @@ func TestReconcilerGuestActions(t *testing.T) {
 				if strings.Contains(eventMessages(t, n, u, v.ID), "restarting") {
 					t.Fatalf("a poweroff was taken for a crash: %s", eventMessages(t, n, u, v.ID))
 				}
+				// The owner starts it again: the old exit does not stop it a second time.
+				if _, err := n.svc.Start(context.Background(), u, v.ID); err != nil {
+					t.Fatal(err)
+				}
+				waitSerial(t, serial, "vmd-tiny: boot 2", bootLimit)
+				if got := waitState(t, st, v.ID, api.StateRunning, 10*time.Second); got.Desired != api.DesiredRunning {
+					t.Fatalf("after start: desired %s", got.Desired)
+				}
 			}
 			cleanup(t, n, st, u, v.ID)
 		})

@@ -415,7 +415,8 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	if known && exit.Message != "" {
 		exitMsg = exit.Message
 	}
-	if known && exit.PoweredOff {
+	// Once recorded as stopped, the same exit must not undo the owner's next start.
+	if known && exit.PoweredOff && v.State != api.StateStopped {
 		// The guest powered itself off: take it as the owner's wish, not a crash.
 		if _, err := r.cfg.Store.SetDesired(ctx, v.ID, api.DesiredStopped); err != nil {
 			r.log.Error("reconcile: set desired", "vm", v.ID, "err", err)
