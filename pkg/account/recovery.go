@@ -185,8 +185,9 @@ func (s *Service) ResetPassword(ctx context.Context, token, next string) error {
 // them, removing their disks); the server passes one to DeleteAccount.
 type VMRemover func(ctx context.Context, u store.User) error
 
-// DeleteAccount removes u after checking its password again: it ends every
-// session (so nothing new starts), has removeVMs delete the VMs, then
+// DeleteAccount removes u after checking its password again: it replaces
+// the password with an unknown one and ends every session (so nothing new
+// starts), has removeVMs delete the VMs, then
 // deletes the user once the VMs are gone. It reports done when the account
 // is already gone; otherwise the VMs are still being torn down and the user
 // record follows them in the background.
@@ -194,6 +195,18 @@ func (s *Service) DeleteAccount(ctx context.Context, u store.User, password stri
 	ok, verr := s.c.Hasher.Verify(ctx, password, u.PasswordHash)
 	if verr != nil || !ok {
 		return false, &FieldError{"password", "is not your current password"}
+	}
+	// No new session while the VMs go: the password becomes one nobody knows.
+	tok, err := randomToken()
+	if err != nil {
+		return false, fmt.Errorf("delete account: %w", err)
+	}
+	hash, err := s.c.Hasher.Hash(ctx, tok)
+	if err != nil {
+		return false, fmt.Errorf("delete account: %w", err)
+	}
+	if err := s.c.Store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+		return false, fmt.Errorf("delete account: %w", err)
 	}
 	if err := s.c.Store.RevokeUserSessions(ctx, u.ID, "", s.c.Now().UTC()); err != nil {
 		return false, fmt.Errorf("delete account: end sessions: %w", err)
@@ -214,8 +227,8 @@ func (s *Service) DeleteAccount(ctx context.Context, u store.User, password stri
 }
 
 // deleteWhenEmpty deletes the user once the reconciler has removed its VMs.
-// A vmd restart in between leaves the account with no sessions; deleting it
-// again from the dashboard finishes the job.
+// A vmd restart in between leaves the account locked (no session, an
+// unknown password); an admin finishes with the VMs and the record.
 func (s *Service) deleteWhenEmpty(ctx context.Context, userID string) {
 	ctx, cancel := context.WithTimeout(ctx, deleteWaitMax)
 	defer cancel()
