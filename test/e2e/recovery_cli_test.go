@@ -45,7 +45,7 @@ func TestCLIAccountRecovery(t *testing.T) {
 		c.must(1, "short\n", "password", "reset", tok, "--server", v.URL, "--password-stdin") // too short; the token survives
 		c.must(0, next, "password", "reset", tok, "--server", v.URL, "--password-stdin")
 		c.must(1, next, "password", "reset", tok, "--server", v.URL, "--password-stdin") // used
-		c.must(4, "", "me")                                                               // the session ended with the reset
+		c.must(4, "", "me")                                                              // the session ended with the reset
 		c.must(4, pw, "login", "--server", v.URL, "--email", addr, "--password-stdin")
 		c.must(0, next, "login", "--server", v.URL, "--email", addr, "--password-stdin")
 		c.must(0, "", "me")
