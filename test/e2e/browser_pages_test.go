@@ -212,6 +212,7 @@ func TestBrowserPagesFit(t *testing.T) {
 	b.waitJS("console told of the sign-out", `!document.querySelector('#ended').hidden &&
 		document.querySelector('#ended').textContent.includes('signed out in another tab') &&
 		document.body.dataset.console === 'disconnected'`, 10*time.Second)
+	b.waitJS("console offers to sign in again", `document.querySelector('#ended a')?.textContent === 'Sign in again'`, 10*time.Second)
 	b.waitJS("title still the VM's", fmt.Sprintf(`document.title === %s`, jsString(title)), 5*time.Second)
 	b.shot("pages-console-ended")
 }

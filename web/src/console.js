@@ -68,12 +68,16 @@ function ended(reason) {
   }
   setStatus('disconnected', 'Disconnected: ' + reason);
   const box = $('#ended');
-  box.replaceChildren(`The console closed: ${reason}. `);
-  const a = document.createElement('a');
-  a.href = '/login?next=' + encodeURIComponent(location.pathname);
-  a.textContent = 'Sign in again';
-  box.append(a);
+  box.replaceChildren(`The console closed: ${reason}.`);
   box.hidden = false;
+  // Offer to sign in when the session is what ended.
+  get('/me').catch((e) => {
+    if (!(e instanceof ApiError && e.status === 401) || box.hidden) return;
+    const a = document.createElement('a');
+    a.href = '/login?next=' + encodeURIComponent(location.pathname);
+    a.textContent = 'Sign in again';
+    box.append(' ', a);
+  });
 }
 
 function connect(url) {
