@@ -253,10 +253,11 @@ $('#delete-form').addEventListener('submit', (ev) => {
   if (!confirm('Delete your account and all its VMs? This cannot be undone.')) return;
   busy($('#delete-submit'), async () => {
     try {
-      await del('/me', { password: pw.value });
+      const r = await del('/me', { password: pw.value });
       clearTimeout(timer);
       announceLogout();
-      location.replace('/login?deleted=1');
+      // 202 "deleting": the VMs are still being torn down; the account follows them.
+      location.replace('/login?deleted=' + (r && r.status === 'deleting' ? 'pending' : '1'));
     } catch (e) {
       if (!guard(e)) showFieldErrors({ password: pw }, err, e);
     }

@@ -6,6 +6,7 @@ const notices = {
   reset: 'Your password is changed. Sign in with the new one.',
   deleted: 'Your account and its VMs are deleted.',
 };
+if (params.get('deleted') === 'pending') notices.deleted = 'Your VMs are being deleted; your account goes with the last of them.';
 for (const [k, text] of Object.entries(notices)) {
   if (params.get(k)) {
     const n = $('#notice');
