@@ -215,6 +215,21 @@ func TestBrowserPagesFit(t *testing.T) {
 	b.waitJS("console offers to sign in again", `document.querySelector('#ended a')?.textContent === 'Sign in again'`, 10*time.Second)
 	b.waitJS("title still the VM's", fmt.Sprintf(`document.title === %s`, jsString(title)), 5*time.Second)
 	b.shot("pages-console-ended")
+
+	// Deleting the account deletes its running VM first, then the account.
+	b.login(v.URL, email, password)
+	b.run("delete the account with its VM", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS("#delete-account summary")),
+		chromedp.SendKeys(chromedp.CSS("#delete-password"), password),
+		chromedp.Click(chromedp.CSS("#delete-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#notice")))
+	waitFor(t, "account gone with its VM", 2*time.Minute, func() bool {
+		out, code := v.admin(t, "", "user", "list")
+		return code == 0 && !strings.Contains(out, email)
+	})
+	if paths, _ := filepath.Glob(filepath.Join(v.DataDir, "vms", "*", vmID)); len(paths) != 0 {
+		t.Fatalf("the VM's directory is still there: %v", paths)
+	}
 }
 
 var resetLink = regexp.MustCompile(`https?://[^\s"<>]+/reset\?token=[A-Za-z0-9_-]+`)
