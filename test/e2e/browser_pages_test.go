@@ -199,6 +199,13 @@ func TestBrowserPagesFit(t *testing.T) {
 	b.waitJS("clipboard send confirmed", `document.querySelector('#paste-note').textContent.includes('Sent 5 characters')`, 5*time.Second)
 	b.checkLayout("console")
 	b.waitJS("still connected after the checks", `document.body.dataset.console === 'connected'`, 5*time.Second)
+	// The server's close reason reaches the page (noVNC alone does not pass it on).
+	if !value(b, "stop the VM", chromedp.Evaluate[bool](fmt.Sprintf(`fetch('/api/v1/vms/%s/stop', {method: 'POST', credentials: 'same-origin',
+		headers: {'X-CSRF-Token': decodeURIComponent(document.cookie.split('; ').find(c => c.startsWith('vmd_csrf=')).slice(9))}}).then(r => r.ok)`, vmID),
+		chromedp.EvalAwaitPromise)) {
+		t.Fatal("stop refused")
+	}
+	b.waitJS("close reason shown", `document.querySelector('#status').textContent === 'Disconnected: vm stopped'`, 30*time.Second)
 
 	// Sign-out in another tab of the same browser closes this console.
 	tab, cancel := chromedp.NewContext(b.ctx)
