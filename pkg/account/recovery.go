@@ -8,6 +8,7 @@ import (
 	"time"
 
 	vmdmail "github.com/vmdhq/vmd/pkg/mail"
+	"github.com/vmdhq/vmd/pkg/onetime"
 	"github.com/vmdhq/vmd/pkg/store"
 )
 
@@ -108,7 +109,7 @@ func (s *Service) ForgotPassword(ctx context.Context, email, ip string) error {
 	}
 	s.later(ctx, "password reset e-mail", func(ctx context.Context) error {
 		u, err := s.c.Store.GetUserByEmail(ctx, email)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) || err == nil && u.Disabled {
 			return nil
 		}
 		if err != nil {
@@ -120,11 +121,11 @@ func (s *Service) ForgotPassword(ctx context.Context, email, ip string) error {
 }
 
 func (s *Service) sendReset(ctx context.Context, u store.User) error {
-	tok, err := randomToken()
+	tok, err := onetime.New()
 	if err != nil {
 		return fmt.Errorf("reset token: %w", err)
 	}
-	t := store.Token{Hash: hashToken(tok), Kind: tokenReset, UserID: u.ID, ExpiresAt: s.c.Now().Add(resetTTL).UTC()}
+	t := store.Token{Hash: onetime.Hash(tok), Kind: tokenReset, UserID: u.ID, ExpiresAt: s.c.Now().Add(resetTTL).UTC()}
 	if err := s.c.Store.CreateToken(ctx, t); err != nil {
 		return fmt.Errorf("store reset token: %w", err)
 	}
@@ -155,7 +156,7 @@ func (s *Service) ResetPassword(ctx context.Context, token, next string) error {
 	if token == "" || len(token) > 128 {
 		return ErrInvalidToken
 	}
-	t, err := s.c.Store.ConsumeToken(ctx, tokenReset, hashToken(token), s.c.Now().UTC())
+	t, err := s.c.Store.ConsumeToken(ctx, tokenReset, onetime.Hash(token), s.c.Now().UTC())
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrInvalidToken
 	}
@@ -169,8 +170,9 @@ func (s *Service) ResetPassword(ctx context.Context, token, next string) error {
 	if err := s.c.Store.SetPasswordHash(ctx, t.UserID, hash); err != nil {
 		return fmt.Errorf("reset password: %w", err)
 	}
-	if err := s.c.Store.RevokeUserSessions(ctx, t.UserID, "", s.c.Now().UTC()); err != nil {
-		return fmt.Errorf("reset password: end sessions: %w", err)
+	// Announced, so the account's consoles and event streams close too.
+	if err := s.RevokeSessions(ctx, t.UserID, ""); err != nil {
+		return fmt.Errorf("reset password: %w", err)
 	}
 	if err := s.c.Store.DeleteUserTokens(ctx, t.UserID, tokenReset); err != nil {
 		return fmt.Errorf("reset password: %w", err)
@@ -185,9 +187,8 @@ func (s *Service) ResetPassword(ctx context.Context, token, next string) error {
 // them, removing their disks); the server passes one to DeleteAccount.
 type VMRemover func(ctx context.Context, u store.User) error
 
-// DeleteAccount removes u after checking its password again: it replaces
-// the password with an unknown one and ends every session (so nothing new
-// starts), has removeVMs delete the VMs, then
+// DeleteAccount removes u after checking its password again: it disables
+// the account and ends every session (so nothing new starts), has removeVMs delete the VMs, then
 // deletes the user once the VMs are gone. It reports done when the account
 // is already gone; otherwise the VMs are still being torn down and the user
 // record follows them in the background.
@@ -196,20 +197,13 @@ func (s *Service) DeleteAccount(ctx context.Context, u store.User, password stri
 	if verr != nil || !ok {
 		return false, &FieldError{"password", "is not your current password"}
 	}
-	// No new session while the VMs go: the password becomes one nobody knows.
-	tok, err := randomToken()
-	if err != nil {
+	// No new session while the VMs go: the account is disabled, and its
+	// open sessions end (announced, so its consoles and streams close).
+	if err := s.c.Store.SetDisabled(ctx, u.ID, true); err != nil {
 		return false, fmt.Errorf("delete account: %w", err)
 	}
-	hash, err := s.c.Hasher.Hash(ctx, tok)
-	if err != nil {
+	if err := s.RevokeSessions(ctx, u.ID, ""); err != nil {
 		return false, fmt.Errorf("delete account: %w", err)
-	}
-	if err := s.c.Store.SetPasswordHash(ctx, u.ID, hash); err != nil {
-		return false, fmt.Errorf("delete account: %w", err)
-	}
-	if err := s.c.Store.RevokeUserSessions(ctx, u.ID, "", s.c.Now().UTC()); err != nil {
-		return false, fmt.Errorf("delete account: end sessions: %w", err)
 	}
 	if err := removeVMs(ctx, u); err != nil {
 		return false, fmt.Errorf("delete account: %w", err)
@@ -227,8 +221,8 @@ func (s *Service) DeleteAccount(ctx context.Context, u store.User, password stri
 }
 
 // deleteWhenEmpty deletes the user once the reconciler has removed its VMs.
-// A vmd restart in between leaves the account locked (no session, an
-// unknown password); an admin finishes with the VMs and the record.
+// A vmd restart in between leaves the account disabled, without sessions;
+// an admin finishes with the VMs and the record.
 func (s *Service) deleteWhenEmpty(ctx context.Context, userID string) {
 	ctx, cancel := context.WithTimeout(ctx, deleteWaitMax)
 	defer cancel()

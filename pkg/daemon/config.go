@@ -30,8 +30,10 @@ type Config struct {
 	RunDir        string
 	QEMUUser      string
 	StopTimeout   time.Duration
-	RestartPolicy string
-	LogLevel      string
+	// EventStreamsPerUser caps each user's open GET /events streams.
+	EventStreamsPerUser int
+	RestartPolicy       string
+	LogLevel            string
 	// TrustedProxies are CIDRs; parsed into trustedNets by complete.
 	TrustedProxies []string
 	trustedNets    []*net.IPNet

@@ -218,13 +218,16 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer func() { stopRec(); workers.Wait() }()
 
 	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
-		Cluster: clu, TrustedProxies: cfg.trustedNets, Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
+		Cluster: clu, TrustedProxies: cfg.trustedNets, EventStreamsPerUser: cfg.EventStreamsPerUser, Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
 		Ready: func(context.Context) map[string]string {
 			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}
 		}})
 	if err != nil {
 		return err
 	}
+	// However a session ends (logout, password change, an admin disabling
+	// its user), what it opened on this node closes with it.
+	a.accounts.OnSessionEnd(srv.EndSessions)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)

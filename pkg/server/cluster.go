@@ -124,21 +124,23 @@ func (s *Server) rebaseConsole(res *http.Response) error {
 }
 
 // wsOnOwner proxies a console WebSocket to the VM's own node; its token is
-// checked there. The browser's Origin is checked here, against this
-// node's public URL, and then dropped: the owner's may differ.
+// checked there. The console tells which VM the token opens (without
+// spending it); the browser's Origin is checked here with the console's own
+// rule, against this node's public URL, and then dropped: the owner's may
+// differ.
 func (s *Server) wsOnOwner(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		cl := s.cfg.Cluster
-		if cl == nil || s.cfg.Store == nil || !strings.HasPrefix(c.Param("id"), "vm_") {
+		if cl == nil || s.cfg.Console == nil {
 			return next(c)
 		}
 		req := c.Request()
-		v, err := s.cfg.Store.GetVM(req.Context(), c.Param("id"))
-		if err != nil || cl.Local(v.Node) {
-			return next(c) // an unknown VM fails there like any bad token
+		v, err := s.cfg.Console.TokenVM(req.Context(), req)
+		if err != nil || v.ID != c.Param("id") || cl.Local(v.Node) {
+			return next(c) // a bad token fails there, with its reason
 		}
-		if o := req.Header.Get("Origin"); o != "" && !strings.EqualFold(o, s.origin) {
-			return &apiError{http.StatusForbidden, api.CodeForbidden, "cross-origin console connection refused"}
+		if err := s.cfg.Console.CheckOrigin(req); err != nil {
+			return consoleError(err)
 		}
 		req.Header.Del("Origin")
 		return cl.Forward(c.Response(), req, v.Node, nil)

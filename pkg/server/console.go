@@ -22,7 +22,7 @@ func (s *Server) consoleToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.cfg.Console.Issue(ctx, caller(c), v)
+	res, err := s.cfg.Console.Issue(ctx, caller(c), callerSession(c).ID, v)
 	if err != nil {
 		return consoleError(err)
 	}
@@ -75,6 +75,7 @@ func consoleError(err error) error {
 		{console.ErrTooManySessions, http.StatusTooManyRequests, api.CodeRateLimited},
 		{console.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
 		{console.ErrNotWebSocket, http.StatusUpgradeRequired, api.CodeBadRequest},
+		{console.ErrBadHandshake, http.StatusBadRequest, api.CodeBadRequest},
 	} {
 		if errors.Is(err, m.err) {
 			return &apiError{m.status, m.code, err.Error()}

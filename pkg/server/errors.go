@@ -66,6 +66,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusUnauthorized, api.CodeInvalidLogin, "invalid e-mail or password"
 	case errors.Is(err, account.ErrUnverified):
 		return http.StatusForbidden, api.CodeEmailUnverified, "e-mail address not verified: open the link in the verification e-mail first"
+	case errors.Is(err, account.ErrDisabled):
+		return http.StatusForbidden, api.CodeForbidden, "this account is disabled: ask an admin"
 	case errors.Is(err, account.ErrUnauthenticated):
 		return http.StatusUnauthorized, api.CodeUnauthenticated, "not authenticated: log in first"
 	case errors.Is(err, account.ErrInvalidToken):
@@ -76,6 +78,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, api.CodeConflict, err.Error()
+	case errors.Is(err, vm.ErrTooManyStreams):
+		return http.StatusTooManyRequests, api.CodeRateLimited, err.Error()
 	case errors.Is(err, vm.ErrForbidden):
 		return http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"
 	case errors.Is(err, vm.ErrNoSpace), errors.Is(err, syscall.ENOSPC):

@@ -21,13 +21,13 @@ var _ Store = (*sqlStore)(nil)
 // care pass their own times in the rows they create.
 func now() time.Time { return time.Now().UTC() }
 
-const userCols = `id, email, password_hash, admin, verified,
+const userCols = `id, email, password_hash, admin, verified, disabled,
 	quota_vms, quota_cpus, quota_memory_mb, quota_disk_gb,
 	used_vms, used_cpus, used_memory_mb, used_disk_gb, created_at`
 
 func scanUser(s scanner) (User, error) {
 	var u User
-	err := s.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Admin, &u.Verified,
+	err := s.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Admin, &u.Verified, &u.Disabled,
 		&u.Quota.VMs, &u.Quota.CPUs, &u.Quota.MemoryMB, &u.Quota.DiskGB,
 		&u.Usage.VMs, &u.Usage.CPUs, &u.Usage.MemoryMB, &u.Usage.DiskGB, &u.CreatedAt)
 	return u, err
@@ -57,8 +57,8 @@ func (s *sqlStore) CreateUser(ctx context.Context, u User) error {
 		u.CreatedAt = now()
 	}
 	_, err := s.db.exec(ctx, `INSERT INTO users (`+userCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, 0, $10)`,
-		u.ID, strings.ToLower(u.Email), u.PasswordHash, u.Admin, u.Verified,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 0, 0, $11)`,
+		u.ID, strings.ToLower(u.Email), u.PasswordHash, u.Admin, u.Verified, u.Disabled,
 		u.Quota.VMs, u.Quota.CPUs, u.Quota.MemoryMB, u.Quota.DiskGB, u.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("create user %s: %w", u.ID, err)
@@ -110,6 +110,11 @@ func (s *sqlStore) SetVerified(ctx context.Context, userID string) error {
 func (s *sqlStore) SetPasswordHash(ctx context.Context, userID, hash string) error {
 	n, err := s.db.exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, userID, hash)
 	return mustAffect(n, err, "set password of user "+userID)
+}
+
+func (s *sqlStore) SetDisabled(ctx context.Context, userID string, disabled bool) error {
+	n, err := s.db.exec(ctx, `UPDATE users SET disabled = $2 WHERE id = $1`, userID, disabled)
+	return mustAffect(n, err, "set disabled of user "+userID)
 }
 
 func (s *sqlStore) SetQuota(ctx context.Context, userID string, q api.Quota) error {
@@ -170,13 +175,25 @@ func (s *sqlStore) RevokeSession(ctx context.Context, id string, at time.Time) e
 	return mustAffect(n, err, "revoke session")
 }
 
-func (s *sqlStore) RevokeUserSessions(ctx context.Context, userID, exceptID string, at time.Time) error {
-	_, err := s.db.exec(ctx, `UPDATE sessions SET revoked_at = $3
-		WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, userID, exceptID, at)
+func (s *sqlStore) RevokeUserSessions(ctx context.Context, userID, exceptID string, at time.Time) ([]string, error) {
+	rs, err := s.db.query(ctx, `UPDATE sessions SET revoked_at = $3
+		WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id`, userID, exceptID, at)
 	if err != nil {
-		return fmt.Errorf("revoke sessions of user %s: %w", userID, err)
+		return nil, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
 	}
-	return nil
+	defer rs.Close()
+	var ids []string
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
+	}
+	return ids, nil
 }
 
 const vmCols = `id, owner_id, name, template, cpu, memory_mb, disk_gb, user_data,

@@ -25,6 +25,7 @@ type User struct {
 	PasswordHash string
 	Admin        bool
 	Verified     bool
+	Disabled     bool // by an admin: no login, no session
 	Quota        api.Quota
 	Usage        api.Quota // kept by CreateVM and DeleteVM in the same transaction
 	CreatedAt    time.Time
@@ -33,7 +34,7 @@ type User struct {
 // ToAPI returns the user as GET /me shows it.
 func (u User) ToAPI() api.User {
 	return api.User{ID: u.ID, Email: u.Email, Admin: u.Admin, Verified: u.Verified,
-		Quota: u.Quota, Usage: u.Usage, CreatedAt: u.CreatedAt}
+		Disabled: u.Disabled, Quota: u.Quota, Usage: u.Usage, CreatedAt: u.CreatedAt}
 }
 
 // Session is a login: a browser cookie or a CLI bearer token refers to one by ID.
@@ -119,6 +120,8 @@ type Store interface {
 	ListUsers(ctx context.Context) ([]User, error)
 	SetVerified(ctx context.Context, userID string) error
 	SetPasswordHash(ctx context.Context, userID, hash string) error
+	// SetDisabled marks a user disabled or enabled again.
+	SetDisabled(ctx context.Context, userID string, disabled bool) error
 	// SetQuota replaces a user's limits; usage is left as it is, even above them.
 	SetQuota(ctx context.Context, userID string, q api.Quota) error
 	// DeleteUser removes an account with its sessions, tokens and change
@@ -136,8 +139,9 @@ type Store interface {
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, id string) (Session, error)
 	RevokeSession(ctx context.Context, id string, now time.Time) error
-	// RevokeUserSessions revokes all of a user's sessions but exceptID.
-	RevokeUserSessions(ctx context.Context, userID, exceptID string, now time.Time) error
+	// RevokeUserSessions revokes all of a user's open sessions but exceptID
+	// and returns the ids it revoked.
+	RevokeUserSessions(ctx context.Context, userID, exceptID string, now time.Time) ([]string, error)
 
 	// CreateVM admits v against its owner's quota and inserts it in one
 	// transaction: ErrQuotaExceeded when it does not fit, ErrConflict when

@@ -119,8 +119,16 @@ func testUsers(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.Verified || got.PasswordHash != "h2" || got.Quota != q || got.Usage != (api.Quota{}) {
+	if !got.Verified || got.PasswordHash != "h2" || got.Quota != q || got.Usage != (api.Quota{}) || got.Disabled {
 		t.Fatalf("after updates: %+v", got)
+	}
+	for _, want := range []bool{true, false} {
+		if err := s.SetDisabled(ctx, "u1", want); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = s.GetUser(ctx, "u1"); err != nil || got.Disabled != want {
+			t.Fatalf("after SetDisabled(%v): %+v, %v", want, got, err)
+		}
 	}
 
 	u2 := store.User{ID: "u2", Email: "bob@example.com", PasswordHash: "h", CreatedAt: created.Add(time.Second)}
@@ -155,6 +163,7 @@ func testUsers(t *testing.T, s store.Store) {
 		{"set verified", s.SetVerified(ctx, "nope")},
 		{"set password", s.SetPasswordHash(ctx, "nope", "x")},
 		{"set quota", s.SetQuota(ctx, "nope", q)},
+		{"set disabled", s.SetDisabled(ctx, "nope", true)},
 	}
 	for _, m := range missing {
 		mustErr(t, m.err, store.ErrNotFound, m.name+" of a missing user")
@@ -271,8 +280,13 @@ func testSessions(t *testing.T, s store.Store) {
 	_, err = s.GetSession(ctx, "nope")
 	mustErr(t, err, store.ErrNotFound, "get missing session")
 
-	if err := s.RevokeUserSessions(ctx, "u1", "c", now); err != nil {
+	// Only sessions still open are revoked and named ("a" already was).
+	ended, err := s.RevokeUserSessions(ctx, "u1", "c", now)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Join(ended, ",") != "b" {
+		t.Fatalf("revoked %v, want [b]", ended)
 	}
 	for id, wantRevoked := range map[string]bool{"a": true, "b": true, "c": false, "d": false} {
 		got, err := s.GetSession(ctx, id)

@@ -211,7 +211,7 @@ func (s *Service) lookup(ctx context.Context, caller store.User, ref string) (st
 	if err != nil {
 		return store.VM{}, err // the store names the VM already
 	}
-	if v.OwnerID != caller.ID && !caller.Admin {
+	if err := Authorize(caller, v); err != nil {
 		return store.VM{}, fmt.Errorf("vm %s: %w", ref, ErrNotFound)
 	}
 	return v, nil
@@ -243,8 +243,8 @@ func (s *Service) Get(ctx context.Context, caller store.User, ref string) (api.V
 func (s *Service) List(ctx context.Context, caller store.User, all bool) ([]api.VM, error) {
 	owner := caller.ID
 	if all {
-		if !caller.Admin {
-			return nil, fmt.Errorf("list all vms: %w", ErrForbidden)
+		if err := AuthorizeAll(caller); err != nil {
+			return nil, fmt.Errorf("list all vms: %w", err)
 		}
 		owner = ""
 	}
