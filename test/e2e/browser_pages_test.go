@@ -199,15 +199,36 @@ func TestBrowserPagesFit(t *testing.T) {
 	b.waitJS("clipboard send confirmed", `document.querySelector('#paste-note').textContent.includes('Sent 5 characters')`, 5*time.Second)
 	b.checkLayout("console")
 	b.waitJS("still connected after the checks", `document.body.dataset.console === 'connected'`, 5*time.Second)
-	// The server's close reason reaches the page (noVNC alone does not pass it on).
+	// The server's close reasons reach the page (noVNC alone does not pass them on).
+	// The login session ending (here a logout the page itself does not announce)
+	// closes the console for good.
+	csrf := `decodeURIComponent(document.cookie.split('; ').find(c => c.startsWith('vmd_csrf=')).slice(9))`
+	if !value(b, "log out behind the page's back", chromedp.Evaluate[bool](`fetch('/api/v1/auth/logout', {method: 'POST',
+		credentials: 'same-origin', headers: {'X-CSRF-Token': `+csrf+`}}).then(r => r.ok)`, chromedp.EvalAwaitPromise)) {
+		t.Fatal("logout refused")
+	}
+	b.waitJS("session end shown, with a way to sign in", `!document.querySelector('#ended').hidden &&
+		document.querySelector('#ended').textContent.includes('session ended') &&
+		document.querySelector('#ended a')?.textContent === 'Sign in again' &&
+		document.querySelector('#status').textContent.startsWith('Disconnected: session ended')`, 15*time.Second)
+	b.run("sign in again from the console",
+		chromedp.Click(chromedp.CSS("#ended a")),
+		chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		chromedp.SendKeys(chromedp.CSS("#email"), email),
+		chromedp.SendKeys(chromedp.CSS("#password"), password),
+		chromedp.Click(chromedp.CSS("#login-submit")))
+	b.waitJS("back on the console, connected", fmt.Sprintf(`location.pathname === %s && document.body.dataset.console === 'connected'`,
+		jsString("/console/"+vmID)), 30*time.Second)
+	// A VM that stops says so.
 	if !value(b, "stop the VM", chromedp.Evaluate[bool](fmt.Sprintf(`fetch('/api/v1/vms/%s/stop', {method: 'POST', credentials: 'same-origin',
-		headers: {'X-CSRF-Token': decodeURIComponent(document.cookie.split('; ').find(c => c.startsWith('vmd_csrf=')).slice(9))}}).then(r => r.ok)`, vmID),
-		chromedp.EvalAwaitPromise)) {
+		headers: {'X-CSRF-Token': %s}}).then(r => r.ok)`, vmID, csrf), chromedp.EvalAwaitPromise)) {
 		t.Fatal("stop refused")
 	}
-	b.waitJS("close reason shown", `document.querySelector('#status').textContent === 'Disconnected: vm stopped'`, 30*time.Second)
+	b.waitJS("close reason shown", `document.querySelector('#status').textContent === 'Disconnected: vm stopped' &&
+		document.querySelector('#ended').hidden`, 30*time.Second)
 
-	// Sign-out in another tab of the same browser closes this console.
+	// Sign-out in another tab of the same browser reaches this page too
+	// (its console is closed already, so only the broadcast can tell it).
 	tab, cancel := chromedp.NewContext(b.ctx)
 	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(tab, 60*time.Second)
@@ -223,7 +244,7 @@ func TestBrowserPagesFit(t *testing.T) {
 	b.waitJS("title still the VM's", fmt.Sprintf(`document.title === %s`, jsString(title)), 5*time.Second)
 	b.shot("pages-console-ended")
 
-	// Deleting the account deletes its running VM first, then the account.
+	// Deleting the account deletes its VM first, then the account.
 	b.login(v.URL, email, password)
 	b.run("delete the account with its VM", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
 		chromedp.Click(chromedp.CSS("#delete-account summary")),
