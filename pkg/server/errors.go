@@ -39,6 +39,7 @@ type Classifier func(err error) (status int, code string, ok bool)
 func (s *Server) mapError(err error) (int, string, string) {
 	var ae *apiError
 	var he *echo.HTTPError
+	var mte *account.MailThrottledError
 	var te *account.ThrottledError
 	var fe *account.FieldError
 	var ve *vm.ValidationError
@@ -54,6 +55,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 			code = api.CodeBadRequest
 		}
 		return he.Code, code, fmt.Sprint(he.Message)
+	case errors.As(err, &mte):
+		return http.StatusTooManyRequests, api.CodeRateLimited, mte.Error()
 	case errors.As(err, &te):
 		return http.StatusTooManyRequests, api.CodeRateLimited, te.Error()
 	case errors.As(err, &fe):
@@ -113,7 +116,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if errors.As(err, &te) {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(te.RetryAfter.Seconds())+1))
 	}
-	body := api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, RequestID: rid}}
+	body := api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, RequestID: rid, Field: errorField(err)}}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)
 	} else {
@@ -122,6 +125,19 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if err != nil {
 		s.log.Warn("write error response", "err", err)
 	}
+}
+
+// errorField names the request field a validation error is about, if any.
+func errorField(err error) string {
+	var fe *account.FieldError
+	var ve *vm.ValidationError
+	switch {
+	case errors.As(err, &fe):
+		return fe.Field
+	case errors.As(err, &ve):
+		return ve.Field
+	}
+	return ""
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are errors.
