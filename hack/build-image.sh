@@ -138,10 +138,13 @@ EARLY=("${ORDER[@]}")
 ORDER=()
 for m in button evdev; do add_module "$m"; done
 ACPI=("${ORDER[@]}")
-# ata_piix waits for its port probe inside insmod, so the seed modules load
-# last.
+# ata_piix waits for its port probe inside insmod, so the CD modules load
+# last, and only when the seed is not a virtio disk (it is on q35).
 ORDER=()
-for m in isofs ata_piix sr_mod; do add_module "$m"; done
+for m in isofs; do add_module "$m"; done
+SEEDFS=("${ORDER[@]}")
+ORDER=()
+for m in ata_piix sr_mod; do add_module "$m"; done
 SEED=("${ORDER[@]}")
 # The NIC (virtio_net needs net_failover, which needs failover) and the
 # virtio-serial port of the guest agent, loaded after `booted` too.
@@ -151,11 +154,12 @@ NET=("${ORDER[@]}")
 ORDER=()
 for m in virtio_console; do add_module "$m"; done
 SERIAL=("${ORDER[@]}")
-for m in "${EARLY[@]}" "${ACPI[@]}" "${SEED[@]}" "${NET[@]}" "${SERIAL[@]}"; do
+for m in "${EARLY[@]}" "${ACPI[@]}" "${SEEDFS[@]}" "${SEED[@]}" "${NET[@]}" "${SERIAL[@]}"; do
 	cp "${MODPATH[$m]}" "$ROOT/lib/modules/$m.ko"
 done
 printf '%s\n' "${EARLY[@]}" >"$ROOT/etc/modules.early"
 printf '%s\n' "${ACPI[@]}" >"$ROOT/etc/modules.acpi"
+printf '%s\n' "${SEEDFS[@]}" >"$ROOT/etc/modules.seedfs"
 printf '%s\n' "${SEED[@]}" >"$ROOT/etc/modules.seed"
 printf '%s\n' "${NET[@]}" >"$ROOT/etc/modules.net"
 printf '%s\n' "${SERIAL[@]}" >"$ROOT/etc/modules.serial"
@@ -324,35 +328,41 @@ load() { while read -r m; do insmod "/lib/modules/$m.ko" 2>/dev/null; done <"/et
 (
 	mkdir -p /etc/dropbear /root/.ssh
 	chmod 0700 /root /root/.ssh
-	keys=""
-	sector=$HOSTKEY_SECTOR
-	for type in ed25519 ecdsa; do
-		key=/etc/dropbear/dropbear_${type}_host_key
-		if [ -b /dev/vda ]; then
-			blob=$(dd if=/dev/vda bs=512 skip="$sector" count=1 2>/dev/null | tr -d '\0' | head -n 1)
-			case $blob in
-			"vmd-tiny-hostkey $type "*) echo "${blob#vmd-tiny-hostkey $type }" | base64 -d >"$key" 2>/dev/null ;;
-			esac
-		fi
-		if ! dropbearkey -y -f "$key" >/dev/null 2>&1; then
-			rm -f "$key"
-			dropbearkey -t "$type" -f "$key" >/dev/null 2>&1
+	keys="/etc/dropbear/dropbear_ed25519_host_key /etc/dropbear/dropbear_ecdsa_host_key"
+	# The keys (read back, or made) while the seed is looked for.
+	(
+		sector=$HOSTKEY_SECTOR
+		for key in $keys; do
+			type=${key#/etc/dropbear/dropbear_}
+			type=${type%_host_key}
 			if [ -b /dev/vda ]; then
-				printf 'vmd-tiny-hostkey %s %s\n' "$type" "$(base64 -w 0 "$key")" |
-					dd of=/dev/vda bs=512 seek="$sector" count=1 conv=sync,fsync 2>/dev/null
+				blob=$(dd if=/dev/vda bs=512 skip="$sector" count=1 2>/dev/null | tr -d '\0' | head -n 1)
+				case $blob in
+				"vmd-tiny-hostkey $type "*) echo "${blob#vmd-tiny-hostkey $type }" | base64 -d >"$key" 2>/dev/null ;;
+				esac
 			fi
-		fi
-		keys="$keys $key"
-		sector=$((sector + 1))
-	done
+			if ! dropbearkey -y -f "$key" >/dev/null 2>&1; then
+				rm -f "$key"
+				dropbearkey -t "$type" -f "$key" >/dev/null 2>&1
+				if [ -b /dev/vda ]; then
+					printf 'vmd-tiny-hostkey %s %s\n' "$type" "$(base64 -w 0 "$key")" |
+						dd of=/dev/vda bs=512 seek="$sector" count=1 conv=sync,fsync 2>/dev/null
+				fi
+			fi
+			sector=$((sector + 1))
+		done
+	) &
+	keygen=$!
 
-	load seed
+	# On q35 the seed is a virtio disk, already there: the CD drivers
+	# (ata_piix probes its ports for a while) only when it is not found.
+	load seedfs
+	dev=$(findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null)
+	[ -n "$dev" ] || load seed
 	i=0
-	dev=""
-	while [ $i -lt 30 ]; do
-		dev=$(findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null)
-		[ -n "$dev" ] && break
+	while [ -z "$dev" ] && [ $i -lt 30 ]; do
 		usleep 100000
+		dev=$(findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null)
 		i=$((i + 1))
 	done
 	if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /mnt/seed 2>/dev/null; then
@@ -368,6 +378,7 @@ load() { while read -r m; do insmod "/lib/modules/$m.ko" 2>/dev/null; done <"/et
 		chmod 0600 /root/.ssh/authorized_keys
 	fi
 
+	wait $keygen
 	dropbear $(for k in $keys; do echo "-r $k"; done) -s -P /var/run/dropbear.pid
 	for k in $keys; do
 		say "vmd-tiny: hostkey $(dropbearkey -y -f "$k" | grep -E '^(ssh-|ecdsa-)' | cut -d ' ' -f 1,2)"
