@@ -36,8 +36,10 @@ DISK_MIB=2048
 BOOT_START_MIB=1
 ROOT_START_MIB=64
 CACHE=${VMD_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmd-image}
-# Only what a cloud template needs; debootstrap adds Depends, not Recommends.
-INCLUDE=linux-image-cloud-amd64,initramfs-tools,systemd-sysv,udev,dbus,kmod,iproute2,netbase,systemd-resolved,cloud-init,cloud-guest-utils,openssh-server,qemu-guest-agent,sudo,e2fsprogs,fdisk,less,ca-certificates
+# Only what a cloud template needs; debootstrap adds Depends, not Recommends,
+# and does not resolve virtual packages: python3-cffi-backend provides the
+# python3-cffi-backend-api-* that python3-cryptography (cloud-init) needs.
+INCLUDE=linux-image-cloud-amd64,python3-cffi-backend,initramfs-tools,systemd-sysv,udev,dbus,kmod,iproute2,netbase,systemd-resolved,cloud-init,cloud-guest-utils,openssh-server,qemu-guest-agent,sudo,e2fsprogs,fdisk,less,ca-certificates
 
 need() {
 	for c in "$@"; do

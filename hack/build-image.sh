@@ -2,9 +2,9 @@
 # build-image.sh OUT builds the tiny test template (a BIOS-bootable qcow2) from
 # Debian packages only: the Debian cloud kernel (fetched with apt-get download,
 # unpacked with dpkg -x), busybox-static and SYSLINUX on a FAT file system made
-# in a plain file, so no root, mount or loop device is needed. The installed
-# dropbear-bin and qemu-guest-agent binaries are copied in with the libraries
-# ldd names. After `vmd-tiny: booted` the guest brings up, in background:
+# in a plain file, so no root, mount or loop device is needed. Debian's
+# dropbear (installed) and qemu-ga (downloaded) binaries are copied in with
+# the libraries ldd names. After `vmd-tiny: booted` the guest brings up, in background:
 # DHCP on eth0 ("vmd-tiny: ip ADDR"), qemu-ga on org.qemu.guest_agent.0, and
 # dropbear with root's keys from the NoCloud seed (one "vmd-tiny: hostkey TYPE
 # B64" line per host key once it listens). docs/IMAGES.md describes both templates.
@@ -90,6 +90,27 @@ else
 	echo "build-image: apt-cache failed; using cached $(basename "$DEB")"
 fi
 echo "build-image: kernel from $(basename "$DEB")"
+
+# fetch_deb PKG prints the cached .deb of PKG, downloading it on first use.
+# (qemu-guest-agent is fetched, not installed on the build host: installing
+# it there would try to start a host agent.)
+fetch_deb() {
+	local f
+	f=$(ls -1 "$CACHE"/"$1"_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
+	if [ -z "$f" ]; then
+		echo "build-image: downloading $1" >&2
+		mkdir -p "$WORK/dl"
+		chmod 0777 "$WORK/dl"
+		(cd "$WORK/dl" && apt-get download -q "$1" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+		f=$(ls -1 "$WORK/dl"/"$1"_*_amd64.deb 2>/dev/null | head -1 || true)
+		[ -n "$f" ] || { echo "build-image: apt-get download $1 failed" >&2; exit 1; }
+		mv "$f" "$CACHE/"
+		f="$CACHE/$(basename "$f")"
+	fi
+	echo "$f"
+}
+QGA_DEB=$(fetch_deb qemu-guest-agent)
+dpkg -x "$QGA_DEB" "$WORK/qga"
 dpkg -x "$DEB" "$WORK/k"
 KVER=$(ls -1 "$WORK/k/lib/modules" | head -1)
 VMLINUZ="$WORK/k/boot/vmlinuz-$KVER"
@@ -171,27 +192,26 @@ cp "$BUSYBOX" "$ROOT/bin/busybox"
 	(cd "$ROOT/bin" && perl -ne 'chomp; symlink("busybox", $_) or die "symlink $_: $!\n"')
 for a in init poweroff reboot halt; do ln -sf ../bin/busybox "$ROOT/sbin/$a"; done
 
-# copy_elf BIN...: copies each dynamic binary to the same path in the
-# initramfs with every library ldd names (and the loader); the host is the
-# same Debian release, so these are Debian's own builds.
+# copy_elf SRC DEST copies a dynamic binary to DEST in the initramfs with
+# every library ldd names (and the loader); the build host is the same
+# Debian release, so these are Debian's own builds.
 copy_elf() {
-	local b l
-	for b in "$@"; do
-		[ -x "$b" ] || { echo "build-image: $b missing; run make deps" >&2; exit 1; }
-		mkdir -p "$ROOT$(dirname "$b")"
-		cp "$b" "$ROOT$b"
-		if ldd "$b" | grep -q 'not found'; then
-			echo "build-image: $b: $(ldd "$b" | grep 'not found' | tr -s '\t\n' '  ')" >&2
-			exit 1
-		fi
-		for l in $(ldd "$b" | sed -n -e 's/.*=> \(\/[^ ]*\) .*/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
-			mkdir -p "$ROOT$(dirname "$l")"
-			[ -e "$ROOT$l" ] || cp -L "$l" "$ROOT$l"
-		done
+	local l
+	[ -x "$1" ] || { echo "build-image: $1 missing; run make deps" >&2; exit 1; }
+	mkdir -p "$ROOT$(dirname "$2")"
+	cp "$1" "$ROOT$2"
+	if ldd "$1" | grep -q 'not found'; then
+		echo "build-image: $1: $(ldd "$1" | grep 'not found' | tr -s '\t\n' '  '); run make deps" >&2
+		exit 1
+	fi
+	for l in $(ldd "$1" | sed -n -e 's/.*=> \(\/[^ ]*\) .*/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
+		mkdir -p "$ROOT$(dirname "$l")"
+		[ -e "$ROOT$l" ] || cp -L "$l" "$ROOT$l"
 	done
 }
-# dropbear-bin: the SSH server and its key tool; qemu-guest-agent: qemu-ga.
-copy_elf /usr/sbin/dropbear /usr/bin/dropbearkey /usr/sbin/qemu-ga
+copy_elf /usr/sbin/dropbear /usr/sbin/dropbear
+copy_elf /usr/bin/dropbearkey /usr/bin/dropbearkey
+copy_elf "$WORK/qga/usr/sbin/qemu-ga" /usr/sbin/qemu-ga
 
 cat >"$ROOT/init" <<EOF
 #!/bin/sh
