@@ -19,9 +19,9 @@
 # Caches in ${XDG_CACHE_HOME:-~/.cache}/vmd-image:
 #   debian-12-debs-KEY.tgz    the .debs (debootstrap --make-tarball), keyed by
 #                             the package list and mirror
-#   debian-12-rootfs-KEY.tgz  the configured rootfs, keyed by this script
-# so a rebuild after a change to this script does not download again, and a
-# rebuild of a deleted image with the same script skips debootstrap.
+#   debian-12-rootfs-KEY.tgz  the rootfs debootstrap made, same key
+# so a rebuild after a change to this script's configuration part skips the
+# download and debootstrap (the configuration runs on every build).
 # (make image-debian skips everything when the image is newer than this script.)
 set -euo pipefail
 
@@ -91,9 +91,8 @@ elapsed() { echo "$(date +%s.%N) $START" | awk '{printf "%.0f", $1-$2}'; }
 log() { echo "build-debian-image: [$(elapsed) s] $*"; }
 
 DEBS_KEY=$(printf '%s %s %s\n' "$SUITE" "$MIRROR" "$INCLUDE" | sha256sum | cut -c1-12)
-ROOT_KEY=$(cat "$0" - <<<"$MIRROR" | sha256sum | cut -c1-12)
 DEBS="$CACHE/debian-12-debs-$DEBS_KEY.tgz"
-ROOTTAR="$CACHE/debian-12-rootfs-$ROOT_KEY.tgz"
+ROOTTAR="$CACHE/debian-12-rootfs-$DEBS_KEY.tgz"
 
 mkdir -p "$ROOTFS"
 if [ -f "$ROOTTAR" ]; then
@@ -107,6 +106,7 @@ else
 			"$SUITE" "$WORK/tb" "$MIRROR" >"$WORK/debootstrap-dl.log" 2>&1 ||
 			{ tail -20 "$WORK/debootstrap-dl.log" >&2; rm -f "$DEBS.tmp"; exit 1; }
 		mv "$DEBS.tmp" "$DEBS"
+		find "$CACHE" -maxdepth 1 -name 'debian-12-debs-*.tgz' ! -name "$(basename "$DEBS")" -delete
 		rm -rf "$WORK/tb"
 	fi
 	log "debootstrap $SUITE from $(basename "$DEBS")"
@@ -118,79 +118,84 @@ else
 			exit 1
 		}
 
-	# --- configure ------------------------------------------------------------
-	log "configuring"
-	mount -t proc proc "$ROOTFS/proc"
-	mount -t sysfs sysfs "$ROOTFS/sys"
-	inchroot() { chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
-
-	echo debian >"$ROOTFS/etc/hostname"
-	printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOTFS/etc/hosts"
-	cat >"$ROOTFS/etc/fstab" <<-'EOF'
-	# The root file system; the FAT boot partition (/dev/vda1) is not mounted.
-	/dev/vda2 / ext4 defaults,errors=remount-ro 0 1
-	EOF
-	cat >"$ROOTFS/etc/apt/sources.list" <<-EOF
-	deb $MIRROR $SUITE main
-	deb $MIRROR $SUITE-updates main
-	deb ${MIRROR%/debian}/debian-security $SUITE-security main
-	EOF
-
-	# A small initramfs with only the drivers a QEMU guest needs: MODULES=most
-	# is ~3x larger, and every MiB costs boot time under TCG.
-	cat >"$ROOTFS/etc/initramfs-tools/conf.d/vmd.conf" <<-'EOF'
-	MODULES=list
-	COMPRESS=gzip
-	EOF
-	printf '%s\n' virtio_pci virtio_blk virtio_scsi sd_mod ata_piix ahci >"$ROOTFS/etc/initramfs-tools/modules"
-	inchroot update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 ||
-		{ cat "$WORK/initramfs.log" >&2; exit 1; }
-
-	# cloud-init: the NoCloud seed vmd attaches (label cidata), nothing that
-	# probes a metadata address; networkd renders its network config (DHCP on
-	# the NIC by default).
-	cat >"$ROOTFS/etc/cloud/cloud.cfg.d/90-vmd.cfg" <<-'EOF'
-	datasource_list: [ NoCloud, None ]
-	system_info:
-	  network:
-	    renderers: [ networkd ]
-	EOF
-	inchroot systemctl enable systemd-networkd systemd-resolved >/dev/null 2>&1
-	ln -sf /run/systemd/resolve/stub-resolv.conf "$ROOTFS/etc/resolv.conf"
-	# Waiting for "online" would stall a guest without a NIC for 2 minutes.
-	mkdir -p "$ROOTFS/etc/systemd/system/systemd-networkd-wait-online.service.d"
-	cat >"$ROOTFS/etc/systemd/system/systemd-networkd-wait-online.service.d/vmd.conf" <<-'EOF'
-	[Service]
-	ExecStart=
-	ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=20
-	EOF
-	# Lean boot: nothing periodic, nothing that is not a cloud guest's job.
-	for u in apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service \
-		e2scrub_all.timer e2scrub_all.service e2scrub_reap.service fstrim.timer man-db.timer \
-		dpkg-db-backup.timer systemd-tmpfiles-clean.timer motd-news.timer \
-		getty@tty2.service getty@tty3.service getty@tty4.service getty@tty5.service getty@tty6.service; do
-		inchroot systemctl mask "$u" >/dev/null 2>&1 || true
-	done
-	# qemu-guest-agent is started by udev when its port appears (BindsTo the device).
-	mkdir -p "$ROOTFS/etc/systemd/logind.conf.d"
-	printf '[Login]\nNAutoVTs=1\n' >"$ROOTFS/etc/systemd/logind.conf.d/vmd.conf"
-
-	# Per-instance identity is made at first boot: host keys by cloud-init,
-	# machine-id by systemd.
-	rm -f "$ROOTFS"/etc/ssh/ssh_host_*
-	: >"$ROOTFS/etc/machine-id"
-	rm -f "$ROOTFS/var/lib/dbus/machine-id"
-	inchroot apt-get clean
-	rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/log/*.log \
-		"$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/* "$ROOTFS"/var/cache/debconf/*-old
-	umount "$ROOTFS/sys" "$ROOTFS/proc"
-
 	log "caching rootfs"
 	tar -czf "$ROOTTAR.tmp" -C "$ROOTFS" --numeric-owner --xattrs --xattrs-include="*" .
 	mv "$ROOTTAR.tmp" "$ROOTTAR"
-	# Older rootfs caches are for older scripts: keep only this one.
+	# Older rootfs caches are for other package lists: keep only this one.
 	find "$CACHE" -maxdepth 1 -name 'debian-12-rootfs-*.tgz' ! -name "$(basename "$ROOTTAR")" -delete
 fi
+
+# --- configure ------------------------------------------------------------
+log "configuring"
+mount -t proc proc "$ROOTFS/proc"
+mount -t sysfs sysfs "$ROOTFS/sys"
+inchroot() { chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
+
+echo debian >"$ROOTFS/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOTFS/etc/hosts"
+cat >"$ROOTFS/etc/fstab" <<-'EOF'
+# The root file system; the FAT boot partition (/dev/vda1) is not mounted.
+/dev/vda2 / ext4 defaults,errors=remount-ro 0 1
+EOF
+cat >"$ROOTFS/etc/apt/sources.list" <<-EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb ${MIRROR%/debian}/debian-security $SUITE-security main
+EOF
+
+# A small initramfs with only the drivers a QEMU guest needs: MODULES=most
+# is ~3x larger, and every MiB costs boot time under TCG.
+cat >"$ROOTFS/etc/initramfs-tools/conf.d/vmd.conf" <<-'EOF'
+MODULES=list
+COMPRESS=gzip
+EOF
+printf '%s\n' virtio_pci virtio_blk virtio_scsi sd_mod ata_piix ahci >"$ROOTFS/etc/initramfs-tools/modules"
+inchroot update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 ||
+	{ cat "$WORK/initramfs.log" >&2; exit 1; }
+
+# cloud-init: the NoCloud seed vmd attaches (label cidata), nothing that
+# probes a metadata address; networkd renders its network config (DHCP on
+# the NIC by default).
+cat >"$ROOTFS/etc/cloud/cloud.cfg.d/90-vmd.cfg" <<-'EOF'
+datasource_list: [ NoCloud, None ]
+# Two key types, not four: RSA-3072 and DSA cost ~10 s under TCG.
+ssh_genkeytypes: [ ed25519, ecdsa ]
+# No locales package (update-locale) in the image: C.UTF-8 is built in.
+locale: false
+system_info:
+  network:
+    renderers: [ networkd ]
+EOF
+inchroot systemctl enable systemd-networkd systemd-resolved >/dev/null 2>&1
+ln -sf /run/systemd/resolve/stub-resolv.conf "$ROOTFS/etc/resolv.conf"
+# Waiting for "online" would stall a guest without a NIC for 2 minutes.
+mkdir -p "$ROOTFS/etc/systemd/system/systemd-networkd-wait-online.service.d"
+cat >"$ROOTFS/etc/systemd/system/systemd-networkd-wait-online.service.d/vmd.conf" <<-'EOF'
+[Service]
+ExecStart=
+ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=20
+EOF
+# Lean boot: nothing periodic, nothing that is not a cloud guest's job.
+for u in apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service \
+	e2scrub_all.timer e2scrub_all.service e2scrub_reap.service fstrim.timer man-db.timer \
+	dpkg-db-backup.timer systemd-tmpfiles-clean.timer motd-news.timer \
+	getty@tty2.service getty@tty3.service getty@tty4.service getty@tty5.service getty@tty6.service; do
+	inchroot systemctl mask "$u" >/dev/null 2>&1 || true
+done
+# qemu-guest-agent is started by udev when its port appears (BindsTo the device).
+mkdir -p "$ROOTFS/etc/systemd/logind.conf.d"
+printf '[Login]\nNAutoVTs=1\n' >"$ROOTFS/etc/systemd/logind.conf.d/vmd.conf"
+
+# Per-instance identity is made at first boot: host keys by cloud-init,
+# machine-id by systemd.
+rm -f "$ROOTFS"/etc/ssh/ssh_host_*
+: >"$ROOTFS/etc/machine-id"
+rm -f "$ROOTFS/var/lib/dbus/machine-id"
+inchroot apt-get clean
+rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/log/*.log \
+	"$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/* "$ROOTFS"/var/cache/debconf/*-old
+umount "$ROOTFS/sys" "$ROOTFS/proc"
+
 
 # --- disk -----------------------------------------------------------------
 log "assembling disk"
