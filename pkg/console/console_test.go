@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/console/consoletest"
@@ -174,8 +175,8 @@ func TestProxyToQEMU(t *testing.T) {
 	// The proxy counts a chunk after its write returns, which may be after the
 	// client has read it. QEMU sends only the changed parts of a screen, so
 	// ask for no more than one text-mode frame's worth of pixels.
-	waitFor(t, func() bool { return e.Metric(t, "console_bytes_total", "to_client") >= 64<<10 })
-	waitFor(t, func() bool { return e.Metric(t, "console_bytes_total", "to_vm") >= 12+1+1 })
+	testutil.Eventually(t, 5*time.Second, "64 KiB counted to the client", func() bool { return e.Metric(t, "console_bytes_total", "to_client") >= 64<<10 })
+	testutil.Eventually(t, 5*time.Second, "14 bytes counted to the VM", func() bool { return e.Metric(t, "console_bytes_total", "to_vm") >= 12+1+1 })
 	if got := e.Metric(t, "console_time_to_first_update_seconds", ""); got != 1 {
 		t.Errorf("console_time_to_first_update_seconds count = %v, want 1", got)
 	}
@@ -186,18 +187,7 @@ func TestProxyToQEMU(t *testing.T) {
 	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
 		t.Fatalf("after CloseVM: %v, want going away", err)
 	}
-	waitFor(t, func() bool { return e.Metric(t, "console_active_sessions", "") == 0 })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("condition not met in 5 s")
+	testutil.Eventually(t, 5*time.Second, "no active session", func() bool { return e.Metric(t, "console_active_sessions", "") == 0 })
 }
 
 func TestRefuseOtherUsersToken(t *testing.T) {
@@ -291,7 +281,7 @@ func TestRefuseTooManySessions(t *testing.T) {
 	mustDial(t, issue(t, e, bob, e.AddVM(t, bob, "web", false)).WSURL)
 
 	first.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, func() bool { return e.Console.Sessions(web.ID) == 1 })
+	testutil.Eventually(t, 5*time.Second, "one open session", func() bool { return e.Console.Sessions(web.ID) == 1 })
 	open(web)
 }
 

@@ -85,10 +85,12 @@ func Handshake(ctx context.Context, conn net.Conn) (*Client, error) {
 	}
 	c.Width = int(binary.BigEndian.Uint16(si[0:2]))
 	c.Height = int(binary.BigEndian.Uint16(si[2:4]))
-	name := make([]byte, binary.BigEndian.Uint32(si[20:24]))
-	if len(name) > 1<<16 {
-		return nil, fmt.Errorf("rfb: desktop name of %d bytes", len(name))
+	// The length is checked before the allocation: a server could ask for 4 GiB.
+	nameLen := binary.BigEndian.Uint32(si[20:24])
+	if nameLen > 1<<16 {
+		return nil, fmt.Errorf("rfb: desktop name of %d bytes", nameLen)
 	}
+	name := make([]byte, nameLen)
 	if _, err := io.ReadFull(c.r, name); err != nil {
 		return nil, fmt.Errorf("rfb: read desktop name: %w", err)
 	}
