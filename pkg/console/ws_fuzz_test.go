@@ -1,0 +1,105 @@
+package console_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/vmdhq/vmd/pkg/console"
+	"github.com/vmdhq/vmd/pkg/console/consoletest"
+	"github.com/vmdhq/vmd/pkg/onetime"
+)
+
+// FuzzServeWS sends the console's WebSocket entry arbitrary requests (method,
+// VM id of the path, query, the handshake headers, the caller) with a fresh
+// valid token each time, written TOKEN in the fuzzed query; VMID and USER
+// stand for the real VM and user. It must never panic; a refused request
+// must leave its token usable; and a token is spent only by a request that
+// holds in full: GET, that token for that VM, WebSocket 13 with a key, no
+// foreign Origin, and a caller that is the token's user or, without an
+// Origin, is named at all.
+func FuzzServeWS(f *testing.F) {
+	tokens := console.NewMemoryTokens(nil)
+	e := consoletest.New(f, func(c *console.Config) { c.Tokens = tokens })
+	u := e.AddUser(f, "ada")
+	v := e.AddSyntheticVM(f, u, "web")
+	origin := e.Server.URL
+
+	ok := []string{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "dGhlIHNhbXBsZSBub25jZQ==", "USER"}
+	f.Add(ok[0], ok[1], ok[2], ok[3], ok[4], ok[5], ok[6], ok[7], ok[8])
+	f.Add("GET", "VMID", "token=TOKEN", origin, "keep-alive, Upgrade", "WebSocket", "13", "k", "")
+	f.Add("GET", "VMID", "token=TOKEN", strings.ToUpper(origin), "upgrade", "websocket", "13", "k", "USER")
+	f.Add("GET", "VMID", "token=TOKEN", "http://evil.example", "Upgrade", "websocket", "13", "k", "USER")
+	f.Add("GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "")
+	f.Add("GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "8", "k", "USER")
+	f.Add("GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "", "USER")
+	f.Add("POST", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER")
+	f.Add("GET", "vm_other", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER")
+	f.Add("GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "u_bob")
+	f.Add("GET", "VMID", "token=TOKENx", "", "Upgrade", "websocket", "13", "k", "USER")
+	f.Add("GET", "VMID", "token=&token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER")
+	f.Add("GET", "VMID", "token=TOKEN;x=1", "", "Upgrade", "websocket", "13", "k", "USER")
+	f.Add("GET", "VMID", "%zz&token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER")
+	f.Add("GET", "VMID", "", "", "", "", "", "", "")
+	f.Add("GET", "VMID%2F..", "token=TOKEN", "null", "Upgrade", "h2c", "13", "k", "USER")
+
+	f.Fuzz(func(t *testing.T, method, vmID, query, orig, connection, upgrade, version, key, authUser string) {
+		ctx := context.Background()
+		res, err := e.Console.Issue(ctx, u, "", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wsURL, err := url.Parse(res.WSURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := wsURL.Query().Get("token")
+		hash := onetime.Hash(tok)
+		defer func() { _, _ = tokens.Take(ctx, hash) }() // keeps the store small
+
+		vmID = strings.ReplaceAll(vmID, "VMID", v.ID)
+		query = strings.ReplaceAll(query, "TOKEN", tok)
+		authUser = strings.ReplaceAll(authUser, "USER", u.ID)
+		r := &http.Request{Method: method, Header: http.Header{}, Host: wsURL.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			URL: &url.URL{Path: "/api/v1/vms/" + vmID + "/console/ws", RawQuery: query}}
+		for name, val := range map[string]string{"Origin": orig, "Connection": connection, "Upgrade": upgrade,
+			"Sec-WebSocket-Version": version, "Sec-WebSocket-Key": key} {
+			if val != "" {
+				r.Header.Set(name, val)
+			}
+		}
+		r = r.WithContext(ctx)
+		serveErr := e.Console.ServeWS(httptest.NewRecorder(), r, vmID, authUser)
+		_, getErr := tokens.Get(ctx, hash)
+		spent := getErr != nil
+		if serveErr != nil && spent {
+			t.Fatalf("refused (%v) and the token spent", serveErr)
+		}
+		if serveErr == nil && !spent {
+			t.Fatal("accepted without spending the token")
+		}
+		if !spent {
+			return
+		}
+		q, _ := url.ParseQuery(query)
+		switch {
+		case method != http.MethodGet:
+			t.Fatalf("spent by method %q", method)
+		case vmID != v.ID:
+			t.Fatalf("spent for vm %q", vmID)
+		case q.Get("token") != tok:
+			t.Fatalf("spent by query %q", query)
+		case version != "13" || key == "":
+			t.Fatalf("spent by websocket version %q key %q", version, key)
+		case orig != "" && !strings.EqualFold(orig, origin):
+			t.Fatalf("spent from origin %q", orig)
+		case authUser != "" && authUser != u.ID, orig == "" && authUser == "":
+			t.Fatalf("spent for caller %q with origin %q", authUser, orig)
+		case !strings.Contains(strings.ToLower(connection), "upgrade") || !strings.Contains(strings.ToLower(upgrade), "websocket"):
+			t.Fatalf("spent with Connection %q Upgrade %q", connection, upgrade)
+		}
+	})
+}
