@@ -158,8 +158,21 @@ func TestWaitFailsWhenErrorArrives(t *testing.T) {
 	e := newTestEnv(t)
 	seedVMs(e.fake)
 	e.fake.vms["web"].State, e.fake.pollsToRunning = api.StateStarting, 1<<30
+	// The wait has started once it has opened the feed and then read the VM.
+	started := func() bool {
+		feed := false
+		for _, r := range e.fake.requestLog() {
+			feed = feed || strings.HasPrefix(r, "GET /api/v1/events")
+			if feed && r == "GET /api/v1/vms/web" {
+				return true
+			}
+		}
+		return false
+	}
 	go func() {
-		time.Sleep(100 * time.Millisecond)
+		if !testutil.WaitFor(5*time.Second, started) {
+			return // the wait below then times out, and the test fails
+		}
 		e.fake.mu.Lock()
 		vm := e.fake.vms["web"]
 		vm.State, vm.Message = api.StateError, "qemu exited: 1"
