@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -355,19 +356,43 @@ func TestRefusalsKeepTheToken(t *testing.T) {
 	res := issue(t, e, alice, v)
 	refused(t, e, strings.Replace(res.WSURL, v.ID, other.ID, 1), nil, console.ErrTokenInvalid)
 	refused(t, e, res.WSURL, http.Header{"Authorization": {"Bearer " + bob.ID}}, console.ErrWrongUser)
-	// A handshake of an old WebSocket version, sent by hand.
-	req, _ := http.NewRequest("GET", strings.Replace(res.WSURL, "ws:", "http:", 1), nil)
-	for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "8",
-		"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": e.Server.URL} {
-		req.Header.Set(k, v)
-	}
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Body.Close()
-	if !errors.Is(e.LastErr(), console.ErrBadHandshake) {
-		t.Fatalf("version 8: %d, %v", r.StatusCode, e.LastErr())
+	// Handshakes websocket.Accept would refuse, sent by hand: an old
+	// version, a key that is not 16 bytes of base64, two keys, HTTP/1.0.
+	for _, c := range []struct {
+		name  string
+		proto string
+		hdr   map[string][]string
+	}{
+		{"version 8", "", map[string][]string{"Sec-WebSocket-Version": {"8"}}},
+		{"short key", "", map[string][]string{"Sec-WebSocket-Key": {"c2hvcnQ="}}},
+		{"key not base64", "", map[string][]string{"Sec-WebSocket-Key": {"not base64 at all!!!!!!="}}},
+		{"two keys", "", map[string][]string{"Sec-WebSocket-Key": {"dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ=="}}},
+		{"http/1.0", "HTTP/1.0", nil},
+	} {
+		req, _ := http.NewRequest("GET", strings.Replace(res.WSURL, "ws:", "http:", 1), nil)
+		for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+			"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": e.Server.URL} {
+			req.Header.Set(k, v)
+		}
+		for k, v := range c.hdr {
+			req.Header[k] = v
+		}
+		if c.proto != "" {
+			// net/http's client always speaks HTTP/1.1: call the console directly.
+			req.Proto, req.ProtoMinor = c.proto, 0
+			if err := e.Console.ServeWS(httptest.NewRecorder(), req, v.ID, ""); !errors.Is(err, console.ErrBadHandshake) {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if !errors.Is(e.LastErr(), console.ErrBadHandshake) {
+			t.Fatalf("%s: %d, %v", c.name, r.StatusCode, e.LastErr())
+		}
 	}
 	ws := mustDial(t, res.WSURL)
 	ws.CloseNow()

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -23,7 +24,10 @@ import (
 // Origin, is named at all.
 func FuzzServeWS(f *testing.F) {
 	tokens := console.NewMemoryTokens(nil)
-	e := consoletest.New(f, func(c *console.Config) { c.Tokens = tokens })
+	e := consoletest.New(f, func(c *console.Config) {
+		c.Tokens = tokens
+		c.Log = slog.New(slog.DiscardHandler) // a line a refused upgrade is noise here
+	})
 	u := e.AddUser(f, "ada")
 	v := e.AddSyntheticVM(f, u, "web")
 	origin := e.Server.URL
@@ -72,7 +76,8 @@ func FuzzServeWS(f *testing.F) {
 			}
 		}
 		r = r.WithContext(ctx)
-		serveErr := e.Console.ServeWS(httptest.NewRecorder(), r, vmID, authUser)
+		rec := httptest.NewRecorder()
+		serveErr := e.Console.ServeWS(rec, r, vmID, authUser)
 		_, getErr := tokens.Get(ctx, hash)
 		spent := getErr != nil
 		if serveErr != nil && spent {
@@ -84,6 +89,12 @@ func FuzzServeWS(f *testing.F) {
 		if !spent {
 			return
 		}
+		// The recorder cannot be hijacked: websocket.Accept answers 501 once
+		// it has found nothing to refuse, anything else is its own refusal,
+		// and a token spent on a refusal is one the checks before it missed.
+		if rec.Code != http.StatusNotImplemented {
+			t.Fatalf("token spent, then the upgrade refused: %d %s", rec.Code, strings.TrimSpace(rec.Body.String()))
+		}
 		q, _ := url.ParseQuery(query)
 		switch {
 		case method != http.MethodGet:
@@ -92,7 +103,7 @@ func FuzzServeWS(f *testing.F) {
 			t.Fatalf("spent for vm %q", vmID)
 		case q.Get("token") != tok:
 			t.Fatalf("spent by query %q", query)
-		case version != "13" || key == "":
+		case version != "13" || len(r.Header.Values("Sec-WebSocket-Key")) != 1:
 			t.Fatalf("spent by websocket version %q key %q", version, key)
 		case orig != "" && !strings.EqualFold(orig, origin):
 			t.Fatalf("spent from origin %q", orig)
