@@ -32,23 +32,30 @@ func FuzzServeWS(f *testing.F) {
 	v := e.AddSyntheticVM(f, u, "web")
 	origin := e.Server.URL
 
-	ok := []string{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "dGhlIHNhbXBsZSBub25jZQ==", "USER"}
-	f.Add(ok[0], ok[1], ok[2], ok[3], ok[4], ok[5], ok[6], ok[7], ok[8])
-	f.Add("GET", "VMID", "token=TOKEN", origin, "keep-alive, Upgrade", "WebSocket", "13", "k", "")
-	f.Add("GET", "VMID", "token=TOKEN", strings.ToUpper(origin), "upgrade", "websocket", "13", "k", "USER")
-	f.Add("GET", "VMID", "token=TOKEN", "http://evil.example", "Upgrade", "websocket", "13", "k", "USER")
-	f.Add("GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "")
-	f.Add("GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "8", "k", "USER")
-	f.Add("GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "", "USER")
-	f.Add("POST", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER")
-	f.Add("GET", "vm_other", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER")
-	f.Add("GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "u_bob")
-	f.Add("GET", "VMID", "token=TOKENx", "", "Upgrade", "websocket", "13", "k", "USER")
-	f.Add("GET", "VMID", "token=&token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER")
-	f.Add("GET", "VMID", "token=TOKEN;x=1", "", "Upgrade", "websocket", "13", "k", "USER")
-	f.Add("GET", "VMID", "%zz&token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER")
-	f.Add("GET", "VMID", "", "", "", "", "", "", "")
-	f.Add("GET", "VMID%2F..", "token=TOKEN", "null", "Upgrade", "h2c", "13", "k", "USER")
+	const key = "dGhlIHNhbXBsZSBub25jZQ==" // RFC 6455's sample
+	// method, path VM id, query, Origin, Connection, Upgrade, version, key, caller
+	for _, s := range [][9]string{
+		{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", key, "USER"},
+		{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "k", "USER"}, // not 16 bytes of base64
+		{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", " " + key + " ", "USER"},
+		{"GET", "VMID", "token=TOKEN", origin, "keep-alive, Upgrade", "WebSocket", "13", key, ""},
+		{"GET", "VMID", "token=TOKEN", strings.ToUpper(origin), "upgrade", "websocket", "13", key, "USER"},
+		{"GET", "VMID", "token=TOKEN", "http://evil.example", "Upgrade", "websocket", "13", key, "USER"},
+		{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", key, ""},
+		{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "8", key, "USER"},
+		{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", "", "USER"},
+		{"POST", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", key, "USER"},
+		{"GET", "vm_other", "token=TOKEN", "", "Upgrade", "websocket", "13", key, "USER"},
+		{"GET", "VMID", "token=TOKEN", "", "Upgrade", "websocket", "13", key, "u_bob"},
+		{"GET", "VMID", "token=TOKENx", "", "Upgrade", "websocket", "13", key, "USER"},
+		{"GET", "VMID", "token=&token=TOKEN", "", "Upgrade", "websocket", "13", key, "USER"},
+		{"GET", "VMID", "token=TOKEN;x=1", "", "Upgrade", "websocket", "13", key, "USER"},
+		{"GET", "VMID", "%zz&token=TOKEN", "", "Upgrade", "websocket", "13", key, "USER"},
+		{"GET", "VMID", "", "", "", "", "", "", ""},
+		{"GET", "VMID%2F..", "token=TOKEN", "null", "Upgrade", "h2c", "13", key, "USER"},
+	} {
+		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8])
+	}
 
 	f.Fuzz(func(t *testing.T, method, vmID, query, orig, connection, upgrade, version, key, authUser string) {
 		ctx := context.Background()
