@@ -8,7 +8,7 @@ DATA_DIR ?= $(CURDIR)/.vmd-data
 IMAGE := images/tiny.qcow2
 DEBIAN_IMAGE := images/debian-12.qcow2
 
-.PHONY: build test run image image-debian test-debian-image deps bench clean fmt vet web completions man release-check
+.PHONY: build test fuzz run image image-debian test-debian-image deps bench clean fmt vet web completions man release-check
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vmd ./cmd/vmd
@@ -65,6 +65,17 @@ vet:
 # PostgreSQL) and the end-to-end tests, with the race detector.
 test: vet build image
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# fuzz runs each fuzz target for FUZZTIME (go test -fuzz takes one target
+# of one package at a time). Their seeds, with the corpora committed under
+# testdata/fuzz/, already run as plain tests in make test; a crasher found
+# here is written to that directory: keep it there with the fix.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./pkg/rfb:FuzzHandshake ./pkg/console:FuzzFBWatch ./pkg/console:FuzzServeWS
+fuzz:
+	set -e; for t in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 # bench prints figures: Go micro benchmarks, our console proxy against
 # websockify, create-to-running, API throughput on SQLite and PostgreSQL.

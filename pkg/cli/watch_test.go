@@ -3,32 +3,19 @@ package cli
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 )
 
-// syncBuf is a goroutine-safe output buffer for commands that run on.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // waitOutput waits until out holds want.
-func waitOutput(t *testing.T, out *syncBuf, want string) {
+func waitOutput(t *testing.T, out *testutil.SyncBuffer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output lacks %q:\n%s", want, out.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testutil.WaitFor(5*time.Second, func() bool { return strings.Contains(out.String(), want) }) {
+		t.Fatalf("output lacks %q:\n%s", want, out.String())
 	}
 }
 
@@ -55,7 +42,7 @@ func TestListWatch(t *testing.T) {
 			if tt.tty {
 				e.tty()
 			}
-			out := &syncBuf{}
+			out := &testutil.SyncBuffer{}
 			e.f.IOStreams.Out = out
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -92,7 +79,7 @@ func TestGetWatchEndsWithDelete(t *testing.T) {
 	e := newTestEnv(t)
 	seedVMs(e.fake)
 	e.fake.pollsToGone = 3
-	out := &syncBuf{}
+	out := &testutil.SyncBuffer{}
 	e.f.IOStreams.Out = out
 	errc := make(chan error, 1)
 	go func() {
@@ -171,8 +158,21 @@ func TestWaitFailsWhenErrorArrives(t *testing.T) {
 	e := newTestEnv(t)
 	seedVMs(e.fake)
 	e.fake.vms["web"].State, e.fake.pollsToRunning = api.StateStarting, 1<<30
+	// The wait has started once it has opened the feed and then read the VM.
+	started := func() bool {
+		feed := false
+		for _, r := range e.fake.requestLog() {
+			feed = feed || strings.HasPrefix(r, "GET /api/v1/events")
+			if feed && r == "GET /api/v1/vms/web" {
+				return true
+			}
+		}
+		return false
+	}
 	go func() {
-		time.Sleep(100 * time.Millisecond)
+		if !testutil.WaitFor(5*time.Second, started) {
+			return // the wait below then times out, and the test fails
+		}
 		e.fake.mu.Lock()
 		vm := e.fake.vms["web"]
 		vm.State, vm.Message = api.StateError, "qemu exited: 1"

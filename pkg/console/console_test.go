@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/console/consoletest"
@@ -174,8 +176,8 @@ func TestProxyToQEMU(t *testing.T) {
 	// The proxy counts a chunk after its write returns, which may be after the
 	// client has read it. QEMU sends only the changed parts of a screen, so
 	// ask for no more than one text-mode frame's worth of pixels.
-	waitFor(t, func() bool { return e.Metric(t, "console_bytes_total", "to_client") >= 64<<10 })
-	waitFor(t, func() bool { return e.Metric(t, "console_bytes_total", "to_vm") >= 12+1+1 })
+	testutil.Eventually(t, 5*time.Second, "64 KiB counted to the client", func() bool { return e.Metric(t, "console_bytes_total", "to_client") >= 64<<10 })
+	testutil.Eventually(t, 5*time.Second, "14 bytes counted to the VM", func() bool { return e.Metric(t, "console_bytes_total", "to_vm") >= 12+1+1 })
 	if got := e.Metric(t, "console_time_to_first_update_seconds", ""); got != 1 {
 		t.Errorf("console_time_to_first_update_seconds count = %v, want 1", got)
 	}
@@ -186,18 +188,7 @@ func TestProxyToQEMU(t *testing.T) {
 	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
 		t.Fatalf("after CloseVM: %v, want going away", err)
 	}
-	waitFor(t, func() bool { return e.Metric(t, "console_active_sessions", "") == 0 })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("condition not met in 5 s")
+	testutil.Eventually(t, 5*time.Second, "no active session", func() bool { return e.Metric(t, "console_active_sessions", "") == 0 })
 }
 
 func TestRefuseOtherUsersToken(t *testing.T) {
@@ -291,7 +282,7 @@ func TestRefuseTooManySessions(t *testing.T) {
 	mustDial(t, issue(t, e, bob, e.AddVM(t, bob, "web", false)).WSURL)
 
 	first.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, func() bool { return e.Console.Sessions(web.ID) == 1 })
+	testutil.Eventually(t, 5*time.Second, "one open session", func() bool { return e.Console.Sessions(web.ID) == 1 })
 	open(web)
 }
 
@@ -365,19 +356,43 @@ func TestRefusalsKeepTheToken(t *testing.T) {
 	res := issue(t, e, alice, v)
 	refused(t, e, strings.Replace(res.WSURL, v.ID, other.ID, 1), nil, console.ErrTokenInvalid)
 	refused(t, e, res.WSURL, http.Header{"Authorization": {"Bearer " + bob.ID}}, console.ErrWrongUser)
-	// A handshake of an old WebSocket version, sent by hand.
-	req, _ := http.NewRequest("GET", strings.Replace(res.WSURL, "ws:", "http:", 1), nil)
-	for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "8",
-		"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": e.Server.URL} {
-		req.Header.Set(k, v)
-	}
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Body.Close()
-	if !errors.Is(e.LastErr(), console.ErrBadHandshake) {
-		t.Fatalf("version 8: %d, %v", r.StatusCode, e.LastErr())
+	// Handshakes websocket.Accept would refuse, sent by hand: an old
+	// version, a key that is not 16 bytes of base64, two keys, HTTP/1.0.
+	for _, c := range []struct {
+		name  string
+		proto string
+		hdr   map[string][]string
+	}{
+		{"version 8", "", map[string][]string{"Sec-WebSocket-Version": {"8"}}},
+		{"short key", "", map[string][]string{"Sec-WebSocket-Key": {"c2hvcnQ="}}},
+		{"key not base64", "", map[string][]string{"Sec-WebSocket-Key": {"not base64 at all!!!!!!="}}},
+		{"two keys", "", map[string][]string{"Sec-WebSocket-Key": {"dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ=="}}},
+		{"http/1.0", "HTTP/1.0", nil},
+	} {
+		req, _ := http.NewRequest("GET", strings.Replace(res.WSURL, "ws:", "http:", 1), nil)
+		for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+			"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": e.Server.URL} {
+			req.Header.Set(k, v)
+		}
+		for k, v := range c.hdr {
+			req.Header[k] = v
+		}
+		if c.proto != "" {
+			// net/http's client always speaks HTTP/1.1: call the console directly.
+			req.Proto, req.ProtoMinor = c.proto, 0
+			if err := e.Console.ServeWS(httptest.NewRecorder(), req, v.ID, ""); !errors.Is(err, console.ErrBadHandshake) {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if !errors.Is(e.LastErr(), console.ErrBadHandshake) {
+			t.Fatalf("%s: %d, %v", c.name, r.StatusCode, e.LastErr())
+		}
 	}
 	ws := mustDial(t, res.WSURL)
 	ws.CloseNow()

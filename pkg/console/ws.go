@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -121,8 +122,10 @@ func (c *Console) CheckOrigin(r *http.Request) error {
 	return nil
 }
 
-// checkHandshake refuses what websocket.Accept would, before the token is
-// spent: not an upgrade, or a WebSocket version other than 13 (RFC 6455).
+// checkHandshake refuses everything websocket.Accept would (its
+// verifyClientRequest), before the token is spent: not an upgrade, not
+// HTTP/1.1, a WebSocket version other than 13, or a Sec-WebSocket-Key that
+// is not exactly one 16-byte base64 value (RFC 6455 §4.2.1).
 func checkHandshake(r *http.Request) error {
 	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
 		return ErrNotWebSocket
@@ -130,11 +133,21 @@ func checkHandshake(r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return fmt.Errorf("%w: method %s", ErrNotWebSocket, r.Method)
 	}
+	if !r.ProtoAtLeast(1, 1) {
+		return fmt.Errorf("%w: %s, want HTTP/1.1", ErrBadHandshake, r.Proto)
+	}
 	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
 		return fmt.Errorf("%w: unsupported websocket version %q (want 13)", ErrBadHandshake, v)
 	}
-	if r.Header.Get("Sec-WebSocket-Key") == "" {
+	switch keys := r.Header.Values("Sec-WebSocket-Key"); {
+	case len(keys) == 0:
 		return fmt.Errorf("%w: missing Sec-WebSocket-Key", ErrBadHandshake)
+	case len(keys) > 1:
+		return fmt.Errorf("%w: %d Sec-WebSocket-Key headers", ErrBadHandshake, len(keys))
+	default:
+		if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+			return fmt.Errorf("%w: Sec-WebSocket-Key is not 16 bytes of base64", ErrBadHandshake)
+		}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/redisx/redistest"
 )
 
@@ -71,6 +72,9 @@ func consume(t *testing.T, q Queue, node, name string, h Handler) (cancel func()
 	return cancel, ch
 }
 
+// waitTimeout bounds every wait of these tests.
+const waitTimeout = 10 * time.Second
+
 func publish(t *testing.T, q Queue, node string, n int) {
 	t.Helper()
 	for i := range n {
@@ -78,17 +82,6 @@ func publish(t *testing.T, q Queue, node string, n int) {
 		if err := q.Publish(context.Background(), j); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -125,7 +118,7 @@ func testOrder(t *testing.T, q Queue) {
 	publish(t, q, "n2", 5)
 	var s seen
 	consume(t, q, "n1", "c1", s.handler("c1"))
-	waitFor(t, "20 jobs", func() bool { return s.len() >= 20 })
+	testutil.Eventually(t, waitTimeout, "20 jobs", func() bool { return s.len() >= 20 })
 	time.Sleep(100 * time.Millisecond)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,12 +150,12 @@ func testRedeliver(t *testing.T, q Queue) {
 		}
 		return nil
 	})
-	waitFor(t, "the failed job to come back", func() bool {
+	testutil.Eventually(t, waitTimeout, "the failed job to come back", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return attempts["vm-001"] == 2
 	})
-	waitFor(t, "depth 0", func() bool { d, _ := q.Depth(context.Background(), "n1"); return d == 0 })
+	testutil.Eventually(t, waitTimeout, "depth 0", func() bool { d, _ := q.Depth(context.Background(), "n1"); return d == 0 })
 	mu.Lock()
 	defer mu.Unlock()
 	if attempts["vm-000"] != 1 || attempts["vm-002"] != 1 {
@@ -190,7 +183,7 @@ func testDepth(t *testing.T, q Queue) {
 		t.Fatalf("depth with one job in the handler %d, %v; want 3", d, err)
 	}
 	close(release)
-	waitFor(t, "depth 0 after acks", func() bool { d, _ := q.Depth(ctx, "n1"); return d == 0 })
+	testutil.Eventually(t, waitTimeout, "depth 0 after acks", func() bool { d, _ := q.Depth(ctx, "n1"); return d == 0 })
 }
 
 func testShare(t *testing.T, q Queue) {
@@ -206,7 +199,7 @@ func testShare(t *testing.T, q Queue) {
 	}
 	consume(t, q, "n1", "c1", slow("c1"))
 	consume(t, q, "n1", "c2", slow("c2"))
-	waitFor(t, "all jobs", func() bool { return s.len() >= n })
+	testutil.Eventually(t, waitTimeout, "all jobs", func() bool { return s.len() >= n })
 	time.Sleep(200 * time.Millisecond)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -249,9 +242,9 @@ func testDeadConsumer(t *testing.T, q Queue) {
 		t.Fatalf("Consume returned %v after its context ended", err)
 	}
 	start := time.Now()
-	waitFor(t, "b to reclaim the dead consumer's job", func() bool { return s.len() == 1 })
+	testutil.Eventually(t, waitTimeout, "b to reclaim the dead consumer's job", func() bool { return s.len() == 1 })
 	t.Logf("reclaimed %s after the consumer died (min-idle %s)", time.Since(start).Round(time.Millisecond), testOpts.MinIdle)
-	waitFor(t, "depth 0", func() bool { d, _ := q.Depth(context.Background(), "n1"); return d == 0 })
+	testutil.Eventually(t, waitTimeout, "depth 0", func() bool { d, _ := q.Depth(context.Background(), "n1"); return d == 0 })
 }
 
 func testClose(t *testing.T, q Queue) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/redisx/redistest"
 )
 
@@ -52,13 +53,9 @@ func (s *redisServer) start() {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: s.addr(), MaxRetries: -1})
 	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on %s did not come up", s.addr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(s.t, 10*time.Second, "redis-server on "+s.addr(), func() bool {
+		return rdb.Ping(context.Background()).Err() == nil
+	})
 }
 
 func (s *redisServer) stop() {
@@ -107,15 +104,15 @@ func TestRedisRestartLosesNoJob(t *testing.T) {
 		mu.Unlock()
 		return nil
 	})
-	waitFor(t, "some jobs before the restart", func() bool { return count() >= 30 })
+	testutil.Eventually(t, waitTimeout, "some jobs before the restart", func() bool { return count() >= 30 })
 	srv.stop()
 	atStop := count()
 	time.Sleep(500 * time.Millisecond) // the consumer sees errors and backs off
 	srv.start()
 	t.Logf("restarted redis after %d of %d jobs", atStop, n)
 	pub(n)
-	waitFor(t, "every job after the restart", func() bool { return count() == 2*n })
-	waitFor(t, "depth 0", func() bool { d, err := q.Depth(ctx, "n1"); return err == nil && d == 0 })
+	testutil.Eventually(t, waitTimeout, "every job after the restart", func() bool { return count() == 2*n })
+	testutil.Eventually(t, waitTimeout, "depth 0", func() bool { d, err := q.Depth(ctx, "n1"); return err == nil && d == 0 })
 	mu.Lock()
 	defer mu.Unlock()
 	dup := 0

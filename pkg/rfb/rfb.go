@@ -16,6 +16,10 @@ import (
 	"time"
 )
 
+// MaxScreen is the largest screen side the client accepts; guests' screens
+// are far smaller, and RFB's 16-bit sides would let a server ask for 16 GiB.
+const MaxScreen = 8192
+
 // Client is one RFB connection after the handshake.
 type Client struct {
 	conn   net.Conn
@@ -85,10 +89,16 @@ func Handshake(ctx context.Context, conn net.Conn) (*Client, error) {
 	}
 	c.Width = int(binary.BigEndian.Uint16(si[0:2]))
 	c.Height = int(binary.BigEndian.Uint16(si[2:4]))
-	name := make([]byte, binary.BigEndian.Uint32(si[20:24]))
-	if len(name) > 1<<16 {
-		return nil, fmt.Errorf("rfb: desktop name of %d bytes", len(name))
+	// A snapshot is Width×Height×4 bytes: 65535² would be 16 GiB.
+	if c.Width > MaxScreen || c.Height > MaxScreen {
+		return nil, fmt.Errorf("rfb: screen of %dx%d, more than %d a side", c.Width, c.Height, MaxScreen)
 	}
+	// The length is checked before the allocation: a server could ask for 4 GiB.
+	nameLen := binary.BigEndian.Uint32(si[20:24])
+	if nameLen > 1<<16 {
+		return nil, fmt.Errorf("rfb: desktop name of %d bytes", nameLen)
+	}
+	name := make([]byte, nameLen)
 	if _, err := io.ReadFull(c.r, name); err != nil {
 		return nil, fmt.Errorf("rfb: read desktop name: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/rfb"
 	"github.com/vmdhq/vmd/pkg/rfb/rfbtest"
@@ -53,20 +54,15 @@ func TestConsoleThroughVMD(t *testing.T) {
 		addr := freeAddr(t)
 		cmd := exec.Command(filepath.Join(binDir, "vmctl"), "console", "web", "--tunnel", addr)
 		cmd.Env = c.env
-		var errb bytes.Buffer
-		cmd.Stderr = &errb
+		errb := &testutil.SyncBuffer{}
+		cmd.Stderr = errb
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 		var conn net.Conn
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			if conn, err = net.Dial("tcp", addr); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("tunnel not listening: %v\n%s", err, errb.String())
-			}
+		if !testutil.WaitFor(10*time.Second, func() bool { conn, err = net.Dial("tcp", addr); return err == nil }) {
+			t.Fatalf("tunnel not listening: %v\n%s", err, errb.String())
 		}
 		screen(ctx, t, conn)
 		// A second viewer through the same tunnel gets its own fresh token.

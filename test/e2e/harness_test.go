@@ -13,11 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/mail/mailtest"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 	"github.com/vmdhq/vmd/pkg/vm/vmtest"
@@ -115,18 +115,7 @@ func startVMD(t testing.TB, b storetest.Backend, extra ...string) *vmd {
 }
 
 // openParents gives "others" search permission on dir's parents below the temp dir.
-func openParents(t testing.TB, dir string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	tmp := filepath.Clean(os.TempDir())
-	for d := dir; strings.HasPrefix(d, tmp+"/"); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+func openParents(t testing.TB, dir string) { testutil.OpenParents(t, dir) }
 
 func (v *vmd) storeArgs() []string {
 	a := []string{"--data-dir", v.DataDir, "--run-dir", v.RunDir, "--log-format", "text"}
@@ -244,19 +233,9 @@ func (c *cli) must(want int, stdin string, args ...string) string {
 	return out
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer is the shared goroutine-safe buffer, under the name the
+// cluster and nginx tests still use.
+type syncBuffer = testutil.SyncBuffer
 
 // killGuests kills every QEMU whose command line names a file under dir.
 func killGuests(t testing.TB, dir string) {
@@ -272,4 +251,10 @@ func killGuests(t testing.TB, dir string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// waitFor is testutil.Eventually with the argument order the e2e tests use.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	testutil.Eventually(t, timeout, what, cond)
 }

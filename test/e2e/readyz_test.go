@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
@@ -138,15 +139,10 @@ func getProbe(t testing.TB, url string) probe {
 // waitProbe polls url until it answers want, or fails the test after d.
 func waitProbe(t testing.TB, url string, want int, d time.Duration) probe {
 	t.Helper()
-	deadline := time.Now().Add(d)
 	var last probe
-	for time.Now().Before(deadline) {
-		if last = getProbe(t, url); last.code == want {
-			return last
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testutil.WaitFor(d, func() bool { last = getProbe(t, url); return last.code == want }) {
+		t.Fatalf("%s: still %d %v after %s, want %d", url, last.code, last.body, d, want)
 	}
-	t.Fatalf("%s: still %d %v after %s, want %d", url, last.code, last.body, d, want)
 	return last
 }
 

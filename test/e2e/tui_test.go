@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -42,17 +43,11 @@ func (tm *tmux) capture() string { return tm.run("capture-pane", "-p", "-t", "tu
 // waitFor captures the pane until re matches, and returns that screen.
 func (tm *tmux) waitFor(re *regexp.Regexp, timeout time.Duration) string {
 	tm.t.Helper()
-	deadline := time.Now().Add(timeout)
 	var screen string
-	for time.Now().Before(deadline) {
-		screen = tm.capture()
-		if re.MatchString(screen) {
-			return screen
-		}
-		time.Sleep(250 * time.Millisecond)
+	if !testutil.WaitFor(timeout, func() bool { screen = tm.capture(); return re.MatchString(screen) }) {
+		tm.t.Fatalf("no %s on the screen within %s:\n%s", re, timeout, screen)
 	}
-	tm.t.Fatalf("no %s on the screen within %s:\n%s", re, timeout, screen)
-	return ""
+	return screen
 }
 
 // TestTUI runs vmctl tui in tmux against a real vmd: a VM created with

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -23,7 +24,7 @@ func TestListWatch(t *testing.T) {
 	defer cancel()
 	watch := exec.CommandContext(ctx, filepath.Join(binDir, "vmctl"), "list", "--watch")
 	watch.Env = c.env
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	watch.Stdout, watch.Stderr = out, errOut
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
@@ -37,20 +38,20 @@ func TestListWatch(t *testing.T) {
 	}()
 	// The watch opens the feed before it lists, so once vmd has logged the
 	// list, everything after it is on the feed.
-	waitFor(t, "the watch's list request", 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "the watch's list request", func() bool {
 		return strings.Contains(v.log.String(), "method=GET path=/api/v1/vms ")
 	})
 
 	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")
 	want := []string{"web\tprovisioning\t", "web\tstarting\t", "web\trunning\t"}
-	waitFor(t, "provisioning, starting and running rows", 30*time.Second, func() bool { return inOrder(out.String(), want) })
+	testutil.Eventually(t, 30*time.Second, "provisioning, starting and running rows", func() bool { return inOrder(out.String(), want) })
 
 	// A wait that cannot be met ends in exit 6, on the feed as on polls.
 	c.must(6, "", "wait", "web", "--for", "state=stopped", "--timeout", "2s")
 
 	c.must(0, "", "delete", "web", "--yes", "--wait", "--timeout", "2m")
 	want = append(want, "web\tdeleting\t", "web\tdeleted\t")
-	waitFor(t, "deleting and deleted rows", 30*time.Second, func() bool { return inOrder(out.String(), want) })
+	testutil.Eventually(t, 30*time.Second, "deleting and deleted rows", func() bool { return inOrder(out.String(), want) })
 
 	// An interrupted watch is a watch that ended as asked.
 	if err := watch.Process.Signal(syscall.SIGINT); err != nil {
@@ -76,15 +77,4 @@ func inOrder(s string, parts []string) bool {
 		s = s[i+len(p):]
 	}
 	return true
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

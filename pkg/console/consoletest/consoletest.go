@@ -31,6 +31,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 // Clock is a settable time source.
@@ -61,17 +62,11 @@ type Env struct {
 // New starts an Env on the SQLite store; tune changes the console's config.
 func New(t testing.TB, tune func(*console.Config)) *Env {
 	t.Helper()
-	// Socket paths are limited to 107 bytes; t.TempDir() can be longer.
-	run, err := os.MkdirTemp("", "vmdc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(run) })
 	e := &Env{
 		Store:    storetest.Backends()[0].Open(t),
 		Registry: prometheus.NewRegistry(),
 		Clock:    &Clock{t: time.Now()},
-		Layout:   vm.Layout{DataDir: t.TempDir(), RunDir: run},
+		Layout:   vmtest.Layout(t),
 	}
 	mux := http.NewServeMux()
 	e.Server = httptest.NewServer(mux)
@@ -81,6 +76,7 @@ func New(t testing.TB, tune func(*console.Config)) *Env {
 	if tune != nil {
 		tune(&cfg)
 	}
+	var err error
 	if e.Console, err = console.New(cfg); err != nil {
 		t.Fatal(err)
 	}

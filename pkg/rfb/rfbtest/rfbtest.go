@@ -4,18 +4,17 @@
 package rfbtest
 
 import (
-	"bytes"
 	"context"
 	"image"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/rfb"
 	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
@@ -41,7 +40,7 @@ func StartQEMU(t testing.TB, sock string) {
 		"-display", "none", "-vnc", "unix:"+sock, "-serial", "null",
 		"-drive", "file="+overlay+",if=virtio,format=qcow2")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	out := &lockedBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("rfbtest: start qemu (install qemu-system-x86: make deps): %v", err)
@@ -52,22 +51,26 @@ func StartQEMU(t testing.TB, sock string) {
 		_ = cmd.Process.Kill()
 		<-exited
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("unix", sock)
-		if err == nil {
-			c.Close()
-			return
-		}
+	var err error
+	up := testutil.WaitFor(10*time.Second, func() bool {
 		select {
 		case <-exited:
-			t.Fatalf("rfbtest: qemu exited: %s", out.String())
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rfbtest: vnc socket %s not up after 10 s: %v; qemu: %s", sock, err, out.String())
+		var c net.Conn
+		if c, err = net.Dial("unix", sock); err == nil {
+			c.Close()
 		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil
+	})
+	select {
+	case <-exited:
+		t.Fatalf("rfbtest: qemu exited: %s", out.String())
+	default:
+	}
+	if !up {
+		t.Fatalf("rfbtest: vnc socket %s not up after 10 s: %v; qemu: %s", sock, err, out.String())
 	}
 }
 
@@ -91,22 +94,4 @@ func WaitForText(ctx context.Context, t testing.TB, c *rfb.Client, timeout time.
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-// lockedBuffer collects QEMU's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

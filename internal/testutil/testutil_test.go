@@ -1,0 +1,57 @@
+package testutil
+
+import (
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestWaitFor(t *testing.T) {
+	var n atomic.Int32
+	if !WaitFor(5*time.Second, func() bool { return n.Add(1) >= 3 }) {
+		t.Fatal("WaitFor gave up on a condition that turns true on the third check")
+	}
+	if got := n.Load(); got != 3 {
+		t.Fatalf("checked %d times, want 3", got)
+	}
+	start := time.Now()
+	if WaitFor(50*time.Millisecond, func() bool { return false }) {
+		t.Fatal("WaitFor reported a condition that never holds")
+	}
+	if d := time.Since(start); d < 50*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("WaitFor gave up after %s, want about 50ms", d)
+	}
+}
+
+func TestSyncBuffer(t *testing.T) {
+	var b SyncBuffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				_, _ = b.Write([]byte("ab"))
+				_ = b.String()
+			}
+		}()
+	}
+	wg.Wait()
+	if b.Len() != 1600 || strings.Count(b.String(), "ab") != 800 {
+		t.Fatalf("buffer holds %d bytes, want 1600", b.Len())
+	}
+}
+
+func TestReachableDir(t *testing.T) {
+	d := ReachableDir(t, "vmd-tu-")
+	fi, err := os.Stat(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o711 || len(d) > 40 {
+		t.Fatalf("%s: mode %v, want 0711 and a short path", d, fi.Mode().Perm())
+	}
+}
