@@ -40,6 +40,8 @@ var (
 	ErrUnavailable = errors.New("vm console unavailable")
 	// ErrNotWebSocket: the request is not a WebSocket upgrade.
 	ErrNotWebSocket = errors.New("not a websocket upgrade request")
+	// ErrWSVersion: a WebSocket upgrade of a version other than 13 (RFC 6455).
+	ErrWSVersion = errors.New("unsupported websocket version: only 13 is supported")
 )
 
 // Reasons a session ends, given as the cause of its context.

@@ -36,6 +36,10 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
 		return ErrNotWebSocket
 	}
+	// Checked here, not left to Accept, so the refusal is the API's JSON.
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		return ErrWSVersion
+	}
 	// Browsers always send Origin; a client that sends none is a program,
 	// and a program must also say who it is (its bearer token).
 	if r.Header.Get("Origin") == "" && authUserID == "" {

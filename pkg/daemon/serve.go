@@ -218,7 +218,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer func() { stopRec(); workers.Wait() }()
 
 	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
-		Cluster: clu, TrustedProxies: cfg.trustedNets, Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
+		Cluster: clu, TrustedProxies: cfg.trustedNets, Log: log, Registry: reg, Version: version.Version,
 		Ready: func(context.Context) map[string]string {
 			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}
 		}})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -36,7 +35,7 @@ func (s *Server) placed(next echo.HandlerFunc) echo.HandlerFunc {
 		req := c.Request()
 		if h := req.Header.Get(cluster.PlaceHeader); h != "" {
 			if !cl.VerifyPlacement(h) {
-				return &apiError{http.StatusForbidden, api.CodeForbidden, "invalid " + cluster.PlaceHeader + " header"}
+				return &api.StatusError{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: "invalid " + cluster.PlaceHeader + " header"}
 			}
 			return next(c)
 		}
@@ -54,11 +53,8 @@ func (s *Server) placed(next echo.HandlerFunc) echo.HandlerFunc {
 		setDefault(&d.MemoryMB, api.DefaultMemoryMB)
 		setDefault(&d.DiskGB, api.DefaultDiskGB)
 		node, err := cl.Place(req.Context(), d)
-		if errors.Is(err, cluster.ErrNoCapacity) {
-			return &apiError{http.StatusServiceUnavailable, api.CodeNoCapacity, err.Error()}
-		}
 		if err != nil {
-			return err
+			return err // the mapper answers cluster.ErrNoCapacity with no_capacity
 		}
 		if cl.Local(node) {
 			return next(c)
@@ -138,7 +134,7 @@ func (s *Server) wsOnOwner(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c) // an unknown VM fails there like any bad token
 		}
 		if o := req.Header.Get("Origin"); o != "" && !strings.EqualFold(o, s.origin) {
-			return &apiError{http.StatusForbidden, api.CodeForbidden, "cross-origin console connection refused"}
+			return &api.StatusError{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: "cross-origin console connection refused"}
 		}
 		req.Header.Del("Origin")
 		return cl.Forward(c.Response(), req, v.Node, nil)

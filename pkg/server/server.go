@@ -30,13 +30,12 @@ import (
 
 // Config wires a Server.
 type Config struct {
-	Accounts    *account.Service
-	VMs         *vm.Service
-	Store       store.Store // for /readyz
-	PublicURL   string
-	Log         *slog.Logger
-	Registry    *prometheus.Registry
-	Classifiers []Classifier
+	Accounts  *account.Service
+	VMs       *vm.Service
+	Store     store.Store // for /readyz
+	PublicURL string
+	Log       *slog.Logger
+	Registry  *prometheus.Registry
 	// Ready adds facts to /readyz (the accelerator chosen, say).
 	Ready func(ctx context.Context) map[string]string
 	// TrustedProxies are the networks whose X-Forwarded-For is believed (nginx in front).
@@ -87,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	u, err := url.Parse(cfg.PublicURL)
 	if err != nil || u.Host == "" {
-		return nil, &apiError{Message: "server: --public-url must be an absolute URL such as https://vmd.example.com"}
+		return nil, &api.StatusError{Message: "server: --public-url must be an absolute URL such as https://vmd.example.com"}
 	}
 	s := &Server{closing: make(chan struct{}), cfg: cfg, log: cfg.Log, secure: u.Scheme == "https", origin: u.Scheme + "://" + u.Host}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "api_requests_total",
