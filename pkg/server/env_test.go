@@ -83,7 +83,9 @@ func newEnvWith(t *testing.T, b storetest.Backend, tweak func(*server.Config)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s)
+	hs := httptest.NewUnstartedServer(s)
+	hs.Listener = server.Listener(hs.Listener, log) // as vmd serves: net/http's own refusals in JSON too
+	hs.Start()
 	t.Cleanup(hs.Close)
 	return &env{t: t, srv: hs, store: st, smtp: smtpSrv, accounts: accounts, clock: clk}
 }
