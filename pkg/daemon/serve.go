@@ -229,6 +229,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	ln = server.Listener(ln, log) // net/http's own refusals in the API's JSON shape too
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("vmd serving", "listen", ln.Addr().String(), "public_url", cfg.PublicURL, "data_dir", cfg.DataDir,
