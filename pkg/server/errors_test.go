@@ -183,3 +183,32 @@ func TestPostgresGoneAnswers503(t *testing.T) {
 	}
 	u.mustDo("GET", "/me", nil, 200, nil)
 }
+
+// TestConsoleBadWebSocketVersion: an upgrade of another WebSocket version
+// is refused before the upgrade in the JSON shape, naming version 13, and
+// does not spend the console token.
+func TestConsoleBadWebSocketVersion(t *testing.T) {
+	ce := newConsoleEnv(t, storetest.Backends()[0], nil)
+	alice := ce.signup("alice@example.com")
+	ce.runningVM(alice, "web")
+	res := ce.token(alice, "web")
+	req, _ := http.NewRequest("GET", strings.Replace(res.WSURL, "ws", "http", 1), nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "8")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Origin", ce.cs.srv.URL)
+	hres, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(hres.Body)
+	hres.Body.Close()
+	errorBody(t, hres, data, http.StatusUpgradeRequired, api.CodeBadRequest)
+	if v := hres.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		t.Fatalf("Sec-WebSocket-Version = %q, want 13", v)
+	}
+	if c, st, data := wsDial(t, res.WSURL, nil); c == nil {
+		t.Fatalf("the token was spent by the refused upgrade: %d %s", st, data)
+	}
+}
