@@ -202,8 +202,18 @@ func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// accessLog writes one JSON line a request. The query string is left out:
-// it can carry tokens (the e-mail verification link).
+// Bounds of the access log's fields that the caller chooses: net/http
+// takes a request line and headers of up to a megabyte, and a log line
+// should not grow with them.
+const (
+	maxLogMethod    = 32
+	maxLogPath      = 512
+	maxLogUserAgent = 256
+)
+
+// accessLog writes one JSON line a request and counts it in the metrics.
+// The query string is left out: it can carry tokens (the e-mail
+// verification link).
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -212,22 +222,75 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		req, res := c.Request(), c.Response()
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
+		route, method := routeLabel(c.Path()), methodLabel(req.Method)
 		took := time.Since(start)
-		s.reqs.WithLabelValues(route, req.Method, strconv.Itoa(res.Status)).Inc()
-		s.dur.WithLabelValues(route, req.Method).Observe(took.Seconds())
-		attrs := []any{"request_id", res.Header().Get(echo.HeaderXRequestID), "method", req.Method,
-			"path", req.URL.Path, "route", route, "status", res.Status, "bytes", res.Size,
+		s.reqs.WithLabelValues(route, method, statusLabel(res.Status)).Inc()
+		s.dur.WithLabelValues(route, method).Observe(took.Seconds())
+		attrs := []any{"request_id", res.Header().Get(echo.HeaderXRequestID), "method", truncate(req.Method, maxLogMethod),
+			"path", truncate(req.URL.Path, maxLogPath), "route", route, "status", res.Status, "bytes", res.Size,
 			"duration_ms", float64(took.Microseconds()) / 1000, "remote_ip", c.RealIP()}
+		if ua := req.UserAgent(); ua != "" {
+			attrs = append(attrs, "user_agent", truncate(ua, maxLogUserAgent))
+		}
 		if u, ok := c.Get(ctxUser).(store.User); ok {
 			attrs = append(attrs, "user", u.ID)
 		}
 		s.log.Info("request", attrs...)
 		return nil
 	}
+}
+
+// Metric label values come from fixed sets: a value per junk method or
+// path an unauthenticated caller sends would grow /metrics without bound.
+
+// routeLabel is the matched route's pattern, or "unmatched".
+func routeLabel(path string) string {
+	if path == "" || path == "/*" {
+		return "unmatched"
+	}
+	return path // a pattern of the route table, not the request's path
+}
+
+// methodLabel is the method when it is one of HTTP's own, else "other".
+// It returns constants, so a label never holds on to a request's memory.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodOptions:
+		return http.MethodOptions
+	case http.MethodConnect:
+		return http.MethodConnect
+	case http.MethodTrace:
+		return http.MethodTrace
+	}
+	return "other"
+}
+
+// statusLabels are the status codes' label values, made once.
+var statusLabels = func() (l [600]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+// statusLabel is the status code as a label value, without allocating.
+func statusLabel(code int) string {
+	if code < 0 || code >= len(statusLabels) {
+		return "other"
+	}
+	return statusLabels[code]
 }
 
 func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
