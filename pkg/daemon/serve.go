@@ -219,6 +219,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
 		Cluster: clu, TrustedProxies: cfg.trustedNets, Log: log, Registry: reg, Version: version.Version,
+		Checks: readyChecks(shared),
 		Ready: func(context.Context) map[string]string {
 			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}
 		}})
@@ -247,4 +248,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return hs.Shutdown(sctx)
+}
+
+// readyChecks are the backing services /readyz reports besides the store.
+func readyChecks(shared *redisx.Backends) map[string]func(context.Context) error {
+	if shared.Redis == nil {
+		return nil
+	}
+	return map[string]func(context.Context) error{"redis": shared.Ping}
 }

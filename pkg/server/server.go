@@ -38,6 +38,9 @@ type Config struct {
 	Registry  *prometheus.Registry
 	// Ready adds facts to /readyz (the accelerator chosen, say).
 	Ready func(ctx context.Context) map[string]string
+	// Checks are the backing services besides the store that /readyz
+	// reports by name ("redis": its Ping); any failing makes it 503.
+	Checks map[string]func(ctx context.Context) error
 	// TrustedProxies are the networks whose X-Forwarded-For is believed (nginx in front).
 	TrustedProxies []*net.IPNet
 	Version        string
@@ -306,21 +309,44 @@ func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// readyz reports each backing service, "ok" or "unreachable", and is 503
+// when any is down: a load balancer then sends requests elsewhere.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	out := map[string]string{"status": "ok"}
+	out := map[string]string{}
 	if s.cfg.Ready != nil {
 		for k, v := range s.cfg.Ready(ctx) {
 			out[k] = v
 		}
 	}
-	if err := s.cfg.Store.Ping(ctx); err != nil {
-		out["status"], out["store"] = "unavailable", "unreachable"
-		s.log.Warn("readyz: store unreachable", "err", err)
+	checks := map[string]func(context.Context) error{"store": s.cfg.Store.Ping}
+	for name, check := range s.cfg.Checks {
+		checks[name] = check
+	}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		down bool
+	)
+	for name, check := range checks {
+		wg.Go(func() {
+			err := check(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			out[name] = "ok"
+			if err != nil {
+				out[name], down = "unreachable", true
+				s.log.Warn("readyz: backing service unreachable", "service", name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	if down {
+		out["status"] = "unavailable"
 		return c.JSON(http.StatusServiceUnavailable, out)
 	}
-	out["store"] = "ok"
+	out["status"] = "ok"
 	return c.JSON(http.StatusOK, out)
 }
 
