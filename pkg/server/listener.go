@@ -53,8 +53,15 @@ type jsonErrorConn struct {
 // (net/http server.go, conn.serve).
 const netHTTPErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
+// Made once: every response's first write is checked against them.
+var (
+	http11Prefix   = []byte("HTTP/1.1 ")
+	crlf           = []byte("\r\n")
+	netHTTPErrTail = []byte(netHTTPErrorHeaders[2:]) // the headers after the status line's CRLF
+)
+
 func (c *jsonErrorConn) Write(p []byte) (int, error) {
-	if !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
+	if !bytes.HasPrefix(p, http11Prefix) {
 		return c.Conn.Write(p)
 	}
 	status, ok := netHTTPError(p)
@@ -81,8 +88,8 @@ func (c *jsonErrorConn) Write(p []byte) (int, error) {
 // netHTTPError reports whether p is one whole error answer of net/http
 // itself, and its status.
 func netHTTPError(p []byte) (int, bool) {
-	line, rest, ok := bytes.Cut(p, []byte("\r\n"))
-	if !ok || !bytes.HasPrefix(rest, []byte(netHTTPErrorHeaders[2:])) {
+	line, rest, ok := bytes.Cut(p, crlf)
+	if !ok || !bytes.HasPrefix(rest, netHTTPErrTail) {
 		return 0, false
 	}
 	f := strings.Fields(string(line))
@@ -94,7 +101,7 @@ func netHTTPError(p []byte) (int, bool) {
 		return 0, false
 	}
 	// The body is a short text, never another response.
-	if text := rest[len(netHTTPErrorHeaders)-2:]; len(text) > 512 || bytes.Contains(text, []byte("\r\n")) {
+	if text := rest[len(netHTTPErrTail):]; len(text) > 512 || bytes.Contains(text, crlf) {
 		return 0, false
 	}
 	return status, true
