@@ -88,9 +88,11 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusUnprocessableEntity, api.CodeValidation, image.ErrInvalidName.Error()
 	case errors.Is(err, image.ErrExists):
 		return http.StatusConflict, api.CodeConflict, "template already exists"
-	case errors.Is(err, image.ErrChecksumMismatch), errors.Is(err, image.ErrCorrupt):
-		// The node's copy is unusable until an operator replaces it; the request itself was fine.
-		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node is damaged or changed; an operator must replace it"
+	// A node's copy of a template is unusable until an operator replaces it; the request itself was fine.
+	case errors.Is(err, image.ErrChecksumMismatch):
+		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node does not match its recorded sha256; an operator must replace it"
+	case errors.Is(err, image.ErrCorrupt):
+		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node is not a usable qcow2 image; an operator must replace it"
 	case errors.Is(err, cluster.ErrNoCapacity):
 		return http.StatusServiceUnavailable, api.CodeNoCapacity, "no node has room for this vm"
 	case errors.Is(err, store.ErrUnavailable):
