@@ -6,7 +6,10 @@
 # fast path) that bench/console.sh compares the console proxy with, and tmux
 # that the TUI test in test/e2e runs vmctl tui in, and nginx that the deploy
 # template is tested in (test/e2e/nginx_test.go), and bash-completion that
-# the completion test loads vmctl's bash completion with. With
+# the completion test loads vmctl's bash completion with, and
+# qemu-guest-agent whose qemu-ga the pkg/vm/qga tests run on the host as
+# their peer (the package's own service is bound to the virtio port
+# /dev/virtio-ports/org.qemu.guest_agent.0, so on a host it stays off). With
 # everything present it only runs
 # dpkg-query, so `make deps` is cheap to repeat.
 set -eu
@@ -32,6 +35,7 @@ python3-numpy
 tmux
 nginx
 bash-completion
+qemu-guest-agent
 "
 
 missing=""

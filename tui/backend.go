@@ -67,6 +67,7 @@ func (b ClientBackend) Events(ctx context.Context, after int64) (<-chan Change, 
 		return out, errs
 	}
 	go func() {
+		defer s.Close()
 		for c := range s.Changes() {
 			select {
 			case out <- c:

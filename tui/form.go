@@ -2,7 +2,6 @@ package tui
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/dnslabel"
 )
 
 // Fields of the create form, in tab order.
@@ -25,9 +25,6 @@ const (
 )
 
 var fieldLabels = [numFields]string{"Name", "Template", "CPUs", "Memory MB", "Disk GB"}
-
-// dnsLabel is the server's rule for VM names.
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // createForm collects a CreateVMRequest. The template is picked from a list;
 // the other fields are text inputs (inputs[fieldTemplate] is unused).
@@ -122,7 +119,7 @@ func (f createForm) validate(user *api.User) (createForm, api.CreateVMRequest, b
 	switch {
 	case req.Name == "":
 		f.errs[fieldName] = "a name is required"
-	case !dnsLabel.MatchString(req.Name):
+	case !dnslabel.Valid(req.Name):
 		f.errs[fieldName] = "use lower-case letters, digits and dashes (at most 63, no dash at either end)"
 	}
 	if len(f.templates) == 0 {

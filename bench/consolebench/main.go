@@ -46,7 +46,15 @@ func main() {
 	runs := flag.Int("runs", 3, "throughput runs per proxy (the median is reported)")
 	echoes := flag.Int("echoes", 5000, "16-byte round trips per proxy")
 	wsfy := flag.String("websockify", "websockify", "websockify executable")
+	idle := flag.Int("idle", 0, "instead: open this many idle sessions through our proxy and report its RSS per session")
 	flag.Parse()
+	if *idle > 0 {
+		if err := idleRSS(*idle); err != nil {
+			fmt.Fprintln(os.Stderr, "consolebench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := bench(int64(*size)<<20, *runs, *echoes, *wsfy); err != nil {
 		fmt.Fprintln(os.Stderr, "consolebench:", err)
 		os.Exit(1)
@@ -91,13 +99,13 @@ func runProxy(sock string) error {
 	}
 	base := "http://" + l.Addr().String()
 	con, err := console.New(console.Config{PublicURL: base, Store: st, Sockets: fixedSocket(sock),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxPerVM: 100, MaxPerUser: 100})
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxPerVM: 1000, MaxPerUser: 1000})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /token", func(w http.ResponseWriter, r *http.Request) {
-		res, err := con.Issue(r.Context(), u, v)
+		res, err := con.Issue(r.Context(), u, "", v)
 		if err != nil {
 			http.Error(w, err.Error(), 500)
 			return

@@ -6,23 +6,22 @@ package account
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/vmdhq/vmd/pkg/api"
 	vmdmail "github.com/vmdhq/vmd/pkg/mail"
+	"github.com/vmdhq/vmd/pkg/onetime"
 	"github.com/vmdhq/vmd/pkg/ratelimit"
 	"github.com/vmdhq/vmd/pkg/store"
 )
@@ -34,6 +33,7 @@ var (
 	ErrUnauthenticated    = errors.New("not authenticated")
 	ErrInvalidToken       = errors.New("invalid or expired token")
 	ErrInvalid            = errors.New("invalid")
+	ErrDisabled           = errors.New("account disabled")
 )
 
 // ThrottledError says a login was refused for too many failures.
@@ -57,20 +57,10 @@ const (
 	KindCLI     = "cli"
 )
 
-// Login throttling: failures per (account, IP), per IP and per account in a
-// window. The per-account limit is high so an attacker cannot lock a user
-// out from elsewhere; the (account, IP) pair stops guessing from one place.
-const (
-	failWindow        = 15 * time.Minute
-	failsPerAccountIP = 5
-	failsPerIP        = 30
-	failsPerAccount   = 100
-)
-
 // Config wires a Service.
 type Config struct {
 	Store        store.Store
-	Hasher       *Hasher
+	Hasher       PasswordHasher // NewHasher's in production
 	Limiter      ratelimit.Limiter
 	Mailer       vmdmail.Sender
 	Secret       []byte // signs session JWTs and CSRF tokens
@@ -81,12 +71,24 @@ type Config struct {
 	VerifyTTL    time.Duration
 	Log          *slog.Logger
 	Now          func() time.Time
+	// AccountSlowdown is the delay added to every login of an account that
+	// failed more than failsPerAccount times in the window (default 1 s).
+	AccountSlowdown time.Duration
+}
+
+// PasswordHasher hashes and checks passwords; *Hasher is the real one.
+type PasswordHasher interface {
+	Hash(ctx context.Context, password string) (string, error)
+	Verify(ctx context.Context, password, encoded string) (bool, error)
 }
 
 // Service is the account use-cases.
 type Service struct {
 	c         Config
 	dummyHash string // compared against for unknown e-mails, so timing does not tell
+
+	mu         sync.Mutex
+	sessionEnd []func(sessionIDs ...string)
 }
 
 // New returns a Service, filling unset durations with defaults.
@@ -108,6 +110,9 @@ func New(c Config) (*Service, error) {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.AccountSlowdown == 0 {
+		c.AccountSlowdown = time.Second
 	}
 	h, err := c.Hasher.Hash(context.Background(), "dummy password for timing")
 	if err != nil {
@@ -140,60 +145,56 @@ func CheckPassword(pw string) error {
 
 func newUserID() string { return "usr_" + strings.ToLower(ulid.Make().String()) }
 
-func randomToken() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-func hashToken(t string) string {
-	s := sha256.Sum256([]byte(t))
-	return hex.EncodeToString(s[:])
-}
-
 // Signup creates an unverified account and e-mails a verification link. An
-// address already taken gets the same answer and no new account, so sign-up
-// does not reveal who has one.
-func (s *Service) Signup(ctx context.Context, email, password string) (store.User, error) {
+// address already taken gets the same answer, no new account, and its owner
+// a notice instead; both paths hash the password and send one e-mail, so
+// neither the answer nor its timing tells who has an account. It returns
+// the address as normalised.
+func (s *Service) Signup(ctx context.Context, email, password string) (string, error) {
 	email, err := NormalizeEmail(email)
 	if err != nil {
-		return store.User{}, err
+		return "", err
 	}
 	if err := CheckPassword(password); err != nil {
-		return store.User{}, err
+		return "", err
 	}
 	hash, err := s.c.Hasher.Hash(ctx, password)
 	if err != nil {
-		return store.User{}, fmt.Errorf("signup: %w", err)
+		return "", fmt.Errorf("signup: %w", err)
 	}
 	u := store.User{ID: newUserID(), Email: email, PasswordHash: hash, Quota: s.c.DefaultQuota, CreatedAt: s.c.Now().UTC()}
 	if err := s.c.Store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			s.c.Log.Info("signup for an existing address ignored")
-			return store.User{Email: email}, nil
+			s.c.Log.Info("signup for an existing address: notice sent, nothing created")
+			return email, s.sendSignupNotice(ctx, email)
 		}
-		return store.User{}, fmt.Errorf("signup: %w", err)
+		return "", fmt.Errorf("signup: %w", err)
 	}
-	if err := s.sendVerification(ctx, u); err != nil {
-		return store.User{}, err
+	return email, s.sendVerification(ctx, u)
+}
+
+func (s *Service) sendSignupNotice(ctx context.Context, email string) error {
+	body := "Someone, perhaps you, tried to sign up to vmd with this address, which already has an account.\n\n" +
+		"If it was you, log in at " + strings.TrimRight(s.c.PublicURL, "/") + "/login with your password.\n" +
+		"If it was not, you can ignore this message: nothing was changed.\n"
+	if err := s.c.Mailer.Send(ctx, vmdmail.Message{To: email, Subject: "Sign-up attempt for your vmd account", Body: body}); err != nil {
+		return fmt.Errorf("send sign-up notice: %w", err)
 	}
-	return u, nil
+	return nil
 }
 
 func (s *Service) sendVerification(ctx context.Context, u store.User) error {
-	tok, err := randomToken()
+	tok, err := onetime.New()
 	if err != nil {
 		return fmt.Errorf("verification token: %w", err)
 	}
-	t := store.Token{Hash: hashToken(tok), Kind: "verify", UserID: u.ID, ExpiresAt: s.c.Now().Add(s.c.VerifyTTL).UTC()}
+	t := store.Token{Hash: onetime.Hash(tok), Kind: "verify", UserID: u.ID, ExpiresAt: s.c.Now().Add(s.c.VerifyTTL).UTC()}
 	if err := s.c.Store.CreateToken(ctx, t); err != nil {
 		return fmt.Errorf("store verification token: %w", err)
 	}
 	link := strings.TrimRight(s.c.PublicURL, "/") + "/verify?token=" + tok
 	body := fmt.Sprintf("Welcome to vmd.\n\nConfirm your e-mail address by opening this link within %s:\n\n%s\n\n"+
-		"Or run: vmctl verify %s\n\nIf you did not sign up, ignore this message.\n", s.c.VerifyTTL, link, tok)
+		"Or run: vmctl verify -- %s\n\nIf you did not sign up, ignore this message.\n", s.c.VerifyTTL, link, tok)
 	if err := s.c.Mailer.Send(ctx, vmdmail.Message{To: u.Email, Subject: "Verify your vmd account", Body: body}); err != nil {
 		return fmt.Errorf("send verification e-mail: %w", err)
 	}
@@ -205,7 +206,7 @@ func (s *Service) Verify(ctx context.Context, token string) error {
 	if token == "" || len(token) > 128 {
 		return ErrInvalidToken
 	}
-	t, err := s.c.Store.ConsumeToken(ctx, "verify", hashToken(token), s.c.Now().UTC())
+	t, err := s.c.Store.ConsumeToken(ctx, "verify", onetime.Hash(token), s.c.Now().UTC())
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrInvalidToken
 	}
@@ -214,148 +215,6 @@ func (s *Service) Verify(ctx context.Context, token string) error {
 	}
 	if err := s.c.Store.SetVerified(ctx, t.UserID); err != nil {
 		return fmt.Errorf("verify %s: %w", t.UserID, err)
-	}
-	return nil
-}
-
-// LoginResult is a new session.
-type LoginResult struct {
-	User      store.User
-	Session   store.Session
-	Token     string // the signed JWT
-	CSRFToken string
-}
-
-func (s *Service) throttleKeys(email, ip string) [][2]any {
-	return [][2]any{
-		{"login:acctip:" + email + "|" + ip, failsPerAccountIP},
-		{"login:ip:" + ip, failsPerIP},
-		{"login:acct:" + email, failsPerAccount},
-	}
-}
-
-// Login checks a password and opens a session of the given kind. Failures
-// are counted per account and IP; a throttled caller gets a ThrottledError
-// before the password is even hashed.
-func (s *Service) Login(ctx context.Context, email, password, ip, kind string) (LoginResult, error) {
-	email = strings.ToLower(strings.TrimSpace(email))
-	if email == "" || password == "" {
-		return LoginResult{}, ErrInvalidCredentials
-	}
-	keys := s.throttleKeys(email, ip)
-	for _, k := range keys {
-		ok, retry, err := s.c.Limiter.Peek(ctx, k[0].(string), k[1].(int), failWindow)
-		if err != nil {
-			return LoginResult{}, fmt.Errorf("login throttle: %w", err)
-		}
-		if !ok {
-			return LoginResult{}, &ThrottledError{RetryAfter: retry}
-		}
-	}
-	u, err := s.c.Store.GetUserByEmail(ctx, email)
-	hash := u.PasswordHash
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			return LoginResult{}, fmt.Errorf("login: %w", err)
-		}
-		hash = s.dummyHash
-	}
-	ok, verr := s.c.Hasher.Verify(ctx, password, hash)
-	if err != nil || verr != nil || !ok {
-		for _, k := range keys {
-			if _, _, herr := s.c.Limiter.Hit(ctx, k[0].(string), k[1].(int), failWindow); herr != nil {
-				return LoginResult{}, fmt.Errorf("login throttle: %w", herr)
-			}
-		}
-		if verr != nil && err == nil {
-			s.c.Log.Error("stored password hash unreadable", "user", u.ID, "err", verr)
-		}
-		return LoginResult{}, ErrInvalidCredentials
-	}
-	_ = s.c.Limiter.Reset(ctx, keys[0][0].(string))
-	if !u.Verified {
-		return LoginResult{}, ErrUnverified
-	}
-	return s.openSession(ctx, u, kind)
-}
-
-func (s *Service) openSession(ctx context.Context, u store.User, kind string) (LoginResult, error) {
-	ttl := s.c.BrowserTTL
-	if kind == KindCLI {
-		ttl = s.c.CLITTL
-	} else {
-		kind = KindBrowser
-	}
-	now := s.c.Now().UTC()
-	sess := store.Session{ID: "ses_" + strings.ToLower(ulid.Make().String()), UserID: u.ID, Kind: kind,
-		CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	if err := s.c.Store.CreateSession(ctx, sess); err != nil {
-		return LoginResult{}, fmt.Errorf("create session: %w", err)
-	}
-	claims := jwt.RegisteredClaims{Issuer: "vmd", Subject: u.ID, ID: sess.ID,
-		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(sess.ExpiresAt)}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.c.Secret)
-	if err != nil {
-		return LoginResult{}, fmt.Errorf("sign session: %w", err)
-	}
-	return LoginResult{User: u, Session: sess, Token: tok, CSRFToken: s.CSRFToken(sess.ID)}, nil
-}
-
-// Authenticate checks a session JWT and that its session is still open.
-func (s *Service) Authenticate(ctx context.Context, token string) (store.User, store.Session, error) {
-	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.c.Secret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer("vmd"), jwt.WithExpirationRequired(),
-		jwt.WithTimeFunc(s.c.Now))
-	if err != nil || claims.ID == "" {
-		return store.User{}, store.Session{}, ErrUnauthenticated
-	}
-	sess, err := s.c.Store.GetSession(ctx, claims.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.User{}, store.Session{}, ErrUnauthenticated
-	}
-	if err != nil {
-		return store.User{}, store.Session{}, fmt.Errorf("session %s: %w", claims.ID, err)
-	}
-	if sess.RevokedAt != nil || !s.c.Now().Before(sess.ExpiresAt) || sess.UserID != claims.Subject {
-		return store.User{}, store.Session{}, ErrUnauthenticated
-	}
-	u, err := s.c.Store.GetUser(ctx, sess.UserID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.User{}, store.Session{}, ErrUnauthenticated
-	}
-	if err != nil {
-		return store.User{}, store.Session{}, fmt.Errorf("user %s: %w", sess.UserID, err)
-	}
-	return u, sess, nil
-}
-
-// Logout ends a session.
-func (s *Service) Logout(ctx context.Context, sessionID string) error {
-	if err := s.c.Store.RevokeSession(ctx, sessionID, s.c.Now().UTC()); err != nil {
-		return fmt.Errorf("logout: %w", err)
-	}
-	return nil
-}
-
-// ChangePassword replaces the password and ends every other session of the user.
-func (s *Service) ChangePassword(ctx context.Context, u store.User, sessionID, current, next string) error {
-	ok, err := s.c.Hasher.Verify(ctx, current, u.PasswordHash)
-	if err != nil || !ok {
-		return ErrInvalidCredentials
-	}
-	if err := CheckPassword(next); err != nil {
-		return err
-	}
-	hash, err := s.c.Hasher.Hash(ctx, next)
-	if err != nil {
-		return fmt.Errorf("change password: %w", err)
-	}
-	if err := s.c.Store.SetPasswordHash(ctx, u.ID, hash); err != nil {
-		return fmt.Errorf("change password: %w", err)
-	}
-	if err := s.c.Store.RevokeUserSessions(ctx, u.ID, sessionID, s.c.Now().UTC()); err != nil {
-		return fmt.Errorf("end other sessions: %w", err)
 	}
 	return nil
 }
@@ -415,4 +274,34 @@ func (s *Service) SetQuota(ctx context.Context, ref string, q api.Quota) (store.
 		return store.User{}, fmt.Errorf("set quota of %s: %w", u.Email, err)
 	}
 	return s.c.Store.GetUser(ctx, u.ID)
+}
+
+// ListUsers returns every account (admin).
+func (s *Service) ListUsers(ctx context.Context) ([]store.User, error) {
+	us, err := s.c.Store.ListUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return us, nil
+}
+
+// SetDisabled disables a user (admin): no more logins, and every open
+// session ends now (announced to OnSessionEnd). Enabling lets the user log
+// in again; ended sessions stay ended.
+func (s *Service) SetDisabled(ctx context.Context, ref string, disabled bool) (store.User, error) {
+	u, err := s.FindUser(ctx, ref)
+	if err != nil {
+		return store.User{}, fmt.Errorf("user %s: %w", ref, err)
+	}
+	if err := s.c.Store.SetDisabled(ctx, u.ID, disabled); err != nil {
+		return store.User{}, fmt.Errorf("disable %s: %w", u.Email, err)
+	}
+	if disabled {
+		// After the flag, so a login racing this cannot open a session that outlives it.
+		if err := s.RevokeSessions(ctx, u.ID, ""); err != nil {
+			return store.User{}, err
+		}
+	}
+	u.Disabled = disabled
+	return u, nil
 }

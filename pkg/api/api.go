@@ -74,6 +74,7 @@ type User struct {
 	Email     string    `json:"email" yaml:"email"`
 	Admin     bool      `json:"admin" yaml:"admin"`
 	Verified  bool      `json:"verified" yaml:"verified"`
+	Disabled  bool      `json:"disabled,omitempty" yaml:"disabled,omitempty"` // by an admin: cannot log in
 	Quota     Quota     `json:"quota" yaml:"quota"`
 	Usage     Quota     `json:"usage" yaml:"usage"`
 	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
@@ -85,9 +86,9 @@ type SignupRequest struct {
 	Password string `json:"password"`
 }
 
-// SignupResponse is returned with 201 by POST /auth/signup.
+// SignupResponse is returned with 201 by POST /auth/signup. It is the same
+// whether or not the address already has an account, so it carries no id.
 type SignupResponse struct {
-	ID      string `json:"id"`
 	Email   string `json:"email"`
 	Message string `json:"message"`
 }

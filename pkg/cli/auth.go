@@ -209,25 +209,52 @@ type VerifyOptions struct {
 	Target    func() (Target, error)
 	NewClient func(server string) *client.Client
 
-	Token string
+	Token      string
+	TokenStdin bool // read the token from the first line of stdin
 }
 
 // NewCmdVerify builds `vmctl verify TOKEN`.
 func NewCmdVerify(f *Factory, runF func(context.Context, *VerifyOptions) error) *cobra.Command {
 	co := credentialOptions(f)
 	opts := &VerifyOptions{IO: f.IOStreams, Target: f.Target, NewClient: co.NewClient}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "verify TOKEN",
 		Short: "Confirm an e-mail address with the token from the verification e-mail",
-		Args:  exactArgs(1, "TOKEN"),
+		Long: `Confirm an e-mail address with the token from the verification e-mail.
+
+Tokens vmd issues never start with '-'. A token that does (say, from an older
+e-mail) goes after '--', which ends the flags. To keep the token out of the
+shell history and process list, give '-' or --token-stdin and pipe it in.`,
+		Example: `  vmctl verify Xq3...
+  vmctl verify -- -Xq3...
+  pbpaste | vmctl verify -`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if opts.TokenStdin {
+				return noArgs(cmd, args)
+			}
+			return exactArgs(1, "TOKEN (or --token-stdin)")(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Token = args[0]
+			if len(args) == 1 {
+				// "-" is stdin, as in kubectl -f - and gh --body-file -.
+				if args[0] == "-" {
+					opts.TokenStdin = true
+				} else {
+					opts.Token = args[0]
+				}
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
 			return verifyRun(cmd.Context(), opts)
 		},
 	}
+	cmd.Flags().BoolVar(&opts.TokenStdin, "token-stdin", false, "read the token from the first line of stdin")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		// Most likely an old token that starts with '-': say how to pass it.
+		return flagErrorf("%w (a token that starts with '-' goes after '--': vmctl verify -- TOKEN)", err)
+	})
+	return cmd
 }
 
 func verifyRun(ctx context.Context, opts *VerifyOptions) error {
@@ -237,6 +264,12 @@ func verifyRun(ctx context.Context, opts *VerifyOptions) error {
 	}
 	if t.Server == "" {
 		return flagErrorf("no server configured: pass --server URL")
+	}
+	if opts.TokenStdin {
+		line, err := opts.IO.ReadLine()
+		if opts.Token = strings.TrimSpace(line); err != nil || opts.Token == "" {
+			return flagErrorf("--token-stdin: no token on stdin")
+		}
 	}
 	if err := opts.NewClient(t.Server).Verify(ctx, opts.Token); err != nil {
 		return err

@@ -198,7 +198,7 @@ func (f *fakeVMD) signup(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 409, api.CodeConflict, "e-mail already registered")
 		return
 	}
-	writeJSONResp(w, 201, api.SignupResponse{ID: "usr_1", Email: req.Email, Message: "verification e-mail sent"})
+	writeJSONResp(w, 201, api.SignupResponse{Email: req.Email, Message: "verification e-mail sent"})
 }
 
 func (f *fakeVMD) verify(w http.ResponseWriter, r *http.Request) {

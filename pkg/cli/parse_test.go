@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +142,19 @@ func TestParseSimpleCommands(t *testing.T) {
 			return NewCmdVerify(f, func(_ context.Context, o *VerifyOptions) error { *got = result{o.Token, nil}; return nil })
 		}, []string{"abc"}, result{"abc", nil}, false},
 		{"verify no token", func(f *Factory, got *result) *cobra.Command { return NewCmdVerify(f, nil) }, nil, result{}, true},
+		// Defect 12: a token starting with '-' was read as a flag.
+		{"verify -- -token", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdVerify(f, func(_ context.Context, o *VerifyOptions) error { *got = result{o.Token, o.TokenStdin}; return nil })
+		}, []string{"--", "-abc"}, result{"-abc", false}, false},
+		{"verify - reads stdin", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdVerify(f, func(_ context.Context, o *VerifyOptions) error { *got = result{o.Token, o.TokenStdin}; return nil })
+		}, []string{"-"}, result{"", true}, false},
+		{"verify --token-stdin", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdVerify(f, func(_ context.Context, o *VerifyOptions) error { *got = result{o.Token, o.TokenStdin}; return nil })
+		}, []string{"--token-stdin"}, result{"", true}, false},
+		{"verify --token-stdin and a token", func(f *Factory, got *result) *cobra.Command { return NewCmdVerify(f, nil) }, []string{"--token-stdin", "abc"}, result{}, true},
+		{"verify -token", func(f *Factory, got *result) *cobra.Command { return NewCmdVerify(f, nil) }, []string{"-abc"}, result{}, true},
+		{"verify two tokens", func(f *Factory, got *result) *cobra.Command { return NewCmdVerify(f, nil) }, []string{"abc", "def"}, result{}, true},
 		{"login", func(f *Factory, got *result) *cobra.Command {
 			return NewCmdLogin(f, func(_ context.Context, o *LoginOptions) error {
 				*got = result{o.Server, [3]any{o.Email, o.PasswordStdin, o.ContextName}}
@@ -194,5 +208,13 @@ func TestDeleteOnTTYNeedsNoYes(t *testing.T) {
 	err := parse(t, NewCmdDelete(e.f, func(context.Context, *DeleteOptions) error { called = true; return nil }), "web")
 	if err != nil || !called {
 		t.Fatalf("err = %v, called = %v", err, called)
+	}
+}
+
+// A token read as flags gets a hint to put it after "--".
+func TestVerifyDashTokenHint(t *testing.T) {
+	err := parse(t, NewCmdVerify(newTestEnv(t).f, nil), "-Xq3abc")
+	if !isFlagError(err) || !strings.Contains(err.Error(), "vmctl verify -- TOKEN") {
+		t.Fatalf("err = %v, want a FlagError with the '--' hint", err)
 	}
 }

@@ -114,6 +114,16 @@ func TestSignupVerifyLogout(t *testing.T) {
 	if code := ExitCode(verifyRun(bg, vo)); code != ExitNotFound {
 		t.Errorf("bad verify token exit %d", code)
 	}
+	// The token on stdin (vmctl verify - / --token-stdin), surrounding blanks trimmed.
+	e.in.WriteString("  good \n")
+	vo.Token, vo.TokenStdin = "", true
+	if err := verifyRun(bg, vo); err != nil {
+		t.Fatalf("token on stdin: %v", err)
+	}
+	if code := ExitCode(verifyRun(bg, vo)); code != ExitUsage {
+		t.Errorf("--token-stdin with empty stdin exit %d", code)
+	}
+	vo.TokenStdin = false
 
 	// logout clears the stored token but keeps the context
 	cfg := &Config{CurrentContext: "here", Contexts: map[string]*Context{"here": {Server: e.fake.URL(), Token: "tok"}}}

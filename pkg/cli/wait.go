@@ -183,6 +183,7 @@ func waitOnFeed(ctx context.Context, c *client.Client, ref string, cond waitCond
 		}
 		return nil, false, err
 	}
+	defer stream.Close()
 	vm, err := c.GetVM(ctx, ref)
 	switch {
 	case err == nil:

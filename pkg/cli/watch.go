@@ -30,6 +30,7 @@ func watchVMs(ctx context.Context, ios *IOStreams, now func() time.Time, format 
 	if err != nil {
 		return err
 	}
+	defer stream.Close()
 	var vms []api.VM
 	if target.ref != "" {
 		vm, err := c.GetVM(ctx, target.ref)

@@ -43,6 +43,9 @@ type EventStream struct {
 	mu     sync.Mutex
 	lastID int64 // -1 until the server names a position
 	err    error
+
+	cancel context.CancelFunc // ends the stream's own context (Close)
+	done   chan struct{}      // closed when run has returned and its connection is closed
 }
 
 // OpenEvents connects to the change feed of the caller's VMs (every user's
@@ -52,12 +55,27 @@ type EventStream struct {
 // connection are returned as they are (an *APIError for a refusal).
 func (c *Client) OpenEvents(ctx context.Context, after int64, all bool) (*EventStream, error) {
 	s := c.newEventStream(after, all)
+	ctx, s.cancel = context.WithCancel(ctx)
 	body, err := s.connect(ctx)
 	if err != nil {
+		s.cancel()
 		return nil, fmt.Errorf("open event stream: %w", err)
 	}
-	go s.run(ctx, body)
+	go func() {
+		defer close(s.done)
+		s.run(ctx, body)
+	}()
 	return s, nil
+}
+
+// Close ends the stream and returns once its connection is closed, so a
+// caller that stops reading early leaves nothing behind (a server's
+// graceful shutdown would otherwise wait on the open stream). Changes is
+// closed by then; Close may be called more than once.
+func (s *EventStream) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
 }
 
 // Events follows the change feed like OpenEvents but connects in the
@@ -85,7 +103,8 @@ func (c *Client) newEventStream(after int64, all bool) *EventStream {
 	if after < 0 {
 		after = FromNow
 	}
-	return &EventStream{c: c, hc: &hc, all: all, changes: make(chan api.Change), lastID: after}
+	return &EventStream{c: c, hc: &hc, all: all, changes: make(chan api.Change), lastID: after,
+		cancel: func() {}, done: make(chan struct{})}
 }
 
 // Changes delivers changes in order. It is closed when the stream ends; Err says why.

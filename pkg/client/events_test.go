@@ -183,3 +183,37 @@ func TestEventsRefusedAndRetried(t *testing.T) {
 		}
 	})
 }
+
+// Close ends the connection at once, without the caller's context ending:
+// a watch that returns early left its stream open before, which a server's
+// graceful shutdown then waited on.
+func TestEventStreamClose(t *testing.T) {
+	gone := make(chan struct{})
+	f := &feedServer{t: t, script: []func(http.ResponseWriter, *http.Request){
+		func(w http.ResponseWriter, r *http.Request) {
+			streamHead(w, 3)
+			<-r.Context().Done()
+			close(gone)
+		},
+	}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	s, err := New(srv.URL, "tok").OpenEvents(context.Background(), FromNow, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server still holds the stream after Close")
+	}
+	if _, ok := <-s.Changes(); ok {
+		t.Fatal("changes still open after Close")
+	}
+	if err := s.Close(); err != nil { // a second Close is harmless
+		t.Fatal(err)
+	}
+}

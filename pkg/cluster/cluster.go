@@ -19,11 +19,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 // ErrNoCapacity: no alive, non-draining node has room for the VM.
-var ErrNoCapacity = errors.New("no node has room")
+var ErrNoCapacity = vm.ErrNoCapacity
 
 // Capacity is what a node offers to guests.
 type Capacity struct {
@@ -174,31 +176,25 @@ func (r *Registry) NodeDown(ctx context.Context, node string) (down bool, since 
 	return !r.Alive(n), n.HeartbeatAt, nil
 }
 
-// Place chooses the node for a new VM: among alive, non-draining nodes with
-// room for d, the one with the smallest share of its vCPUs allocated
-// (spreading guests), ties broken by name.
-func (r *Registry) Place(ctx context.Context, d Demand) (string, error) {
-	ns, err := r.cfg.Store.ListNodes(ctx)
-	if err != nil {
-		return "", fmt.Errorf("place: %w", err)
-	}
-	usage, err := r.cfg.Store.NodeUsage(ctx)
-	if err != nil {
-		return "", fmt.Errorf("place: %w", err)
-	}
+var _ vm.Placement = (*Registry)(nil)
+
+// Choose is the cluster's placement (vm.Placement), run by the store
+// inside a create's transaction: among alive, non-draining nodes with room
+// for d (only that one when only is set), the one with the smallest share
+// of its vCPUs allocated (spreading guests), ties broken by name.
+func (r *Registry) Choose(nodes []store.Node, usage map[string]api.Quota, d api.Quota, only string) (string, error) {
 	var cands []candidate
-	for _, n := range ns {
-		if n.Draining || !r.Alive(n) {
+	for _, n := range nodes {
+		if n.Draining || !r.Alive(n) || (only != "" && n.Name != only) {
 			continue
 		}
 		u := usage[n.Name]
 		cands = append(cands, candidate{name: n.Name, cap: Capacity{n.CPUs, n.MemoryMB, n.DiskGB},
 			used: Capacity{u.CPUs, u.MemoryMB, u.DiskGB}})
 	}
-	name, ok := choose(cands, d)
+	name, ok := choose(cands, Demand{CPUs: d.CPUs, MemoryMB: d.MemoryMB, DiskGB: d.DiskGB})
 	if !ok {
-		return "", fmt.Errorf("place vm (%d vCPU, %d MB, %d GB) among %d alive nodes: %w",
-			d.CPUs, d.MemoryMB, d.DiskGB, len(cands), ErrNoCapacity)
+		return "", &vm.CapacityError{Demand: d, Nodes: len(cands)}
 	}
 	return name, nil
 }

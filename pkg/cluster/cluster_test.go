@@ -10,6 +10,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 func TestChoose(t *testing.T) {
@@ -65,25 +66,33 @@ func TestRegistry(t *testing.T) {
 		if err := s.CreateUser(ctx, store.User{ID: "u", Email: "u@example.com", Quota: api.Quota{VMs: 99, CPUs: 99, MemoryMB: 99999, DiskGB: 999}}); err != nil {
 			t.Fatal(err)
 		}
+		// create places a VM as r1 would, in the store's transaction.
+		create := func(id string) (string, error) {
+			v, err := s.CreateVMPlaced(ctx, store.VM{ID: id, OwnerID: "u", Name: id, Template: "tiny", CPU: 1, MemoryMB: 128,
+				DiskGB: 1, State: api.StatePending, Desired: api.DesiredRunning},
+				func(nodes []store.Node, usage map[string]api.Quota) (string, error) {
+					return r1.Choose(nodes, usage, api.Quota{VMs: 1, CPUs: 1, MemoryMB: 128, DiskGB: 1}, "")
+				})
+			return v.Node, err
+		}
 		// Placed one after another, six VMs spread two a node.
 		count := map[string]int{}
 		for i := range 6 {
-			node, err := r1.Place(ctx, Demand{CPUs: 1, MemoryMB: 128, DiskGB: 1})
+			node, err := create("vm_" + string(rune('a'+i)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			count[node]++
-			id := "vm_" + string(rune('a'+i))
-			if err := s.CreateVM(ctx, store.VM{ID: id, OwnerID: "u", Name: id, Template: "tiny", CPU: 1, MemoryMB: 128,
-				DiskGB: 1, State: api.StatePending, Desired: api.DesiredRunning, Node: node}); err != nil {
-				t.Fatal(err)
-			}
 		}
 		if count["n1"] != 2 || count["n2"] != 2 || count["n3"] != 2 {
 			t.Fatalf("placement = %v, want two a node", count)
 		}
-		if _, err := r1.Place(ctx, Demand{CPUs: 1, MemoryMB: 128, DiskGB: 1}); !errors.Is(err, ErrNoCapacity) {
-			t.Fatalf("seventh vCPU: %v, want ErrNoCapacity", err)
+		var ce *vm.CapacityError
+		if _, err := create("vm_x"); !errors.Is(err, ErrNoCapacity) || !errors.As(err, &ce) || ce.Nodes != 3 {
+			t.Fatalf("seventh vCPU: %v, want ErrNoCapacity among 3 nodes", err)
+		}
+		if _, err := s.GetVM(ctx, "vm_x"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("refused vm recorded: %v", err)
 		}
 
 		// n3 stops heartbeating; n1 and n2 go on. n2 drains.
@@ -116,7 +125,7 @@ func TestRegistry(t *testing.T) {
 		if err := s.DeleteVM(ctx, "vm_b"); err != nil { // ... and n2, which drains
 			t.Fatal(err)
 		}
-		node, err := r1.Place(ctx, Demand{CPUs: 1, MemoryMB: 128, DiskGB: 1})
+		node, err := create("vm_g")
 		if err != nil || node != "n1" {
 			t.Fatalf("place with n2 draining and n3 down = %q, %v", node, err)
 		}

@@ -23,7 +23,7 @@ func benchConn(b *testing.B) net.Conn {
 	e := consoletest.New(b, func(c *console.Config) { c.Log = slog.New(slog.DiscardHandler) })
 	alice := e.AddUser(b, "alice")
 	v := e.AddSyntheticVM(b, alice, "web")
-	res, err := e.Console.Issue(context.Background(), alice, v)
+	res, err := e.Console.Issue(context.Background(), alice, "", v)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,9 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/login"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
@@ -40,16 +42,46 @@ var (
 	ErrUnavailable = errors.New("vm console unavailable")
 	// ErrNotWebSocket: the request is not a WebSocket upgrade.
 	ErrNotWebSocket = errors.New("not a websocket upgrade request")
-	// ErrWSVersion: a WebSocket upgrade of a version other than 13 (RFC 6455).
-	ErrWSVersion = errors.New("unsupported websocket version: only 13 is supported")
+	// ErrBadHandshake: a WebSocket upgrade this server does not speak (version, key).
+	ErrBadHandshake = errors.New("bad websocket handshake")
 )
+
+// ErrSessionEnded: the login session that asked for the token has ended
+// (logout, password change, disabled user), which voids its tokens.
+var ErrSessionEnded = fmt.Errorf("%w: the login session that asked for it has ended", ErrTokenInvalid)
+
+// endReason is why an open session ends: the WebSocket close code and text
+// the client is told, picked by type, never by an error's wording.
+type endReason struct {
+	code websocket.StatusCode
+	text string
+}
+
+func (e *endReason) Error() string { return e.text }
 
 // Reasons a session ends, given as the cause of its context.
 var (
-	errVMStopped = errors.New("vm stopped")
-	errIdle      = errors.New("idle timeout")
-	errShutdown  = errors.New("server shutting down")
+	errVMStopped    = &endReason{websocket.StatusGoingAway, "vm stopped"}
+	errIdle         = &endReason{websocket.StatusPolicyViolation, "idle timeout"}
+	errShutdown     = &endReason{websocket.StatusGoingAway, "server shutting down"}
+	errTextFrame    = &endReason{websocket.StatusUnsupportedData, "binary frames only"}
+	errVNCClosed    = &endReason{websocket.StatusGoingAway, "vm console closed"}
+	errLoginEnded   = &endReason{websocket.StatusPolicyViolation, "session ended: log in again"}
+	errClientClosed = &endReason{websocket.StatusNormalClosure, "client closed"}
 )
+
+// closeCode is the close frame of a session that ended for cause.
+func closeCode(cause error) (websocket.StatusCode, string) {
+	var r *endReason
+	var ce websocket.CloseError
+	switch {
+	case errors.As(cause, &r):
+		return r.code, r.text
+	case errors.As(cause, &ce):
+		return errClientClosed.code, errClientClosed.text
+	}
+	return websocket.StatusNormalClosure, ""
+}
 
 // Store is what the console reads of the database (store.Store has it).
 type Store interface {
@@ -78,6 +110,9 @@ const (
 	// DefaultBufferSize was the fastest read size measured on loopback
 	// (shared/notes/console-proxy-and-security.md).
 	DefaultBufferSize = 256 << 10
+	// DefaultDialWait bounds the retries of a VNC dial refused with EAGAIN:
+	// QEMU's VNC socket has a small backlog and accepts one at a time.
+	DefaultDialWait = 2 * time.Second
 )
 
 // Config wires a Console. Zero durations and counts take the defaults.
@@ -89,6 +124,9 @@ type Config struct {
 	Sockets   SocketLocator
 	// Tokens defaults to an in-process store.
 	Tokens TokenStore
+	// Sessions closes a login session's consoles when it ends and voids its
+	// tokens; nil makes one over Store (when it reads sessions).
+	Sessions *login.Registry
 	// Registry gets the console_* metrics; nil registers nowhere.
 	Registry prometheus.Registerer
 	Log      *slog.Logger
@@ -100,6 +138,7 @@ type Config struct {
 	IdleTimeout time.Duration // no traffic either way for this long closes a session
 	StatePoll   time.Duration // how often an open session re-reads its VM's state
 	BufferSize  int           // read buffer of each direction
+	DialWait    time.Duration // how long a refused (EAGAIN) VNC dial is retried
 }
 
 // Console issues console tokens and serves console WebSockets.
@@ -137,6 +176,11 @@ func New(cfg Config) (*Console, error) {
 	setDefault(&cfg.MaxPerVM, DefaultMaxPerVM)
 	setDefault(&cfg.MaxPerUser, DefaultMaxPerUser)
 	setDefault(&cfg.BufferSize, DefaultBufferSize)
+	setDefault(&cfg.DialWait, DefaultDialWait)
+	if cfg.Sessions == nil {
+		ss, _ := cfg.Store.(login.Store)
+		cfg.Sessions = login.New(login.Config{Store: ss, Now: cfg.Now, Log: cfg.Log})
+	}
 	c := &Console{cfg: cfg, log: cfg.Log}
 	path := strings.TrimRight(u.Path, "/")
 	c.origin = strings.ToLower(u.Scheme + "://" + u.Host)
@@ -163,8 +207,13 @@ func setDefault[T int | time.Duration](v *T, d T) {
 }
 
 // Issue makes a console token for caller on v, which the caller must
-// already be allowed to act on (vm.Service.Lookup checks that).
-func (c *Console) Issue(ctx context.Context, caller store.User, v store.VM) (api.ConsoleResponse, error) {
+// already be allowed to act on (vm.Service.Lookup checks that). The token
+// belongs to the login session sessionID: it is void once that session
+// ends. "" binds it to no session (in-process callers: benches, tests).
+func (c *Console) Issue(ctx context.Context, caller store.User, sessionID string, v store.VM) (api.ConsoleResponse, error) {
+	if err := vm.Authorize(caller, v); err != nil {
+		return api.ConsoleResponse{}, fmt.Errorf("console: %w", err)
+	}
 	if v.State != api.StateRunning {
 		return api.ConsoleResponse{}, fmt.Errorf("console of vm %s: %w (it is %s)", v.Name, ErrNotRunning, v.State)
 	}
@@ -173,7 +222,7 @@ func (c *Console) Issue(ctx context.Context, caller store.User, v store.VM) (api
 		return api.ConsoleResponse{}, fmt.Errorf("console token: %w", err)
 	}
 	now := c.cfg.Now()
-	g := Grant{UserID: caller.ID, VMID: v.ID, IssuedAt: now, ExpiresAt: now.Add(c.cfg.TokenTTL)}
+	g := Grant{UserID: caller.ID, VMID: v.ID, SessionID: sessionID, IssuedAt: now, ExpiresAt: now.Add(c.cfg.TokenTTL)}
 	if err := c.cfg.Tokens.Put(ctx, hash, g); err != nil {
 		return api.ConsoleResponse{}, fmt.Errorf("store console token of vm %s: %w", v.ID, err)
 	}
@@ -206,6 +255,10 @@ func (c *Console) Close() {
 
 // Sessions returns the number of open sessions of a VM.
 func (c *Console) Sessions(vmID string) int { return len(c.sessions.ofVM(vmID)) }
+
+// LoginSessions is the registry that ends consoles with their login
+// session; the server shares it for its event streams.
+func (c *Console) LoginSessions() *login.Registry { return c.cfg.Sessions }
 
 type session struct {
 	userID, vmID string

@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,7 +22,7 @@ import (
 
 func issue(t *testing.T, e *consoletest.Env, u store.User, v store.VM) api.ConsoleResponse {
 	t.Helper()
-	res, err := e.Console.Issue(context.Background(), u, v)
+	res, err := e.Console.Issue(context.Background(), u, "", v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestIssueURLs(t *testing.T) {
 	}
 	stopped := v
 	stopped.State = api.StateStopped
-	if _, err := e.Console.Issue(context.Background(), alice, stopped); !errors.Is(err, console.ErrNotRunning) {
+	if _, err := e.Console.Issue(context.Background(), alice, "", stopped); !errors.Is(err, console.ErrNotRunning) {
 		t.Fatalf("issue for a stopped vm: %v", err)
 	}
 }
@@ -208,10 +209,10 @@ func TestRefuseOtherUsersToken(t *testing.T) {
 	// A token for Bob's VM cannot open Alice's VM, even with the path changed.
 	res := issue(t, e, bob, bv)
 	refused(t, e, strings.Replace(res.WSURL, bv.ID, av.ID, 1), nil, console.ErrTokenInvalid)
-	// A token made for Bob on Alice's VM (bypassing the API's lookup) is refused at connect.
-	_, _, err := dial(t, issue(t, e, bob, av).WSURL, nil)
-	if err == nil || !errors.Is(e.LastErr(), store.ErrNotFound) {
-		t.Fatalf("bob on alice's vm: %v / %v", err, e.LastErr())
+	// Issue itself asks vm.Authorize: no token for Bob on Alice's VM even
+	// when the caller skipped the API's lookup.
+	if _, err := e.Console.Issue(context.Background(), bob, "", av); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("issue for bob on alice's vm: %v", err)
 	}
 	// Alice's own credentials with her token are fine.
 	ws, _, err := dial(t, issue(t, e, alice, av).WSURL, http.Header{"Authorization": {"Bearer " + alice.ID}})
@@ -352,5 +353,99 @@ func TestTextFramesClose(t *testing.T) {
 	}
 	if _, _, err := ws.Read(ctx); websocket.CloseStatus(err) != websocket.StatusUnsupportedData {
 		t.Fatalf("%v, want unsupported data", err)
+	}
+}
+
+// Defect 7: a refused request (wrong path, wrong user, bad WebSocket
+// version) does not use its token up; only the upgrade spends it.
+func TestRefusalsKeepTheToken(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice, bob := e.AddUser(t, "alice"), e.AddUser(t, "bob")
+	v, other := e.AddVM(t, alice, "web", false), e.AddVM(t, alice, "db", false)
+	res := issue(t, e, alice, v)
+	refused(t, e, strings.Replace(res.WSURL, v.ID, other.ID, 1), nil, console.ErrTokenInvalid)
+	refused(t, e, res.WSURL, http.Header{"Authorization": {"Bearer " + bob.ID}}, console.ErrWrongUser)
+	// A handshake of an old WebSocket version, sent by hand.
+	req, _ := http.NewRequest("GET", strings.Replace(res.WSURL, "ws:", "http:", 1), nil)
+	for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "8",
+		"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": e.Server.URL} {
+		req.Header.Set(k, v)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if !errors.Is(e.LastErr(), console.ErrBadHandshake) {
+		t.Fatalf("version 8: %d, %v", r.StatusCode, e.LastErr())
+	}
+	ws := mustDial(t, res.WSURL)
+	ws.CloseNow()
+	refused(t, e, res.WSURL, nil, console.ErrTokenInvalid) // and now it is spent
+}
+
+// A token belongs to the login session that asked for it: once the
+// session ends it opens nothing, and EndSessions closes its consoles.
+func TestLoginSessionOwnsConsoles(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice := e.AddUser(t, "alice")
+	v := e.AddVM(t, alice, "web", false)
+	ctx := context.Background()
+	sess := store.Session{ID: "s_1", UserID: alice.ID, Kind: "cli", CreatedAt: e.Clock.Now(), ExpiresAt: e.Clock.Now().Add(time.Hour)}
+	if err := e.Store.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	open, err := e.Console.Issue(ctx, alice, sess.ID, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unused, err := e.Console.Issue(ctx, alice, sess.ID, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := mustDial(t, open.WSURL)
+	if err := e.Store.RevokeSession(ctx, sess.ID, e.Clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.Console.LoginSessions().EndSessions(sess.ID)
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, _, err = ws.Read(rctx)
+	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+		t.Fatalf("console after its session ended: %v", err)
+	}
+	refused(t, e, unused.WSURL, nil, console.ErrSessionEnded)
+}
+
+// Defect 7 against QEMU itself: four opens at once, within the per-VM cap
+// of 4, all get a console (QEMU's VNC backlog refused some with EAGAIN).
+func TestConcurrentOpensQEMU(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice := e.AddUser(t, "alice")
+	v := e.AddVM(t, alice, "web", true)
+	var urls []string
+	for range console.DefaultMaxPerVM {
+		urls = append(urls, issue(t, e, alice, v).WSURL)
+	}
+	errs := make(chan error, len(urls))
+	for _, u := range urls {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{Subprotocols: []string{console.Subprotocol},
+				HTTPHeader: asBrowser(u, nil)})
+			if err != nil {
+				errs <- fmt.Errorf("dial: %w (%v)", err, e.LastErr())
+				return
+			}
+			defer ws.CloseNow()
+			_, err = rfb.Handshake(ctx, websocket.NetConn(ctx, ws, websocket.MessageBinary))
+			errs <- err
+		}()
+	}
+	for range urls {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -40,19 +40,27 @@ func (r *RedisTokens) Put(ctx context.Context, hash string, g Grant) error {
 	return nil
 }
 
+// Get implements TokenStore.
+func (r *RedisTokens) Get(ctx context.Context, hash string) (Grant, error) {
+	return r.decode(r.rdb.Get(ctx, r.prefix+"ctok:"+hash).Bytes())
+}
+
 // Take implements TokenStore with GETDEL, so of any number of concurrent
 // callers on any nodes exactly one gets the grant.
 func (r *RedisTokens) Take(ctx context.Context, hash string) (Grant, error) {
-	b, err := r.rdb.GetDel(ctx, r.prefix+"ctok:"+hash).Bytes()
+	return r.decode(r.rdb.GetDel(ctx, r.prefix+"ctok:"+hash).Bytes())
+}
+
+func (r *RedisTokens) decode(b []byte, err error) (Grant, error) {
 	if errors.Is(err, redis.Nil) {
 		return Grant{}, ErrTokenInvalid
 	}
 	if err != nil {
-		return Grant{}, fmt.Errorf("take console token: %w", err)
+		return Grant{}, fmt.Errorf("read console token: %w", err)
 	}
 	var g Grant
 	if err := json.Unmarshal(b, &g); err != nil {
-		return Grant{}, fmt.Errorf("take console token: %w", err)
+		return Grant{}, fmt.Errorf("read console token: %w", err)
 	}
 	return g, nil
 }

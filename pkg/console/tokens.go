@@ -2,12 +2,10 @@ package console
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"sync"
 	"time"
+
+	"github.com/vmdhq/vmd/pkg/onetime"
 )
 
 // Grant is what a console token allows: one connection of one user to one
@@ -15,6 +13,7 @@ import (
 type Grant struct {
 	UserID    string
 	VMID      string
+	SessionID string // the login session that asked for it; "" for none
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 }
@@ -24,6 +23,10 @@ type Grant struct {
 type TokenStore interface {
 	// Put stores g under hash until g.ExpiresAt.
 	Put(ctx context.Context, hash string, g Grant) error
+	// Get returns the grant under hash without using it up, so a request
+	// can be checked in full before its token is spent; ErrTokenInvalid
+	// when it is missing.
+	Get(ctx context.Context, hash string) (Grant, error)
 	// Take removes and returns the grant under hash in one step, so a
 	// token opens at most one connection; ErrTokenInvalid when it is missing
 	// or already taken.
@@ -60,6 +63,17 @@ func (m *MemoryTokens) Put(_ context.Context, hash string, g Grant) error {
 	return nil
 }
 
+// Get implements TokenStore.
+func (m *MemoryTokens) Get(_ context.Context, hash string) (Grant, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, ok := m.grants[hash]
+	if !ok {
+		return Grant{}, ErrTokenInvalid
+	}
+	return g, nil
+}
+
 // Take implements TokenStore.
 func (m *MemoryTokens) Take(_ context.Context, hash string) (Grant, error) {
 	m.mu.Lock()
@@ -72,17 +86,12 @@ func (m *MemoryTokens) Take(_ context.Context, hash string) (Grant, error) {
 	return g, nil
 }
 
-// newToken returns a random token (32 bytes, base64url) and its hash.
+// newToken returns a random token and its hash (the one generator, onetime).
 func newToken() (tok, hash string, err error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
+	if tok, err = onetime.New(); err != nil {
 		return "", "", err
 	}
-	tok = base64.RawURLEncoding.EncodeToString(b)
 	return tok, hashToken(tok), nil
 }
 
-func hashToken(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:])
-}
+func hashToken(tok string) string { return onetime.Hash(tok) }

@@ -10,12 +10,15 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/login"
 	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 // Subprotocol is the WebSocket subprotocol of raw binary RFB (websockify's name).
@@ -27,38 +30,30 @@ const Subprotocol = "binary"
 // none; the token is the authority either way. An error is returned only
 // before the upgrade, so the caller can write it as an API error; after the
 // upgrade ServeWS returns nil.
+//
+// Everything is checked before the token is spent, so a refused request
+// (wrong path, wrong user, a bad WebSocket handshake, a full VM) leaves it
+// usable; it is taken in one atomic step just before the upgrade, so it
+// still opens at most one connection.
 func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUserID string) error {
-	// Origin first, so a hostile page cannot even burn a token
-	// (nova's CVE-2015-0259 was a missing Origin check).
-	if o := r.Header.Get("Origin"); o != "" && strings.ToLower(o) != c.origin {
-		return fmt.Errorf("%w: origin %q is not %s", ErrOrigin, o, c.origin)
+	// Origin first (nova's CVE-2015-0259 was a missing Origin check).
+	if err := c.CheckOrigin(r); err != nil {
+		return err
 	}
-	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
-		return ErrNotWebSocket
-	}
-	// Checked here, not left to Accept, so the refusal is the API's JSON.
-	if r.Header.Get("Sec-WebSocket-Version") != "13" {
-		return ErrWSVersion
+	if err := checkHandshake(r); err != nil {
+		return err
 	}
 	// Browsers always send Origin; a client that sends none is a program,
 	// and a program must also say who it is (its bearer token).
 	if r.Header.Get("Origin") == "" && authUserID == "" {
 		return fmt.Errorf("%w: a client without an Origin header must send its bearer token", ErrWrongUser)
 	}
-	tok := r.URL.Query().Get("token")
-	if tok == "" {
-		return ErrTokenInvalid
-	}
 	ctx := r.Context()
-	// Taken before any other check: a token that was presented is spent.
-	g, err := c.cfg.Tokens.Take(ctx, hashToken(tok))
+	hash, g, err := c.grant(ctx, r)
 	if err != nil {
-		if errors.Is(err, ErrTokenInvalid) {
-			return err
-		}
-		return fmt.Errorf("take console token: %w", err)
+		return err
 	}
-	if !c.cfg.Now().Before(g.ExpiresAt) || g.VMID != vmID {
+	if g.VMID != vmID {
 		return ErrTokenInvalid
 	}
 	if authUserID != "" && authUserID != g.UserID {
@@ -75,19 +70,27 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		return err
 	}
 	reserved := true
+	forget := c.cfg.Sessions.Add(g.SessionID, g.UserID, func() { scancel(errLoginEnded) })
 	defer func() {
 		if reserved {
+			forget()
 			scancel(nil)
 			c.sessions.release(s)
 		}
 	}()
-	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	vnc, err := d.DialContext(dctx, "unix", c.cfg.Sockets.VNCSocket(v))
-	cancel()
+	vnc, err := c.dialVNC(ctx, c.cfg.Sockets.VNCSocket(v))
 	if err != nil {
 		c.log.Warn("console: dial vnc socket", "vm", v.ID, "err", err)
 		return fmt.Errorf("%w: vm %s", ErrUnavailable, v.Name)
+	}
+	// The one step that spends the token: of concurrent requests with it,
+	// only one gets past here.
+	if _, err := c.cfg.Tokens.Take(ctx, hash); err != nil {
+		vnc.Close()
+		if errors.Is(err, ErrTokenInvalid) {
+			return err
+		}
+		return fmt.Errorf("take console token: %w", err)
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols: []string{Subprotocol},
@@ -103,30 +106,145 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		return nil
 	}
 	reserved = false
+	defer forget()
 	c.run(sctx, ws, vnc, s, g)
 	return nil
 }
 
-// allowed re-reads the token's user and VM: the user must still own the VM
-// (or be an admin) and the VM must be running.
-func (c *Console) allowed(ctx context.Context, g Grant) (store.VM, error) {
-	v, err := c.cfg.Store.GetVM(ctx, g.VMID)
+// CheckOrigin refuses a browser page of another origin than vmd's public
+// URL. It is the console's one Origin rule: a node that forwards a console
+// WebSocket to the VM's own node checks it with this before dropping it.
+func (c *Console) CheckOrigin(r *http.Request) error {
+	if o := r.Header.Get("Origin"); o != "" && strings.ToLower(o) != c.origin {
+		return fmt.Errorf("%w: origin %q is not %s", ErrOrigin, o, c.origin)
+	}
+	return nil
+}
+
+// checkHandshake refuses what websocket.Accept would, before the token is
+// spent: not an upgrade, or a WebSocket version other than 13 (RFC 6455).
+func checkHandshake(r *http.Request) error {
+	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
+		return ErrNotWebSocket
+	}
+	if r.Method != http.MethodGet {
+		return fmt.Errorf("%w: method %s", ErrNotWebSocket, r.Method)
+	}
+	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		return fmt.Errorf("%w: unsupported websocket version %q (want 13)", ErrBadHandshake, v)
+	}
+	if r.Header.Get("Sec-WebSocket-Key") == "" {
+		return fmt.Errorf("%w: missing Sec-WebSocket-Key", ErrBadHandshake)
+	}
+	return nil
+}
+
+// grant reads the request's token without spending it; an expired grant,
+// or one whose login session ended, is invalid.
+func (c *Console) grant(ctx context.Context, r *http.Request) (string, Grant, error) {
+	tok := r.URL.Query().Get("token")
+	if tok == "" {
+		return "", Grant{}, ErrTokenInvalid
+	}
+	hash := hashToken(tok)
+	g, err := c.cfg.Tokens.Get(ctx, hash)
 	if err != nil {
+		if errors.Is(err, ErrTokenInvalid) {
+			return "", Grant{}, err
+		}
+		return "", Grant{}, fmt.Errorf("read console token: %w", err)
+	}
+	if !c.cfg.Now().Before(g.ExpiresAt) {
+		return "", Grant{}, ErrTokenInvalid
+	}
+	if g.SessionID != "" {
+		switch err := c.cfg.Sessions.Alive(ctx, g.SessionID); {
+		case errors.Is(err, login.ErrEnded):
+			return "", Grant{}, ErrSessionEnded
+		case err != nil:
+			return "", Grant{}, fmt.Errorf("console token's session: %w", err)
+		}
+	}
+	return hash, g, nil
+}
+
+// TokenVM is the VM a console WebSocket request's token opens, checked as
+// the console would (token, user, authorization) but without spending the
+// token: a node that does not own the VM forwards the request there.
+func (c *Console) TokenVM(ctx context.Context, r *http.Request) (store.VM, error) {
+	_, g, err := c.grant(ctx, r)
+	if err != nil {
+		return store.VM{}, err
+	}
+	v, u, err := c.vmAndUser(ctx, g)
+	if err != nil {
+		return store.VM{}, err
+	}
+	if err := vm.Authorize(u, v); err != nil {
 		return store.VM{}, fmt.Errorf("console of vm %s: %w", g.VMID, err)
 	}
-	u, err := c.cfg.Store.GetUser(ctx, g.UserID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.VM{}, ErrTokenInvalid
-	} else if err != nil {
-		return store.VM{}, fmt.Errorf("console user %s: %w", g.UserID, err)
+	return v, nil
+}
+
+// dialVNC connects to a VM's VNC socket. QEMU accepts one connection at a
+// time behind a small backlog, so concurrent opens can be refused with
+// EAGAIN: those are retried with backoff for up to DialWait.
+func (c *Console) dialVNC(ctx context.Context, path string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialWait+5*time.Second)
+	defer cancel()
+	return dialRetry(ctx, c.cfg.DialWait, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	})
+}
+
+func dialRetry(ctx context.Context, wait time.Duration, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {
+	deadline := time.Now().Add(wait)
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := dial(ctx)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) || time.Now().Add(backoff).After(deadline) {
+			return conn, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
 	}
-	if v.OwnerID != u.ID && !u.Admin {
-		return store.VM{}, fmt.Errorf("console of vm %s: %w", g.VMID, store.ErrNotFound)
+}
+
+// allowed re-reads the token's user and VM: the user must still be allowed
+// on the VM (vm.Authorize) and the VM must be running.
+func (c *Console) allowed(ctx context.Context, g Grant) (store.VM, error) {
+	v, u, err := c.vmAndUser(ctx, g)
+	if err != nil {
+		return store.VM{}, err
+	}
+	if err := vm.Authorize(u, v); err != nil {
+		return store.VM{}, fmt.Errorf("console of vm %s: %w", g.VMID, err)
 	}
 	if v.State != api.StateRunning {
 		return store.VM{}, fmt.Errorf("console of vm %s: %w (it is %s)", v.Name, ErrNotRunning, v.State)
 	}
 	return v, nil
+}
+
+func (c *Console) vmAndUser(ctx context.Context, g Grant) (store.VM, store.User, error) {
+	v, err := c.cfg.Store.GetVM(ctx, g.VMID)
+	if err != nil {
+		return store.VM{}, store.User{}, fmt.Errorf("console of vm %s: %w", g.VMID, err)
+	}
+	u, err := c.cfg.Store.GetUser(ctx, g.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.VM{}, store.User{}, ErrTokenInvalid
+	} else if err != nil {
+		return store.VM{}, store.User{}, fmt.Errorf("console user %s: %w", g.UserID, err)
+	}
+	return v, u, nil
 }
 
 func headerHas(h http.Header, name, token string) bool {
@@ -177,7 +295,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 				c.m.toClient.Add(float64(n))
 			}
 			if err != nil {
-				cancel(fmt.Errorf("vnc socket: %w", err))
+				cancel(fmt.Errorf("%w: %w", errVNCClosed, err))
 				return
 			}
 		}
@@ -201,7 +319,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 					last.Store(time.Now().UnixNano())
 					fw.client(buf[:n])
 					if _, werr := vnc.Write(buf[:n]); werr != nil {
-						cancel(fmt.Errorf("vnc socket: %w", werr))
+						cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
 						return
 					}
 					c.m.toVM.Add(float64(n))
@@ -263,25 +381,4 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 		why = cause.Error()
 	}
 	c.log.Info("console: session ended", "vm", s.vmID, "user", s.userID, "reason", why)
-}
-
-var errTextFrame = errors.New("text frame")
-
-func closeCode(cause error) (websocket.StatusCode, string) {
-	var ce websocket.CloseError
-	switch {
-	case errors.Is(cause, errVMStopped):
-		return websocket.StatusGoingAway, "vm stopped"
-	case errors.Is(cause, errIdle):
-		return websocket.StatusPolicyViolation, "idle timeout"
-	case errors.Is(cause, errShutdown):
-		return websocket.StatusGoingAway, "server shutting down"
-	case errors.Is(cause, errTextFrame):
-		return websocket.StatusUnsupportedData, "binary frames only"
-	case errors.As(cause, &ce):
-		return websocket.StatusNormalClosure, "client closed"
-	case strings.HasPrefix(cause.Error(), "vnc socket"):
-		return websocket.StatusGoingAway, "vm console closed"
-	}
-	return websocket.StatusNormalClosure, ""
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/version"
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 // Main runs the vmd command line and returns the process exit code.
@@ -81,11 +82,13 @@ func (s *settings) config() (Config, error) {
 		SMTPURL: v.GetString("smtp-url"), MailFrom: v.GetString("mail-from"), NodeName: v.GetString("node-name"),
 		SessionSecret: v.GetString("session-secret"), RunDir: v.GetString("run-dir"), QEMUUser: v.GetString("qemu-user"),
 		StopTimeout: v.GetDuration("stop-timeout"), RestartPolicy: v.GetString("restart-policy"),
-		LogLevel: v.GetString("log-level"), LogFormat: v.GetString("log-format"),
+		ChangesRetention: v.GetDuration("changes-retention"),
+		LogLevel:         v.GetString("log-level"), LogFormat: v.GetString("log-format"),
 		TrustedProxies: v.GetStringSlice("trusted-proxies"),
 		BrowserTTL:     v.GetDuration("session-ttl"), CLITTL: v.GetDuration("token-ttl"),
 		DefaultQuota: api.Quota{VMs: v.GetInt("quota-vms"), CPUs: v.GetInt("quota-cpus"),
 			MemoryMB: v.GetInt("quota-memory-mb"), DiskGB: v.GetInt("quota-disk-gb")},
+		EventStreamsPerUser: v.GetInt("max-event-streams"),
 	}
 	c.Cluster = s.clusterSettings()
 	return c, c.complete()
@@ -123,12 +126,14 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.String("qemu-user", "", "unprivileged user QEMU runs as when vmd runs as root (default nobody)")
 	fs.Duration("stop-timeout", 30*time.Second, "how long a stop waits for the guest's ACPI shutdown before quitting it")
 	fs.String("restart-policy", "always", "what happens to a guest that dies unasked: always (restarted, at most 5 times in 10 min) or never (left in error)")
+	fs.Duration("changes-retention", 7*24*time.Hour, "how long the change feed (GET /events) keeps an entry; a watcher can resume within it")
 	fs.Duration("session-ttl", 12*time.Hour, "lifetime of a browser session")
 	fs.Duration("token-ttl", 30*24*time.Hour, "lifetime of a CLI bearer token")
 	fs.Int("quota-vms", 5, "default quota: number of VMs per user")
 	fs.Int("quota-cpus", 8, "default quota: vCPUs per user")
 	fs.Int("quota-memory-mb", 8192, "default quota: memory in MB per user")
 	fs.Int("quota-disk-gb", 100, "default quota: disk in GB per user")
+	fs.Int("max-event-streams", vm.DefaultStreamsPerUser, "open GET /events streams allowed per user (more get 429)")
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -258,19 +263,38 @@ func newUserCmd(st *settings, stdin io.Reader, stdout, stderr io.Writer) *cobra.
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return withApp(c.Context(), st, stderr, func(a *app) error {
-				us, err := a.store.ListUsers(c.Context())
+				us, err := a.accounts.ListUsers(c.Context())
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(stdout, "ID\tEMAIL\tADMIN\tVERIFIED\tVMS\tCPUS\tMEMORY_MB\tDISK_GB")
+				fmt.Fprintln(stdout, "ID\tEMAIL\tADMIN\tVERIFIED\tVMS\tCPUS\tMEMORY_MB\tDISK_GB\tDISABLED")
 				for _, u := range us {
-					fmt.Fprintf(stdout, "%s\t%s\t%t\t%t\t%d/%d\t%d/%d\t%d/%d\t%d/%d\n", u.ID, u.Email, u.Admin, u.Verified,
-						u.Usage.VMs, u.Quota.VMs, u.Usage.CPUs, u.Quota.CPUs, u.Usage.MemoryMB, u.Quota.MemoryMB, u.Usage.DiskGB, u.Quota.DiskGB)
+					fmt.Fprintf(stdout, "%s\t%s\t%t\t%t\t%d/%d\t%d/%d\t%d/%d\t%d/%d\t%t\n", u.ID, u.Email, u.Admin, u.Verified,
+						u.Usage.VMs, u.Quota.VMs, u.Usage.CPUs, u.Quota.CPUs, u.Usage.MemoryMB, u.Quota.MemoryMB, u.Usage.DiskGB, u.Quota.DiskGB, u.Disabled)
 				}
 				return nil
 			})
 		},
 	}
-	cmd.AddCommand(add, setQuota, list)
+	setDisabled := func(use, short string, disabled bool) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " EMAIL|ID",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				return withApp(c.Context(), st, stderr, func(a *app) error {
+					u, err := a.accounts.SetDisabled(c.Context(), args[0], disabled)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout, "%s %sd\n", u.Email, use)
+					return nil
+				})
+			},
+		}
+	}
+	cmd.AddCommand(add, setQuota, list,
+		setDisabled("disable", "Disable a user: no more logins, and every session of theirs ends now", true),
+		setDisabled("enable", "Let a disabled user log in again", false))
 	return cmd
 }

@@ -30,8 +30,12 @@ type Config struct {
 	RunDir        string
 	QEMUUser      string
 	StopTimeout   time.Duration
-	RestartPolicy string
-	LogLevel      string
+	// EventStreamsPerUser caps each user's open GET /events streams.
+	EventStreamsPerUser int
+	RestartPolicy       string
+	// ChangesRetention is how long the change feed behind GET /events keeps an entry.
+	ChangesRetention time.Duration
+	LogLevel         string
 	// TrustedProxies are CIDRs; parsed into trustedNets by complete.
 	TrustedProxies []string
 	trustedNets    []*net.IPNet
@@ -115,6 +119,9 @@ func (c *Config) complete() error {
 	}
 	if _, err := vm.ParseRestartPolicy(c.RestartPolicy); err != nil {
 		return fmt.Errorf("--restart-policy: %w", err)
+	}
+	if c.ChangesRetention < 0 {
+		return fmt.Errorf("--changes-retention %s: must not be negative", c.ChangesRetention)
 	}
 	return nil
 }

@@ -43,7 +43,6 @@ type app struct {
 	store    store.Store
 	accounts *account.Service
 	catalog  *image.Catalog
-	vms      *vm.Service
 }
 
 // wrap decorates the store before any part gets it (serve's query timing).
@@ -81,8 +80,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, limiter ratelimit
 		return nil, err
 	}
 	catalog := image.NewCatalog(filepath.Join(cfg.DataDir, "images"))
-	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: catalog, Node: cfg.NodeName})
-	return &app{cfg: cfg, log: log, store: st, accounts: accounts, catalog: catalog, vms: vms}, nil
+	return &app{cfg: cfg, log: log, store: st, accounts: accounts, catalog: catalog}, nil
 }
 
 func (a *app) Close() error { return a.store.Close() }
@@ -167,7 +165,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("accelerator chosen", "accel", accel, "requested", cfg.Accel, "reason", reason)
-	policy, _ := vm.ParseRestartPolicy(cfg.RestartPolicy) // checked by Config.complete
+	policy, err := vm.ParseRestartPolicy(cfg.RestartPolicy)
+	if err != nil {
+		return fmt.Errorf("--restart-policy: %w", err)
+	}
 	// QEMU runs unprivileged and must pass through these to reach its files and sockets.
 	if err := os.MkdirAll(cfg.RunDir, 0o711); err != nil {
 		return fmt.Errorf("run dir: %w", err)
@@ -190,7 +191,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer cons.Close() // Shutdown does not end hijacked WebSocket connections
-	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: a.store, Driver: drv, Node: cfg.NodeName,
+	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: a.store, Driver: drv, Node: cfg.NodeName, Layout: layout,
 		RestartPolicy: policy, Logger: log, Observer: vmMetrics, Locker: shared.Locker, StateChanged: func(id string, s api.State) {
 			if s != api.StateRunning {
 				cons.CloseVM(id)
@@ -202,12 +203,14 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stopClu()
 	kicker := &vm.QueueKicker{Store: a.store, Queue: shared.Queue, Local: rec, Node: cfg.NodeName, Log: log}
-	a.vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
-		Health: clu})
+	vms := vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
+		Health: clu, Placement: clu})
+	keeper := vm.NewHousekeeper(vm.HousekeeperConfig{Store: a.store, KeepChanges: cfg.ChangesRetention, Logger: log})
 	rctx, stopRec := context.WithCancel(ctx)
 	var workers sync.WaitGroup
-	workers.Add(2)
+	workers.Add(3)
 	go func() { defer workers.Done(); _ = rec.Run(rctx) }()
+	go func() { defer workers.Done(); keeper.Run(rctx) }()
 	go func() {
 		defer workers.Done()
 		host, _ := os.Hostname()
@@ -217,8 +220,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}()
 	defer func() { stopRec(); workers.Wait() }()
 
-	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: a.vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
-		Cluster: clu, TrustedProxies: cfg.trustedNets, Log: log, Registry: reg, Version: version.Version,
+	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
+		Cluster: clu, TrustedProxies: cfg.trustedNets, EventStreamsPerUser: cfg.EventStreamsPerUser, Log: log, Registry: reg, Version: version.Version,
 		Checks: readyChecks(shared),
 		Ready: func(context.Context) map[string]string {
 			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}
@@ -226,6 +229,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// However a session ends (logout, password change, an admin disabling
+	// its user), what it opened on this node closes with it.
+	a.accounts.OnSessionEnd(srv.EndSessions)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)

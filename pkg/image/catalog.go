@@ -22,13 +22,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/dnslabel"
 )
 
 const (
@@ -54,11 +54,6 @@ var (
 	ErrChecksumMismatch       = errors.New("template content does not match its recorded sha256")
 	ErrCorrupt                = errors.New("not a usable qcow2 image")
 )
-
-var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether name can name a template.
-func ValidName(name string) bool { return labelRE.MatchString(name) }
 
 // Catalog is the set of templates in one directory. It is safe for
 // concurrent use; it keeps no state beyond a cache of file checks.
@@ -107,7 +102,7 @@ func (c *Catalog) List(ctx context.Context) ([]api.Template, error) {
 	out := []api.Template{}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), Ext)
-		if !ok || !ValidName(name) {
+		if !ok || !dnslabel.Valid(name) {
 			continue
 		}
 		t, err := c.Get(ctx, name)
@@ -126,7 +121,7 @@ func (c *Catalog) List(ctx context.Context) ([]api.Template, error) {
 // Get returns template name. A template without a sidecar (dropped in by
 // hand) gets one now; Get does not re-hash a file that has one (Verify does).
 func (c *Catalog) Get(ctx context.Context, name string) (api.Template, error) {
-	if !ValidName(name) {
+	if !dnslabel.Valid(name) {
 		return api.Template{}, fmt.Errorf("template %q: %w", name, ErrNotFound)
 	}
 	fi, err := c.stat(name)
@@ -190,7 +185,7 @@ func (c *Catalog) Verify(ctx context.Context, name string) (string, error) {
 // written under a temporary name, checked with qemu-img (qcow2, no backing
 // file), checksummed, made read-only (0444) and only then renamed into place.
 func (c *Catalog) Import(ctx context.Context, name, srcFile string) (api.Template, error) {
-	if !ValidName(name) {
+	if !dnslabel.Valid(name) {
 		return api.Template{}, fmt.Errorf("import %q: %w", name, ErrInvalidName)
 	}
 	if _, err := os.Lstat(c.Path(name)); err == nil {

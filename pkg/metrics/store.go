@@ -76,6 +76,11 @@ func (t *timedStore) SetQuota(ctx context.Context, userID string, q api.Quota) e
 	return t.Store.SetQuota(ctx, userID, q)
 }
 
+func (t *timedStore) SetDisabled(ctx context.Context, userID string, disabled bool) error {
+	defer t.since("set_disabled", time.Now())
+	return t.Store.SetDisabled(ctx, userID, disabled)
+}
+
 func (t *timedStore) CreateToken(ctx context.Context, tok store.Token) error {
 	defer t.since("create_token", time.Now())
 	return t.Store.CreateToken(ctx, tok)
@@ -101,7 +106,7 @@ func (t *timedStore) RevokeSession(ctx context.Context, id string, now time.Time
 	return t.Store.RevokeSession(ctx, id, now)
 }
 
-func (t *timedStore) RevokeUserSessions(ctx context.Context, userID, exceptID string, now time.Time) error {
+func (t *timedStore) RevokeUserSessions(ctx context.Context, userID, exceptID string, now time.Time) ([]string, error) {
 	defer t.since("revoke_user_sessions", time.Now())
 	return t.Store.RevokeUserSessions(ctx, userID, exceptID, now)
 }
@@ -109,6 +114,11 @@ func (t *timedStore) RevokeUserSessions(ctx context.Context, userID, exceptID st
 func (t *timedStore) CreateVM(ctx context.Context, v store.VM) error {
 	defer t.since("create_vm", time.Now())
 	return t.Store.CreateVM(ctx, v)
+}
+
+func (t *timedStore) CreateVMPlaced(ctx context.Context, v store.VM, place store.Placer) (store.VM, error) {
+	defer t.since("create_vm", time.Now())
+	return t.Store.CreateVMPlaced(ctx, v, place)
 }
 
 func (t *timedStore) GetVM(ctx context.Context, id string) (store.VM, error) {

@@ -14,6 +14,16 @@ type Limiter interface {
 	// Hit counts one event for key and reports whether the count is still
 	// within limit for the current window, and when the window resets.
 	Hit(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+	// Reserve counts one event for key only if the count is still below
+	// limit, in one atomic step: of N concurrent callers at most the
+	// remaining budget get ok. A refused call counts nothing. Use it to
+	// count an attempt before the work it limits, so the work never runs
+	// more often than the limit however many requests arrive at once.
+	Reserve(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+	// Refund gives back one event counted by Hit or Reserve in the current
+	// window (a reserved attempt that turned out not to count); never
+	// below zero, and a no-op when the window has ended.
+	Refund(ctx context.Context, key string) error
 	// Peek reports whether key is still within limit without counting.
 	Peek(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
 	// Reset forgets key (after a successful login, say).
@@ -63,6 +73,28 @@ func (m *Memory) Hit(_ context.Context, key string, limit int, window time.Durat
 	b := m.get(key, window)
 	b.count++
 	return b.count <= limit, b.reset.Sub(m.now()), nil
+}
+
+// Reserve implements Limiter.
+func (m *Memory) Reserve(_ context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b := m.get(key, window)
+	if b.count >= limit {
+		return false, b.reset.Sub(m.now()), nil
+	}
+	b.count++
+	return true, b.reset.Sub(m.now()), nil
+}
+
+// Refund implements Limiter.
+func (m *Memory) Refund(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b := m.buckets[key]; b != nil && m.now().Before(b.reset) && b.count > 0 {
+		b.count--
+	}
+	return nil
 }
 
 // Peek implements Limiter.

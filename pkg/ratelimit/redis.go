@@ -39,6 +39,42 @@ func (r *Redis) Hit(ctx context.Context, key string, limit int, window time.Dura
 	return res[0] <= int64(limit), retry(res[1], w), nil
 }
 
+// reserveScript counts only below the limit, so concurrent callers cannot
+// all pass a check made before any of them counted.
+var reserveScript = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[2]) then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1], 'NX')
+return {1, redis.call('PTTL', KEYS[1])}`)
+
+// Reserve implements Limiter.
+func (r *Redis) Reserve(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	w := windowMS(window)
+	res, err := reserveScript.Run(ctx, r.rdb, []string{r.prefix + "rl:" + key}, w, limit).Int64Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("rate limit %s: %w", key, err)
+	}
+	return res[0] == 1, retry(res[1], w), nil
+}
+
+// refundScript decrements an existing, positive counter only: a window that
+// ended (key gone) is not restarted and never goes negative.
+var refundScript = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 0`)
+
+// Refund implements Limiter.
+func (r *Redis) Refund(ctx context.Context, key string) error {
+	if err := refundScript.Run(ctx, r.rdb, []string{r.prefix + "rl:" + key}).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("rate limit refund %s: %w", key, err)
+	}
+	return nil
+}
+
 // Peek implements Limiter.
 func (r *Redis) Peek(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
 	k := r.prefix + "rl:" + key

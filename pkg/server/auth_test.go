@@ -2,9 +2,11 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,9 +54,26 @@ func TestAuthFlows(t *testing.T) {
 		})
 
 		t.Run("duplicate signup gets the same answer and no second account", func(t *testing.T) {
-			st, data := anon.do("POST", "/auth/signup", api.SignupRequest{Email: "ADA@example.com", Password: "another password"}, nil)
-			if st != 201 {
-				t.Fatalf("duplicate signup = %d %s", st, data)
+			// Defect 5: the answer carried the new account's id, and "" for a taken address.
+			answer := func(email string) (int, map[string]any) {
+				st, data := anon.do("POST", "/auth/signup", api.SignupRequest{Email: email, Password: "another password"}, nil)
+				var body map[string]any
+				if err := json.Unmarshal(data, &body); err != nil {
+					t.Fatalf("signup %s: %d %s", email, st, data)
+				}
+				body["email"] = strings.ReplaceAll(body["email"].(string), "fresh", "ada")
+				return st, body
+			}
+			stTaken, taken := answer("ADA@example.com")
+			stNew, fresh := answer("fresh@example.com")
+			if stTaken != 201 || stNew != 201 || fmt.Sprint(taken) != fmt.Sprint(fresh) {
+				t.Fatalf("taken address: %d %v\nnew address:   %d %v", stTaken, taken, stNew, fresh)
+			}
+			if _, ok := fresh["id"]; ok {
+				t.Fatalf("sign-up answer names the account: %v", fresh)
+			}
+			if msg := e.smtp.WaitFor(t, "ada@example.com", 5*time.Second); !strings.Contains(msg.Data, "already has an account") {
+				t.Fatalf("owner of the taken address not told: %s", msg.Data)
 			}
 			us, err := e.store.ListUsers(t.Context())
 			if err != nil {
@@ -182,6 +201,32 @@ func TestAuthFlows(t *testing.T) {
 			wantError(t, st, data, 429, api.CodeRateLimited)
 			// Other accounts from the same IP are not locked out.
 			e.signup("ida@example.com")
+		})
+
+		t.Run("concurrent logins are counted before the hash", func(t *testing.T) {
+			// Defect 1: 60 at once all passed a check made before any failure was counted.
+			e.signup("jo@example.com")
+			statuses := make(chan int, 60)
+			var wg sync.WaitGroup
+			for i := range 60 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					st, _ := anon.do("POST", "/auth/login", api.LoginRequest{Email: "jo@example.com", Password: fmt.Sprintf("guess %d", i)}, nil)
+					statuses <- st
+				}()
+			}
+			wg.Wait()
+			close(statuses)
+			count := map[int]int{}
+			for st := range statuses {
+				count[st]++
+			}
+			if count[401] != 5 || count[429] != 55 {
+				t.Fatalf("answers %v, want 5 evaluated (401) and 55 refused (429)", count)
+			}
+			st, data := anon.do("POST", "/auth/login", api.LoginRequest{Email: "jo@example.com", Password: "correct horse battery"}, nil)
+			wantError(t, st, data, 429, api.CodeRateLimited)
 		})
 	})
 }

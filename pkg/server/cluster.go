@@ -2,72 +2,76 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/cluster"
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
-// Cluster is what the server needs of the cluster (cluster.Registry):
-// where a new VM goes, and a way to reach the node that owns a VM.
+// Cluster is what the server needs of the cluster (cluster.Registry): a
+// way to reach the node that owns a VM, and signed placements. Placement
+// itself is the VM service's (vm.Service.Create).
 type Cluster interface {
 	Local(node string) bool
-	Place(ctx context.Context, d cluster.Demand) (string, error)
 	Forward(w http.ResponseWriter, r *http.Request, node string, modify func(*http.Response) error) error
 	SignPlacement(node string) string
 	VerifyPlacement(h string) bool
 }
 
-// placed runs a create on the node placement picks: here, or proxied to
-// that node with a signed placement header it honours without placing again.
+// ctxPlacedHere marks a create that another node placed on this one.
+const ctxPlacedHere = "vmd.placed_here"
+
+// placed checks a forwarded create's signed placement: a valid one makes
+// the create run here (vm.Service.CreateHere), anything else is refused.
 func (s *Server) placed(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		cl := s.cfg.Cluster
-		if cl == nil {
+		h := c.Request().Header.Get(cluster.PlaceHeader)
+		if cl == nil || h == "" {
 			return next(c)
 		}
-		req := c.Request()
-		if h := req.Header.Get(cluster.PlaceHeader); h != "" {
-			if !cl.VerifyPlacement(h) {
-				return &api.StatusError{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: "invalid " + cluster.PlaceHeader + " header"}
-			}
-			return next(c)
+		if !cl.VerifyPlacement(h) {
+			return &api.StatusError{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: "invalid " + cluster.PlaceHeader + " header"}
 		}
-		body, err := io.ReadAll(req.Body)
-		if err != nil {
-			return err // the body limit's error
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		var r api.CreateVMRequest
-		if json.Unmarshal(body, &r) != nil {
-			return next(c) // the handler reports what is wrong with it
-		}
-		d := cluster.Demand{CPUs: r.CPU, MemoryMB: r.MemoryMB, DiskGB: r.DiskGB}
-		setDefault(&d.CPUs, api.DefaultCPU)
-		setDefault(&d.MemoryMB, api.DefaultMemoryMB)
-		setDefault(&d.DiskGB, api.DefaultDiskGB)
-		node, err := cl.Place(req.Context(), d)
-		if err != nil {
-			return err // the mapper answers cluster.ErrNoCapacity with no_capacity
-		}
-		if cl.Local(node) {
-			return next(c)
-		}
-		req.Header.Set(cluster.PlaceHeader, cl.SignPlacement(node))
-		return cl.Forward(c.Response(), req, node, nil)
+		c.Set(ctxPlacedHere, true)
+		return next(c)
 	}
 }
 
-func setDefault(v *int, d int) {
-	if *v == 0 {
-		*v = d
+// placedHere reports whether placed verified a placement on this node.
+func placedHere(c echo.Context) bool {
+	here, _ := c.Get(ctxPlacedHere).(bool)
+	return here
+}
+
+// createElsewhere acts on the VM service's placement: a VM placed on
+// another node is created by that node, given the request (decoded once,
+// here, and encoded again) with a signed placement; no room anywhere is
+// no_capacity.
+func (s *Server) createElsewhere(c echo.Context, r api.CreateVMRequest, err error) error {
+	var ee *vm.ElsewhereError
+	cl := s.cfg.Cluster
+	if errors.As(err, &ee) && cl != nil {
+		body, merr := json.Marshal(r)
+		if merr != nil {
+			return merr
+		}
+		req := c.Request()
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.Header.Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
+		req.Header.Set(cluster.PlaceHeader, cl.SignPlacement(ee.Node))
+		return cl.Forward(c.Response(), req, ee.Node, nil)
 	}
+	return err // no room anywhere: the mapper answers no_capacity
 }
 
 // onOwner runs a console token request on the VM's own node, which holds
@@ -120,21 +124,23 @@ func (s *Server) rebaseConsole(res *http.Response) error {
 }
 
 // wsOnOwner proxies a console WebSocket to the VM's own node; its token is
-// checked there. The browser's Origin is checked here, against this
-// node's public URL, and then dropped: the owner's may differ.
+// checked there. The console tells which VM the token opens (without
+// spending it); the browser's Origin is checked here with the console's own
+// rule, against this node's public URL, and then dropped: the owner's may
+// differ.
 func (s *Server) wsOnOwner(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		cl := s.cfg.Cluster
-		if cl == nil || s.cfg.Store == nil || !strings.HasPrefix(c.Param("id"), "vm_") {
+		if cl == nil || s.cfg.Console == nil {
 			return next(c)
 		}
 		req := c.Request()
-		v, err := s.cfg.Store.GetVM(req.Context(), c.Param("id"))
-		if err != nil || cl.Local(v.Node) {
-			return next(c) // an unknown VM fails there like any bad token
+		v, err := s.cfg.Console.TokenVM(req.Context(), req)
+		if err != nil || v.ID != c.Param("id") || cl.Local(v.Node) {
+			return next(c) // a bad token fails there, with its reason
 		}
-		if o := req.Header.Get("Origin"); o != "" && !strings.EqualFold(o, s.origin) {
-			return &api.StatusError{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: "cross-origin console connection refused"}
+		if err := s.cfg.Console.CheckOrigin(req); err != nil {
+			return err // the mapper names the console's refusals
 		}
 		req.Header.Del("Origin")
 		return cl.Forward(c.Response(), req, v.Node, nil)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"github.com/vmdhq/vmd/pkg/account"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/cluster"
+	"github.com/vmdhq/vmd/pkg/console"
+	"github.com/vmdhq/vmd/pkg/console/consoletest"
 	"github.com/vmdhq/vmd/pkg/image"
 	"github.com/vmdhq/vmd/pkg/mail"
 	"github.com/vmdhq/vmd/pkg/ratelimit"
@@ -33,6 +36,14 @@ type clusterNode struct {
 }
 
 func startClusterNode(t *testing.T, st store.Store, name string, secret []byte, capa cluster.Capacity) *clusterNode {
+	t.Helper()
+	return startClusterNodeWith(t, st, name, secret, capa, nil)
+}
+
+// startClusterNodeWith is startClusterNode with a console made by cons
+// from the node's public URL (nil: no console).
+func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []byte, capa cluster.Capacity,
+	cons func(publicURL string) *console.Console) *clusterNode {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	var h http.Handler
@@ -52,9 +63,13 @@ func startClusterNode(t *testing.T, st store.Store, name string, secret []byte, 
 	}
 	imgDir := filepath.Join(t.TempDir(), "images")
 	makeTemplate(t, imgDir, "tiny")
-	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg})
+	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg, Placement: reg})
+	var con *console.Console
+	if cons != nil {
+		con = cons(hs.URL)
+	}
 	s, err := server.New(server.Config{Accounts: accounts, VMs: vms, Store: st, PublicURL: hs.URL, Log: log,
-		Version: "test", Cluster: reg})
+		Version: "test", Cluster: reg, Console: con})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,4 +213,127 @@ func TestClusterRouting(t *testing.T) {
 			t.Fatalf("answer: %s", data)
 		}
 	})
+}
+
+// TestClusterConsole: a console asked for through node a of a VM on node b
+// is issued by b (links rebased to a); the WebSocket sent to a is
+// forwarded to b by the token's VM, as the console tells it, after a's
+// Origin check, which refuses without spending the token.
+func TestClusterConsole(t *testing.T) {
+	st := storetest.Backends()[0].Open(t)
+	ctx := context.Background()
+	secret := bytes.Repeat([]byte("s"), 32)
+	capa := cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50}
+	run, err := os.MkdirTemp("", "vmdc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
+	layout := vm.Layout{DataDir: t.TempDir(), RunDir: run}
+	tokens := console.NewMemoryTokens(nil) // Redis in a real cluster; shared the same way
+	cons := func(u string) *console.Console {
+		c, err := console.New(console.Config{PublicURL: u, Store: st, Sockets: console.LayoutSockets{Layout: layout},
+			Tokens: tokens, Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	a := startClusterNodeWith(t, st, "a", secret, capa, cons)
+	startClusterNodeWith(t, st, "b", secret, capa, cons)
+	acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+		Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
+	if _, err := acc.AddUser(ctx, "ada@example.com", "correct horse battery", false); err != nil {
+		t.Fatal(err)
+	}
+	var lr api.LoginResponse
+	code, data := clusterDo(t, "POST", a.url+api.BasePath+"/auth/login", "",
+		api.LoginRequest{Email: "ada@example.com", Password: "correct horse battery", Client: "cli"}, nil)
+	if code != 200 || json.Unmarshal(data, &lr) != nil {
+		t.Fatalf("login: %d %s", code, data)
+	}
+	if err := st.SetDraining(ctx, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	var web api.VM
+	code, data = clusterDo(t, "POST", a.url+api.BasePath+"/vms", lr.Token, api.CreateVMRequest{Name: "web", Template: "tiny"}, nil)
+	if code != 201 || json.Unmarshal(data, &web) != nil || web.Node != "b" {
+		t.Fatalf("create through a: %d %s", code, data)
+	}
+	if _, err := st.SetState(ctx, web.ID, api.StateRunning, "test"); err != nil {
+		t.Fatal(err)
+	}
+	consoletest.Silent(t, layout.Socket(web.ID, vm.VNCSocket))
+
+	var res api.ConsoleResponse
+	code, data = clusterDo(t, "GET", a.url+api.BasePath+"/vms/web/console", lr.Token, nil, nil)
+	if code != 200 || json.Unmarshal(data, &res) != nil || !strings.HasPrefix(res.WSURL, "ws"+strings.TrimPrefix(a.url, "http")) {
+		t.Fatalf("console token through a: %d %s", code, data)
+	}
+	_, st403, body := wsDial(t, res.WSURL, http.Header{"Origin": {"http://evil.example"}})
+	wantError(t, st403, body, 403, api.CodeForbidden)
+	// The forwarded request has no Origin: b wants the user's own credentials
+	// (a browser's session cookie; here the bearer token).
+	ws, status, body := wsDial(t, res.WSURL, http.Header{"Origin": {a.url}, "Authorization": {"Bearer " + lr.Token}})
+	if ws == nil {
+		t.Fatalf("console through a to b: %d %s", status, body)
+	}
+	ws.CloseNow()
+}
+
+// TestCreateAdmissionOrder: a create is validated, then admitted against
+// the quota, and only then placed, so a request that is out of bounds or
+// over quota is told so, not that no node has room (nodes here have 4
+// vCPUs and 4096 MB each, the quota 4 vCPUs and 2048 MB).
+func TestCreateAdmissionOrder(t *testing.T) {
+	st := storetest.Backends()[0].Open(t)
+	ctx := context.Background()
+	secret := bytes.Repeat([]byte("s"), 32)
+	a := startClusterNode(t, st, "a", secret, cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50})
+	startClusterNode(t, st, "b", secret, cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50})
+	acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+		Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
+	ada, err := acc.AddUser(ctx, "ada@example.com", "correct horse battery", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lr api.LoginResponse
+	code, data := clusterDo(t, "POST", a.url+api.BasePath+"/auth/login", "",
+		api.LoginRequest{Email: "ada@example.com", Password: "correct horse battery", Client: "cli"}, nil)
+	if code != 200 || json.Unmarshal(data, &lr) != nil {
+		t.Fatalf("login: %d %s", code, data)
+	}
+	for _, tc := range []struct {
+		name   string
+		req    api.CreateVMRequest
+		status int
+		code   string
+		msg    string // "" for any
+	}{
+		{"over quota and over every node", api.CreateVMRequest{Name: "x", Template: "tiny", CPU: 9}, 403, api.CodeQuotaExceeded,
+			"cpu: 9 asked, 4 left of 4"},
+		{"cpu out of bounds", api.CreateVMRequest{Name: "x", Template: "tiny", CPU: 65}, 422, api.CodeValidation, ""},
+		{"memory out of bounds", api.CreateVMRequest{Name: "x", Template: "tiny", MemoryMB: 262145}, 422, api.CodeValidation, ""},
+		{"memory over quota", api.CreateVMRequest{Name: "x", Template: "tiny", MemoryMB: 8192}, 403, api.CodeQuotaExceeded,
+			"memory: 8192 MB asked, 2048 MB left of 2048"},
+		{"bad name", api.CreateVMRequest{Name: "X_1", Template: "tiny", CPU: 9}, 422, api.CodeValidation, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, data := clusterDo(t, "POST", a.url+api.BasePath+"/vms", lr.Token, tc.req, nil)
+			wantError(t, code, data, tc.status, tc.code)
+			if msg := errorMessage(t, data); tc.msg != "" && msg != tc.msg {
+				t.Fatalf("message %q, want %q", msg, tc.msg)
+			}
+		})
+	}
+	// Within quota but above any node: no node has room.
+	if err := st.SetQuota(ctx, ada.ID, api.Quota{VMs: 9, CPUs: 64, MemoryMB: 65536, DiskGB: 500}); err != nil {
+		t.Fatal(err)
+	}
+	code, data = clusterDo(t, "POST", a.url+api.BasePath+"/vms", lr.Token, api.CreateVMRequest{Name: "x", Template: "tiny", CPU: 5}, nil)
+	wantError(t, code, data, 503, api.CodeNoCapacity)
+	if me, err := st.GetUserByEmail(ctx, "ada@example.com"); err != nil || me.Usage != (api.Quota{}) {
+		t.Fatalf("usage after refused creates: %+v, %v", me.Usage, err)
+	}
 }

@@ -20,7 +20,7 @@ func (s *Server) consoleToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.cfg.Console.Issue(ctx, caller(c), v)
+	res, err := s.cfg.Console.Issue(ctx, caller(c), callerSession(c).ID, v)
 	if err != nil {
 		return err
 	}

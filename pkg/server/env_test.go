@@ -196,6 +196,16 @@ func (u *user) mustDo(method, path string, body any, want int, out any) {
 }
 
 // wantError checks a response is the contract's error shape with the given status and code.
+// errorMessage is the message of an error body.
+func errorMessage(t *testing.T, data []byte) string {
+	t.Helper()
+	var eb api.ErrorBody
+	if err := json.Unmarshal(data, &eb); err != nil {
+		t.Fatalf("not an error body: %s", data)
+	}
+	return eb.Error.Message
+}
+
 func wantError(t *testing.T, status int, data []byte, wantStatus int, wantCode string) {
 	t.Helper()
 	var eb api.ErrorBody

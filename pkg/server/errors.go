@@ -16,7 +16,6 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/account"
 	"github.com/vmdhq/vmd/pkg/api"
-	"github.com/vmdhq/vmd/pkg/cluster"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/image"
 	"github.com/vmdhq/vmd/pkg/store"
@@ -41,6 +40,9 @@ func (s *Server) mapError(err error) (int, string, string) {
 		te     *account.ThrottledError
 		fe     *account.FieldError
 		ve     *vm.ValidationError
+		qe     *vm.QuotaError
+		nte    *vm.NameTakenError
+		ce     *vm.CapacityError
 		netErr net.Error
 	)
 	switch {
@@ -60,6 +62,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusUnauthorized, api.CodeInvalidLogin, "invalid e-mail or password"
 	case errors.Is(err, account.ErrUnverified):
 		return http.StatusForbidden, api.CodeEmailUnverified, "e-mail address not verified: open the link in the verification e-mail first"
+	case errors.Is(err, account.ErrDisabled):
+		return http.StatusForbidden, api.CodeForbidden, "this account is disabled: ask an admin"
 	case errors.Is(err, account.ErrUnauthenticated):
 		return http.StatusUnauthorized, api.CodeUnauthenticated, "not authenticated: log in first"
 	case errors.Is(err, account.ErrInvalidToken):
@@ -79,8 +83,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "the vm's console cannot be reached right now; try again shortly"
 	case errors.Is(err, console.ErrNotWebSocket):
 		return http.StatusUpgradeRequired, api.CodeBadRequest, console.ErrNotWebSocket.Error()
-	case errors.Is(err, console.ErrWSVersion):
-		return http.StatusUpgradeRequired, api.CodeBadRequest, console.ErrWSVersion.Error()
+	case errors.Is(err, console.ErrBadHandshake):
+		return http.StatusBadRequest, api.CodeBadRequest, "unsupported websocket handshake: version 13 with a Sec-WebSocket-Key is needed"
 	// The template catalog (pkg/image).
 	case errors.Is(err, image.ErrNotFound):
 		return http.StatusNotFound, api.CodeNotFound, "template not found"
@@ -93,16 +97,24 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node does not match its recorded sha256; an operator must replace it"
 	case errors.Is(err, image.ErrCorrupt):
 		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node is not a usable qcow2 image; an operator must replace it"
-	case errors.Is(err, cluster.ErrNoCapacity):
+	case errors.As(err, &ce):
+		return http.StatusServiceUnavailable, api.CodeNoCapacity, ce.Error()
+	case errors.Is(err, vm.ErrNoCapacity):
 		return http.StatusServiceUnavailable, api.CodeNoCapacity, "no node has room for this vm"
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "the database is unreachable; try again shortly"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, api.CodeNotFound, "not found"
+	case errors.As(err, &qe):
+		return http.StatusForbidden, api.CodeQuotaExceeded, qe.Error()
 	case errors.Is(err, store.ErrQuotaExceeded):
 		return http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"
+	case errors.As(err, &nte):
+		return http.StatusConflict, api.CodeConflict, nte.Error()
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, api.CodeConflict, "that conflicts with an existing object (a name already taken?)"
+	case errors.Is(err, vm.ErrTooManyStreams):
+		return http.StatusTooManyRequests, api.CodeRateLimited, "too many open event streams: close one first"
 	case errors.Is(err, vm.ErrForbidden):
 		return http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"
 	case errors.Is(err, vm.ErrNoSpace), errors.Is(err, syscall.ENOSPC):
@@ -154,7 +166,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	switch {
 	case errors.As(err, &te):
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(te.RetryAfter.Seconds())+1))
-	case errors.Is(err, console.ErrWSVersion):
+	case errors.Is(err, console.ErrBadHandshake):
 		c.Response().Header().Set("Sec-WebSocket-Version", "13") // RFC 6455 4.4: name the version spoken
 	}
 	if c.Request().Method == http.MethodHead {

@@ -56,7 +56,7 @@ func TestMapError(t *testing.T) {
 		{"console sessions", wrap(console.ErrTooManySessions), 429, api.CodeRateLimited, ""},
 		{"console vnc dial", fmt.Errorf("%w: dial vnc.sock: %w", console.ErrUnavailable, syscall.EAGAIN), 503, api.CodeUnavailable, ""},
 		{"not a websocket", console.ErrNotWebSocket, 426, api.CodeBadRequest, ""},
-		{"websocket version", console.ErrWSVersion, 426, api.CodeBadRequest, ""},
+		{"websocket version", fmt.Errorf("%w: unsupported websocket version %q (want 13)", console.ErrBadHandshake, secret), 400, api.CodeBadRequest, ""},
 		{"no capacity", wrap(cluster.ErrNoCapacity), 503, api.CodeNoCapacity, ""},
 		{"forbidden", wrap(vm.ErrForbidden), 403, api.CodeForbidden, ""},
 		{"disk full", fmt.Errorf("write %s: %w", secret, syscall.ENOSPC), 507, api.CodeInsufficient, ""},

@@ -204,7 +204,7 @@ func TestConsoleBadWebSocketVersion(t *testing.T) {
 	}
 	data, _ := io.ReadAll(hres.Body)
 	hres.Body.Close()
-	errorBody(t, hres, data, http.StatusUpgradeRequired, api.CodeBadRequest)
+	errorBody(t, hres, data, http.StatusBadRequest, api.CodeBadRequest)
 	if v := hres.Header.Get("Sec-WebSocket-Version"); v != "13" {
 		t.Fatalf("Sec-WebSocket-Version = %q, want 13", v)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,50 +12,43 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/vmdhq/vmd/pkg/api"
-	"github.com/vmdhq/vmd/pkg/vm"
 )
 
-// Timing of GET /events. The poll is one indexed query per stream, cheap
-// enough at this rate; keepalives stop proxies from closing a quiet stream.
+// Timing of GET /events. Changes come from the one vm.Feed poller;
+// keepalives stop proxies from closing a quiet stream.
 const (
-	eventsPoll      = 300 * time.Millisecond
 	eventsKeepalive = 15 * time.Second
 	// eventsRetryMS is what EventSource waits before reconnecting.
 	eventsRetryMS = 2000
-	// eventsPage bounds one query; a backlog is sent page by page.
-	eventsPage = 200
 )
 
 // events streams the caller's change feed (every VM's with ?all=true, for
 // admins) as Server-Sent Events. It starts after the Last-Event-ID header,
 // else after ?after=N, else at the newest change; the first thing sent is
 // that position as a bare "id:", so a client that reconnects resumes there
-// even when nothing happened in between.
+// even when nothing happened in between. The stream belongs to the caller's
+// session: ending the session ends it.
 func (s *Server) events(c echo.Context) error {
 	u := caller(c)
-	owner := u.ID
+	all := false
 	if v := c.QueryParam("all"); v != "" {
-		all, err := strconv.ParseBool(v)
-		if err != nil {
+		var err error
+		if all, err = strconv.ParseBool(v); err != nil {
 			return errBadRequest("all must be true or false")
 		}
-		if all {
-			if !u.Admin {
-				return fmt.Errorf("events of all vms: %w", vm.ErrForbidden)
-			}
-			owner = ""
-		}
 	}
-	ctx := c.Request().Context()
 	after, err := eventsStart(c)
 	if err != nil {
 		return err
 	}
-	if after < 0 {
-		if after, err = s.cfg.Store.LastChangeID(ctx, owner); err != nil {
-			return err
-		}
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	sub, err := s.feed.Subscribe(ctx, u, all, after)
+	if err != nil {
+		return err
 	}
+	defer sub.Close()
+	defer s.sessions.Add(callerSession(c).ID, u.ID, cancel)()
 
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
@@ -62,46 +56,40 @@ func (s *Server) events(c echo.Context) error {
 	h.Set("X-Accel-Buffering", "no") // nginx would otherwise hold events back
 	c.Response().WriteHeader(http.StatusOK)
 	w := &sseWriter{c: c}
-	w.printf("retry: %d\nid: %d\n\n", eventsRetryMS, after)
+	w.printf("retry: %d\nid: %d\n\n", eventsRetryMS, sub.Start())
 	w.flush()
 
-	poll := time.NewTicker(eventsPoll)
-	defer poll.Stop()
+	go func() { // vmd is shutting down; the client resumes elsewhere or later
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	keepalive := time.NewTicker(eventsKeepalive)
 	defer keepalive.Stop()
 	for w.err == nil {
-		for {
-			cs, err := s.cfg.Store.ListChanges(ctx, owner, after, eventsPage)
-			if err != nil {
-				if ctx.Err() == nil {
-					// Headers are out: end the stream; the client resumes.
-					s.log.Warn("events: list changes", "user", u.ID, "after", after, "err", err)
-				}
-				return nil
+		cs, err := sub.Next(ctx, keepalive.C)
+		if err != nil {
+			if ctx.Err() == nil {
+				// Headers are out: end the stream; the client resumes.
+				s.log.Warn("events: list changes", "user", u.ID, "after", sub.Start(), "err", err)
 			}
-			for _, ch := range cs {
-				data, err := json.Marshal(ch.ToAPI())
-				if err != nil {
-					return fmt.Errorf("encode change %d: %w", ch.ID, err)
-				}
-				w.printf("id: %d\nevent: %s\ndata: %s\n\n", ch.ID, api.EventTypeVM, data)
-				w.flush()
-				after = ch.ID
-			}
-			if len(cs) < eventsPage || w.err != nil {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
 			return nil
-		case <-s.closing:
-			return nil // vmd is shutting down; the client resumes elsewhere or later
-		case <-poll.C:
-		case <-keepalive.C:
+		}
+		if cs == nil {
 			w.printf(": keepalive\n\n")
 			w.flush()
+			continue
 		}
+		for _, ch := range cs {
+			data, err := json.Marshal(ch.ToAPI())
+			if err != nil {
+				return fmt.Errorf("encode change %d: %w", ch.ID, err)
+			}
+			w.printf("id: %d\nevent: %s\ndata: %s\n\n", ch.ID, api.EventTypeVM, data)
+		}
+		w.flush()
 	}
 	return nil
 }

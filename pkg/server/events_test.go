@@ -7,11 +7,15 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/server"
+	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 // sseEvent is one dispatched Server-Sent Event, or a bare "id:" (data empty).
@@ -279,5 +283,95 @@ func TestEventsOwnerIsolation(t *testing.T) {
 		if c := sb2.change(); c.VMName != "mine" {
 			t.Fatalf("b's replay saw %s", changeStr(c))
 		}
+	})
+}
+
+// countingStore counts the change-feed queries, by whose changes they read.
+type countingStore struct {
+	store.Store
+	mu            sync.Mutex
+	all, perOwner int
+}
+
+func (c *countingStore) ListChanges(ctx context.Context, owner string, after int64, limit int) ([]store.Change, error) {
+	c.mu.Lock()
+	if owner == "" {
+		c.all++
+	} else {
+		c.perOwner++
+	}
+	c.mu.Unlock()
+	return c.Store.ListChanges(ctx, owner, after, limit)
+}
+
+func (c *countingStore) counts() (all, perOwner int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.all, c.perOwner
+}
+
+// One poller feeds every stream: N open streams cost one query a tick, not N.
+func TestEventsOneQueryPerTick(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		var cs *countingStore
+		e := newEnvWith(t, b, func(c *server.Config) {
+			cs = &countingStore{Store: c.Store}
+			c.Feed = vm.NewFeed(vm.FeedConfig{Store: cs, Poll: 20 * time.Millisecond, MaxPerUser: 50})
+		})
+		alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")
+		var streams []*sseStream
+		for i := range 20 {
+			u := alice
+			if i%2 == 1 {
+				u = bob
+			}
+			s := u.stream("", nil)
+			s.next()
+			streams = append(streams, s)
+		}
+		all0, own0 := cs.counts()
+		waitUntil(t, "20 ticks of the feed", 10*time.Second, func() bool { all, _ := cs.counts(); return all-all0 >= 20 })
+		all, own := cs.counts()
+		if all-all0 < 20 || own != own0 {
+			t.Fatalf("over 20 ticks with 20 streams: %d shared queries, %d per-stream ones (want 20+, 0)", all-all0, own-own0)
+		}
+		// Fan-out by owner still holds.
+		alice.mustDo("POST", "/vms", api.CreateVMRequest{Name: "web", Template: "tiny"}, 201, nil)
+		if c := streams[0].change(); c.VMName != "web" {
+			t.Fatalf("alice's stream: %+v", c)
+		}
+		streams[1].quiet()
+	})
+}
+
+// Event streams are capped per user (429 rate_limited); a closed stream
+// frees its place, and other users are not held back.
+func TestEventsCapPerUser(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		e := newEnvWith(t, b, func(c *server.Config) { c.EventStreamsPerUser = 3 })
+		alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")
+		var open []*sseStream
+		for range 3 {
+			s := alice.stream("", nil)
+			s.next()
+			open = append(open, s)
+		}
+		s := alice.stream("", nil)
+		if s.res.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("fourth stream: %d, want 429", s.res.StatusCode)
+		}
+		var body api.ErrorBody
+		if err := json.NewDecoder(s.res.Body).Decode(&body); err != nil || body.Error.Code != api.CodeRateLimited {
+			t.Fatalf("fourth stream's body: %+v %v", body, err)
+		}
+		if s := bob.stream("", nil); s.res.StatusCode != 200 {
+			t.Fatalf("bob's stream: %d", s.res.StatusCode)
+		}
+		open[0].res.Body.Close()
+		waitUntil(t, "a closed stream frees its place", 5*time.Second, func() bool {
+			s := alice.stream("", nil)
+			s.res.Body.Close()
+			return s.res.StatusCode == 200
+		})
 	})
 }

@@ -17,11 +17,12 @@ func (s *Server) signup(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	u, err := s.cfg.Accounts.Signup(c.Request().Context(), req.Email, req.Password)
+	email, err := s.cfg.Accounts.Signup(c.Request().Context(), req.Email, req.Password)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, api.SignupResponse{ID: u.ID, Email: u.Email,
+	// The same answer for a taken address: nothing here may tell them apart.
+	return c.JSON(http.StatusCreated, api.SignupResponse{Email: email,
 		Message: "check your e-mail for the verification link"})
 }
 
@@ -61,6 +62,7 @@ func (s *Server) logout(c echo.Context) error {
 	if err := s.cfg.Accounts.Logout(c.Request().Context(), callerSession(c).ID); err != nil {
 		return err
 	}
+	s.EndSessions(callerSession(c).ID)
 	s.clearSessionCookies(c)
 	return c.NoContent(http.StatusNoContent)
 }
@@ -74,6 +76,8 @@ func (s *Server) changePassword(c echo.Context) error {
 		req.CurrentPassword, req.NewPassword); err != nil {
 		return err
 	}
+	// The account service ended the user's other sessions.
+	s.sessions.EndUser(caller(c).ID, callerSession(c).ID)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -101,9 +105,13 @@ func (s *Server) createVM(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	v, err := s.cfg.VMs.Create(c.Request().Context(), caller(c).ID, req)
+	create := s.cfg.VMs.Create
+	if placedHere(c) {
+		create = s.cfg.VMs.CreateHere
+	}
+	v, err := create(c.Request().Context(), caller(c).ID, req)
 	if err != nil {
-		return err
+		return s.createElsewhere(c, req, err)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, api.BasePath+"/vms/"+v.ID)
 	return c.JSON(http.StatusCreated, v)
@@ -160,7 +168,7 @@ func (s *Server) templates(c echo.Context) error {
 }
 
 func (s *Server) listUsers(c echo.Context) error {
-	us, err := s.cfg.Store.ListUsers(c.Request().Context())
+	us, err := s.cfg.Accounts.ListUsers(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -181,6 +189,17 @@ func (s *Server) setQuota(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, u.ToAPI())
+}
+
+// setDisabled disables (every session of the user ends) or enables a user.
+func (s *Server) setDisabled(disabled bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u, err := s.cfg.Accounts.SetDisabled(c.Request().Context(), vmRef(c), disabled)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, u.ToAPI())
+	}
 }
 
 // vmRef is the {id} path parameter, which may be a VM id or name.

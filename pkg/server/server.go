@@ -24,6 +24,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/account"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
+	"github.com/vmdhq/vmd/pkg/login"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
@@ -48,6 +49,13 @@ type Config struct {
 	Console *console.Console
 	// Cluster, if set, places new VMs and proxies to the node owning a VM.
 	Cluster Cluster
+	// Sessions ends what a login session opened (consoles, event streams)
+	// when it ends; nil takes the console's, else one over Store.
+	Sessions *login.Registry
+	// Feed is the change feed of GET /events; nil makes one over Store
+	// with EventStreamsPerUser as its cap.
+	Feed                *vm.Feed
+	EventStreamsPerUser int
 }
 
 // Server is the HTTP handler of vmd.
@@ -59,6 +67,8 @@ type Server struct {
 	echo      *echo.Echo
 	secure    bool // public URL is https: cookies get Secure
 	origin    string
+	sessions  *login.Registry
+	feed      *vm.Feed
 	reqs      *prometheus.CounterVec
 	dur       *prometheus.HistogramVec
 }
@@ -92,6 +102,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, &api.StatusError{Message: "server: --public-url must be an absolute URL such as https://vmd.example.com"}
 	}
 	s := &Server{closing: make(chan struct{}), cfg: cfg, log: cfg.Log, secure: u.Scheme == "https", origin: u.Scheme + "://" + u.Host}
+	switch {
+	case cfg.Sessions != nil:
+		s.sessions = cfg.Sessions
+	case cfg.Console != nil:
+		s.sessions = cfg.Console.LoginSessions()
+	case cfg.Store != nil:
+		s.sessions = login.New(login.Config{Store: cfg.Store, Log: cfg.Log})
+	default:
+		s.sessions = login.New(login.Config{Log: cfg.Log})
+	}
+	s.feed = cfg.Feed
+	if s.feed == nil && cfg.Store != nil {
+		s.feed = vm.NewFeed(vm.FeedConfig{Store: cfg.Store, MaxPerUser: cfg.EventStreamsPerUser, Log: cfg.Log})
+	}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "api_requests_total",
 		Help: "HTTP requests by route, method and status code."}, []string{"route", "method", "code"})
 	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "api_request_duration_seconds",
@@ -168,6 +192,8 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/templates", user, s.templates},
 		{http.MethodGet, "/users", admin, s.listUsers},
 		{http.MethodPut, "/users/:id/quota", admin, s.setQuota},
+		{http.MethodPost, "/users/:id/disable", admin, s.setDisabled(true)},
+		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
 	}
@@ -177,6 +203,12 @@ func (s *Server) routes() []route {
 // shutdown need not wait for their clients; register it with
 // http.Server.RegisterOnShutdown.
 func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
+
+// EndSessions closes, within the second, the consoles and event streams the
+// given login sessions opened on this node (its console tokens are void
+// already, as the session is). The logout and password-change handlers call
+// it; the daemon connects it to the account service's session-end hook.
+func (s *Server) EndSessions(ids ...string) { s.sessions.EndSessions(ids...) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }

@@ -76,6 +76,10 @@ func TestVMRecords(t *testing.T) {
 		t.Run("names are unique per user, not globally", func(t *testing.T) {
 			st, data := alice.do("POST", "/vms", api.CreateVMRequest{Name: "web", Template: "tiny"}, nil)
 			wantError(t, st, data, 409, api.CodeConflict)
+			// The store's words (a UNIQUE constraint) never reach the user.
+			if msg := errorMessage(t, data); msg != "a VM named web already exists" {
+				t.Fatalf("duplicate name: message %q", msg)
+			}
 			bob.mustDo("POST", "/vms", api.CreateVMRequest{Name: "web", Template: "tiny"}, 201, nil)
 			var mine api.VM
 			bob.mustDo("GET", "/vms/web", nil, 200, &mine)
@@ -107,6 +111,9 @@ func TestVMRecords(t *testing.T) {
 		t.Run("quota exceeded", func(t *testing.T) {
 			st, data := alice.do("POST", "/vms", api.CreateVMRequest{Name: "big", Template: "tiny", CPU: 3}, nil)
 			wantError(t, st, data, 403, api.CodeQuotaExceeded)
+			if msg := errorMessage(t, data); msg != "cpu: 3 asked, 2 left of 4" {
+				t.Fatalf("quota exceeded: message %q", msg)
+			}
 		})
 	})
 }
@@ -263,5 +270,40 @@ func TestAdminQuotaAndListAll(t *testing.T) {
 			raw, _ := json.Marshal(users)
 			t.Fatalf("users = %s", raw)
 		}
+
+		// Disabling ends the user's sessions now and announces them; enabling lets them log in again.
+		var ended []string
+		var mu sync.Mutex
+		e.accounts.OnSessionEnd(func(ids ...string) { mu.Lock(); ended = append(ended, ids...); mu.Unlock() })
+		st, data = u.do("POST", "/users/"+me.ID+"/disable", nil, nil)
+		wantError(t, st, data, 403, api.CodeForbidden)
+		var got api.User
+		adm.mustDo("POST", "/users/user@example.com/disable", nil, 200, &got)
+		if !got.Disabled || got.ID != me.ID {
+			t.Fatalf("disabled user = %+v", got)
+		}
+		mu.Lock()
+		if len(ended) != 1 {
+			t.Fatalf("sessions announced as ended: %v, want the user's one", ended)
+		}
+		mu.Unlock()
+		st, data = u.do("GET", "/me", nil, nil)
+		wantError(t, st, data, 401, api.CodeUnauthenticated)
+		login := api.LoginRequest{Email: "user@example.com", Password: "correct horse battery", Client: "cli"}
+		st, data = adm.do("POST", "/auth/login", login, map[string]string{"Authorization": ""})
+		wantError(t, st, data, 403, api.CodeForbidden)
+		adm.mustDo("GET", "/users", nil, 200, &users)
+		if !users[0].Disabled && !users[1].Disabled {
+			t.Fatalf("GET /users shows no disabled user: %+v", users)
+		}
+		got = api.User{} // "disabled" is left out when false
+		adm.mustDo("POST", "/users/"+me.ID+"/enable", nil, 200, &got)
+		if got.Disabled {
+			t.Fatalf("enabled user = %+v", got)
+		}
+		anon := &user{e: e, client: e.srv.Client()}
+		anon.mustDo("POST", "/auth/login", login, 200, nil)
+		st, data = adm.do("POST", "/users/usr_nobody/disable", nil, nil)
+		wantError(t, st, data, 404, api.CodeNotFound)
 	})
 }

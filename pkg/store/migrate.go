@@ -30,6 +30,10 @@ type dialect struct {
 	// and a feed reader that already passed 8 would never see 7. SQLite's
 	// one writer at a time gives that order for free.
 	changeLock string
+	// placeLock, if set, serialises placements to commit (CreateVMPlaced):
+	// on PostgreSQL, two creates would otherwise each read a node's usage
+	// without the other's VM. SQLite's one writer serialises them already.
+	placeLock string
 }
 
 // migrationLockKey is an arbitrary constant: "vmd" in ASCII.
@@ -37,6 +41,9 @@ const migrationLockKey = 0x766d64
 
 // changeLockKey is another: "vmdc".
 const changeLockKey = 0x766d6463
+
+// placeLockKey is another: "vmdp".
+const placeLockKey = 0x766d6470
 
 var (
 	sqliteDialect = dialect{
@@ -50,6 +57,7 @@ var (
 			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`,
 		lock:       fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockKey),
 		changeLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", changeLockKey),
+		placeLock:  fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", placeLockKey),
 	}
 )
 

@@ -76,8 +76,10 @@ func (s *sqlStore) GetNode(ctx context.Context, name string) (Node, error) {
 	return n, nil
 }
 
-func (s *sqlStore) ListNodes(ctx context.Context) ([]Node, error) {
-	rs, err := s.db.query(ctx, `SELECT `+nodeCols+` FROM nodes ORDER BY name`)
+func (s *sqlStore) ListNodes(ctx context.Context) ([]Node, error) { return listNodes(ctx, s.db) }
+
+func listNodes(ctx context.Context, q querier) ([]Node, error) {
+	rs, err := q.query(ctx, `SELECT `+nodeCols+` FROM nodes ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -102,7 +104,11 @@ func (s *sqlStore) SetDraining(ctx context.Context, name string, draining bool) 
 }
 
 func (s *sqlStore) NodeUsage(ctx context.Context) (map[string]api.Quota, error) {
-	rs, err := s.db.query(ctx, `SELECT node, COUNT(*), COALESCE(SUM(cpu), 0), COALESCE(SUM(memory_mb), 0),
+	return nodeUsage(ctx, s.db)
+}
+
+func nodeUsage(ctx context.Context, q querier) (map[string]api.Quota, error) {
+	rs, err := q.query(ctx, `SELECT node, COUNT(*), COALESCE(SUM(cpu), 0), COALESCE(SUM(memory_mb), 0),
 		COALESCE(SUM(disk_gb), 0) FROM vms GROUP BY node`)
 	if err != nil {
 		return nil, fmt.Errorf("node usage: %w", err)

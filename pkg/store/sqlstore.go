@@ -21,13 +21,13 @@ var _ Store = (*sqlStore)(nil)
 // care pass their own times in the rows they create.
 func now() time.Time { return time.Now().UTC() }
 
-const userCols = `id, email, password_hash, admin, verified,
+const userCols = `id, email, password_hash, admin, verified, disabled,
 	quota_vms, quota_cpus, quota_memory_mb, quota_disk_gb,
 	used_vms, used_cpus, used_memory_mb, used_disk_gb, created_at`
 
 func scanUser(s scanner) (User, error) {
 	var u User
-	err := s.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Admin, &u.Verified,
+	err := s.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Admin, &u.Verified, &u.Disabled,
 		&u.Quota.VMs, &u.Quota.CPUs, &u.Quota.MemoryMB, &u.Quota.DiskGB,
 		&u.Usage.VMs, &u.Usage.CPUs, &u.Usage.MemoryMB, &u.Usage.DiskGB, &u.CreatedAt)
 	return u, err
@@ -57,8 +57,8 @@ func (s *sqlStore) CreateUser(ctx context.Context, u User) error {
 		u.CreatedAt = now()
 	}
 	_, err := s.db.exec(ctx, `INSERT INTO users (`+userCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, 0, $10)`,
-		u.ID, strings.ToLower(u.Email), u.PasswordHash, u.Admin, u.Verified,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 0, 0, $11)`,
+		u.ID, strings.ToLower(u.Email), u.PasswordHash, u.Admin, u.Verified, u.Disabled,
 		u.Quota.VMs, u.Quota.CPUs, u.Quota.MemoryMB, u.Quota.DiskGB, u.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("create user %s: %w", u.ID, err)
@@ -110,6 +110,11 @@ func (s *sqlStore) SetVerified(ctx context.Context, userID string) error {
 func (s *sqlStore) SetPasswordHash(ctx context.Context, userID, hash string) error {
 	n, err := s.db.exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, userID, hash)
 	return mustAffect(n, err, "set password of user "+userID)
+}
+
+func (s *sqlStore) SetDisabled(ctx context.Context, userID string, disabled bool) error {
+	n, err := s.db.exec(ctx, `UPDATE users SET disabled = $2 WHERE id = $1`, userID, disabled)
+	return mustAffect(n, err, "set disabled of user "+userID)
 }
 
 func (s *sqlStore) SetQuota(ctx context.Context, userID string, q api.Quota) error {
@@ -170,13 +175,25 @@ func (s *sqlStore) RevokeSession(ctx context.Context, id string, at time.Time) e
 	return mustAffect(n, err, "revoke session")
 }
 
-func (s *sqlStore) RevokeUserSessions(ctx context.Context, userID, exceptID string, at time.Time) error {
-	_, err := s.db.exec(ctx, `UPDATE sessions SET revoked_at = $3
-		WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, userID, exceptID, at)
+func (s *sqlStore) RevokeUserSessions(ctx context.Context, userID, exceptID string, at time.Time) ([]string, error) {
+	rs, err := s.db.query(ctx, `UPDATE sessions SET revoked_at = $3
+		WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id`, userID, exceptID, at)
 	if err != nil {
-		return fmt.Errorf("revoke sessions of user %s: %w", userID, err)
+		return nil, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
 	}
-	return nil
+	defer rs.Close()
+	var ids []string
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
+	}
+	return ids, nil
 }
 
 const vmCols = `id, owner_id, name, template, cpu, memory_mb, disk_gb, user_data,
@@ -192,6 +209,11 @@ func scanVM(s scanner) (VM, error) {
 }
 
 func (s *sqlStore) CreateVM(ctx context.Context, v VM) error {
+	_, err := s.CreateVMPlaced(ctx, v, nil)
+	return err
+}
+
+func (s *sqlStore) CreateVMPlaced(ctx context.Context, v VM, place Placer) (VM, error) {
 	if v.CreatedAt.IsZero() {
 		v.CreatedAt = now()
 	}
@@ -213,6 +235,11 @@ func (s *sqlStore) CreateVM(ctx context.Context, v VM) error {
 		if n == 0 {
 			return s.quotaError(ctx, q, v)
 		}
+		if place != nil {
+			if v.Node, err = s.place(ctx, q, place); err != nil {
+				return err
+			}
+		}
 		if _, err := q.exec(ctx, `INSERT INTO vms (`+vmCols+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			v.ID, v.OwnerID, v.Name, v.Template, v.CPU, v.MemoryMB, v.DiskGB, v.UserData,
@@ -225,9 +252,30 @@ func (s *sqlStore) CreateVM(ctx context.Context, v VM) error {
 		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, v.CreatedAt)
 	})
 	if err != nil {
-		return fmt.Errorf("create vm %s for user %s: %w", v.Name, v.OwnerID, err)
+		return VM{}, fmt.Errorf("create vm %s for user %s: %w", v.Name, v.OwnerID, err)
 	}
-	return nil
+	return v, nil
+}
+
+// place runs a Placer under the placement lock. The lock is taken after
+// the owner's row, as every create does, so creates cannot deadlock on it;
+// the nodes' usage is read after it, so it includes every placement that
+// committed before.
+func (s *sqlStore) place(ctx context.Context, q querier, place Placer) (string, error) {
+	if s.dl.placeLock != "" {
+		if _, err := q.exec(ctx, s.dl.placeLock); err != nil {
+			return "", fmt.Errorf("take placement lock: %w", err)
+		}
+	}
+	nodes, err := listNodes(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	usage, err := nodeUsage(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	return place(nodes, usage)
 }
 
 // quotaError explains why admission failed: a missing owner, or the first
@@ -238,17 +286,17 @@ func (s *sqlStore) quotaError(ctx context.Context, q querier, v VM) error {
 		return notFound(err, "owner")
 	}
 	checks := []struct {
-		what              string
+		what, unit        string
 		used, want, limit int
 	}{
-		{"vms", u.Usage.VMs, 1, u.Quota.VMs},
-		{"cpus", u.Usage.CPUs, v.CPU, u.Quota.CPUs},
-		{"memory_mb", u.Usage.MemoryMB, v.MemoryMB, u.Quota.MemoryMB},
-		{"disk_gb", u.Usage.DiskGB, v.DiskGB, u.Quota.DiskGB},
+		{"vms", "", u.Usage.VMs, 1, u.Quota.VMs},
+		{"cpu", "", u.Usage.CPUs, v.CPU, u.Quota.CPUs},
+		{"memory", "MB", u.Usage.MemoryMB, v.MemoryMB, u.Quota.MemoryMB},
+		{"disk", "GB", u.Usage.DiskGB, v.DiskGB, u.Quota.DiskGB},
 	}
 	for _, c := range checks {
 		if c.used+c.want > c.limit {
-			return fmt.Errorf("%w: %s: %d used + %d requested > %d allowed", ErrQuotaExceeded, c.what, c.used, c.want, c.limit)
+			return &QuotaError{Resource: c.what, Unit: c.unit, Asked: c.want, Left: max(c.limit-c.used, 0), Limit: c.limit}
 		}
 	}
 	return ErrQuotaExceeded

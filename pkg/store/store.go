@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/api"
@@ -22,6 +23,39 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 )
 
+// QuotaError says which limit a create would pass. Its text names the
+// limit and is safe to show the owner: "memory: 10000000 MB asked, 8064 MB
+// left of 8192".
+type QuotaError struct {
+	Resource string // "vms", "cpu", "memory" or "disk"
+	Unit     string // "", "MB" or "GB"
+	Asked    int
+	Left     int // never below 0, even when usage is above a lowered limit
+	Limit    int
+}
+
+func (e *QuotaError) Error() string {
+	u := ""
+	if e.Unit != "" {
+		u = " " + e.Unit
+	}
+	return fmt.Sprintf("%s: %d%s asked, %d%s left of %d", e.Resource, e.Asked, u, e.Left, u, e.Limit)
+}
+
+// Unwrap lets errors.Is(err, ErrQuotaExceeded) find every QuotaError.
+func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
+
+// Placer chooses a new VM's node inside CreateVMPlaced's transaction, given
+// every registered node and what the VMs recorded on each hold (NodeUsage).
+// Its error aborts the create.
+type Placer func(nodes []Node, usage map[string]api.Quota) (node string, err error)
+
+// UsageFix is one owner's usage counters that did not match their VMs.
+type UsageFix struct {
+	UserID   string
+	Was, Now api.Quota
+}
+
 // User is a stored account.
 type User struct {
 	ID           string
@@ -29,6 +63,7 @@ type User struct {
 	PasswordHash string
 	Admin        bool
 	Verified     bool
+	Disabled     bool // by an admin: no login, no session
 	Quota        api.Quota
 	Usage        api.Quota // kept by CreateVM and DeleteVM in the same transaction
 	CreatedAt    time.Time
@@ -37,7 +72,7 @@ type User struct {
 // ToAPI returns the user as GET /me shows it.
 func (u User) ToAPI() api.User {
 	return api.User{ID: u.ID, Email: u.Email, Admin: u.Admin, Verified: u.Verified,
-		Quota: u.Quota, Usage: u.Usage, CreatedAt: u.CreatedAt}
+		Disabled: u.Disabled, Quota: u.Quota, Usage: u.Usage, CreatedAt: u.CreatedAt}
 }
 
 // Session is a login: a browser cookie or a CLI bearer token refers to one by ID.
@@ -123,6 +158,8 @@ type Store interface {
 	ListUsers(ctx context.Context) ([]User, error)
 	SetVerified(ctx context.Context, userID string) error
 	SetPasswordHash(ctx context.Context, userID, hash string) error
+	// SetDisabled marks a user disabled or enabled again.
+	SetDisabled(ctx context.Context, userID string, disabled bool) error
 	// SetQuota replaces a user's limits; usage is left as it is, even above them.
 	SetQuota(ctx context.Context, userID string, q api.Quota) error
 
@@ -134,8 +171,9 @@ type Store interface {
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, id string) (Session, error)
 	RevokeSession(ctx context.Context, id string, now time.Time) error
-	// RevokeUserSessions revokes all of a user's sessions but exceptID.
-	RevokeUserSessions(ctx context.Context, userID, exceptID string, now time.Time) error
+	// RevokeUserSessions revokes all of a user's open sessions but exceptID
+	// and returns the ids it revoked.
+	RevokeUserSessions(ctx context.Context, userID, exceptID string, now time.Time) ([]string, error)
 
 	// CreateVM admits v against its owner's quota and inserts it in one
 	// transaction: ErrQuotaExceeded when it does not fit, ErrConflict when
@@ -143,6 +181,12 @@ type Store interface {
 	// CreateVM, SetDesired, SetState and DeleteVM each append to the change
 	// feed in the same transaction as their write.
 	CreateVM(ctx context.Context, v VM) error
+	// CreateVMPlaced is CreateVM that also places v: after quota admission,
+	// under a lock that serialises every placement of the cluster, place
+	// picks v's node from the nodes and their usage as this transaction
+	// sees them, so two creates can never both take a node's last room.
+	// It returns v as inserted, its node set.
+	CreateVMPlaced(ctx context.Context, v VM, place Placer) (VM, error)
 	GetVM(ctx context.Context, id string) (VM, error)
 	GetVMByName(ctx context.Context, ownerID, name string) (VM, error)
 	// ListVMs lists one owner's VMs, or every VM when ownerID is "", by creation time.
@@ -157,6 +201,9 @@ type Store interface {
 	// last entry in state api.StateDeleted.
 	DeleteVM(ctx context.Context, id string) error
 	ListEvents(ctx context.Context, vmID string) ([]Event, error)
+	// RecountUsage sets every owner's usage counters to what their VMs
+	// hold and returns the counters it had to fix.
+	RecountUsage(ctx context.Context) ([]UsageFix, error)
 
 	// ListChanges returns up to limit changes with IDs above afterID, oldest
 	// first, of one owner's VMs or of every VM when ownerID is "". A limit
@@ -166,6 +213,9 @@ type Store interface {
 	// LastChangeID is the ID of the owner's newest change (every owner's
 	// when ownerID is ""), or 0 when there is none.
 	LastChangeID(ctx context.Context, ownerID string) (int64, error)
+	// PruneChanges deletes the changes recorded before t, but never the
+	// newest one, so IDs keep growing and LastChangeID never goes back.
+	PruneChanges(ctx context.Context, before time.Time) (int64, error)
 
 	NodeStore
 

@@ -35,6 +35,8 @@ func TestStore(t *testing.T) {
 		{"concurrent writes", testConcurrentWrites},
 		{"change feed", testChanges},
 		{"change feed in commit order", testChangesInCommitOrder},
+		{"usage recount", testRecountUsage},
+		{"change feed pruned", testPruneChanges},
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		for _, c := range cases {
@@ -119,8 +121,16 @@ func testUsers(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.Verified || got.PasswordHash != "h2" || got.Quota != q || got.Usage != (api.Quota{}) {
+	if !got.Verified || got.PasswordHash != "h2" || got.Quota != q || got.Usage != (api.Quota{}) || got.Disabled {
 		t.Fatalf("after updates: %+v", got)
+	}
+	for _, want := range []bool{true, false} {
+		if err := s.SetDisabled(ctx, "u1", want); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = s.GetUser(ctx, "u1"); err != nil || got.Disabled != want {
+			t.Fatalf("after SetDisabled(%v): %+v, %v", want, got, err)
+		}
 	}
 
 	u2 := store.User{ID: "u2", Email: "bob@example.com", PasswordHash: "h", CreatedAt: created.Add(time.Second)}
@@ -155,6 +165,7 @@ func testUsers(t *testing.T, s store.Store) {
 		{"set verified", s.SetVerified(ctx, "nope")},
 		{"set password", s.SetPasswordHash(ctx, "nope", "x")},
 		{"set quota", s.SetQuota(ctx, "nope", q)},
+		{"set disabled", s.SetDisabled(ctx, "nope", true)},
 	}
 	for _, m := range missing {
 		mustErr(t, m.err, store.ErrNotFound, m.name+" of a missing user")
@@ -271,8 +282,13 @@ func testSessions(t *testing.T, s store.Store) {
 	_, err = s.GetSession(ctx, "nope")
 	mustErr(t, err, store.ErrNotFound, "get missing session")
 
-	if err := s.RevokeUserSessions(ctx, "u1", "c", now); err != nil {
+	// Only sessions still open are revoked and named ("a" already was).
+	ended, err := s.RevokeUserSessions(ctx, "u1", "c", now)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Join(ended, ",") != "b" {
+		t.Fatalf("revoked %v, want [b]", ended)
 	}
 	for id, wantRevoked := range map[string]bool{"a": true, "b": true, "c": false, "d": false} {
 		got, err := s.GetSession(ctx, id)
@@ -465,11 +481,11 @@ func testQuotaExceeded(t *testing.T, s store.Store) {
 		want           error
 		wantIn         string
 	}{
-		{"cpus", 3, 64, 1, store.ErrQuotaExceeded, "cpus"},
-		{"memory", 1, 513, 1, store.ErrQuotaExceeded, "memory_mb"},
-		{"disk", 1, 64, 6, store.ErrQuotaExceeded, "disk_gb"},
+		{"cpus", 3, 64, 1, store.ErrQuotaExceeded, "cpu: 3 asked, 2 left of 4"},
+		{"memory", 1, 513, 1, store.ErrQuotaExceeded, "memory: 513 MB asked, 512 MB left of 1024"},
+		{"disk", 1, 64, 6, store.ErrQuotaExceeded, "disk: 6 GB asked, 5 GB left of 10"},
 		{"exactly fits", 2, 512, 5, nil, ""},
-		{"vms", 0, 0, 0, store.ErrQuotaExceeded, "vms"},
+		{"vms", 0, 0, 0, store.ErrQuotaExceeded, "vms: 1 asked, 0 left of 2"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -482,8 +498,9 @@ func testQuotaExceeded(t *testing.T, s store.Store) {
 				return
 			}
 			mustErr(t, err, c.want, "create")
-			if !strings.Contains(err.Error(), c.wantIn) {
-				t.Errorf("error %q does not name %s", err, c.wantIn)
+			var qe *store.QuotaError
+			if !errors.As(err, &qe) || qe.Error() != c.wantIn {
+				t.Errorf("error %q: want a QuotaError saying %q", err, c.wantIn)
 			}
 			if got := usage(t, s, "u1"); got != before {
 				t.Errorf("usage changed by a refused create: %+v, was %+v", got, before)
@@ -523,7 +540,12 @@ func testQuotaLowered(t *testing.T, s store.Store) {
 	if u.Quota != low || u.Usage != (api.Quota{VMs: 1, CPUs: 4, MemoryMB: 1024, DiskGB: 10}) {
 		t.Fatalf("after lowering: quota %+v usage %+v", u.Quota, u.Usage)
 	}
-	mustErr(t, s.CreateVM(ctx, newVM("v2", "u1", "b", 0, 0, 0)), store.ErrQuotaExceeded, "create above lowered quota")
+	err = s.CreateVM(ctx, newVM("v2", "u1", "b", 0, 0, 0))
+	mustErr(t, err, store.ErrQuotaExceeded, "create above lowered quota")
+	// Usage above a lowered limit leaves nothing, not a negative amount.
+	if want := "vms: 1 asked, 0 left of 1"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
 	if err := s.DeleteVM(ctx, "v1"); err != nil {
 		t.Fatalf("delete above lowered quota: %v", err)
 	}

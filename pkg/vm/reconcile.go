@@ -47,6 +47,10 @@ type ReconcilerConfig struct {
 	StateChanged func(id string, s api.State)
 	// Observer, if set, hears timings and launch outcomes (vmd's metrics).
 	Observer Observer
+	// Layout, if set, is where this node keeps VM files: on start, Run
+	// removes the VM directories no record owns (a crash between a
+	// record's deletion and its files', or files of another store).
+	Layout Layout
 }
 
 // Observer hears what the reconciler does, for metrics; pkg/metrics.VM is
@@ -82,6 +86,11 @@ type Reconciler struct {
 	closed   map[string]bool          // per VM: whether force has been closed
 	launched map[string]bool          // per VM: launched, outcome not yet observed
 	wg       sync.WaitGroup
+
+	// started is when this reconciler was made: a VM still provisioning
+	// but last written before it was left half-made by an earlier vmd.
+	started time.Time
+	vmLocks keyedMutex // per VM: held by each pass and by Provision
 }
 
 var (
@@ -115,7 +124,7 @@ func NewReconciler(c ReconcilerConfig) *Reconciler {
 	return &Reconciler{cfg: c, log: c.Logger, kicks: make(chan string, 1024),
 		workers: map[string]chan struct{}{}, force: map[string]chan struct{}{},
 		events: map[string][]GuestEvent{}, restarts: map[string][]time.Time{}, closed: map[string]bool{},
-		launched: map[string]bool{}}
+		launched: map[string]bool{}, started: time.Now().Truncate(time.Microsecond)}
 }
 
 // ParseRestartPolicy checks a --restart-policy value.
@@ -127,16 +136,39 @@ func ParseRestartPolicy(s string) (RestartPolicy, error) {
 	return "", fmt.Errorf("restart policy %q: want always or never", s)
 }
 
-// Provision makes a VM's files through the driver.
+// Provision makes a VM's files through the driver. It holds the VM's
+// lock, so no reconcile pass (a delete) runs meanwhile, and it makes
+// nothing for a VM whose record is gone or being deleted: a delete during
+// provisioning never leaves files behind.
 func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string) error {
+	unlock := r.vmLocks.lock(v.ID)
+	defer unlock()
+	cur, err := r.cfg.Store.GetVM(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if cur.Desired == api.DesiredDeleted {
+		return fmt.Errorf("deleted meanwhile: %w", store.ErrNotFound)
+	}
 	start := time.Now()
-	err := r.cfg.Driver.Provision(ctx, v, basePath)
+	err = r.cfg.Driver.Provision(ctx, v, basePath)
 	r.cfg.Observer.ObserveProvision(time.Since(start), err)
-	return err
+	if err != nil {
+		return err
+	}
+	// A delete that came meanwhile wins: the create is undone and says so.
+	if cur, err = r.cfg.Store.GetVM(ctx, v.ID); err != nil || cur.Desired == api.DesiredDeleted {
+		return errors.Join(fmt.Errorf("deleted meanwhile: %w", store.ErrNotFound),
+			r.cfg.Driver.Destroy(context.WithoutCancel(ctx), v))
+	}
+	return nil
 }
 
-// Destroy stops a VM's process and removes its files through the driver.
+// Destroy stops a VM's process and removes its files through the driver,
+// holding the VM's lock: the driver never does two things at once for a VM.
 func (r *Reconciler) Destroy(ctx context.Context, v store.VM) error {
+	unlock := r.vmLocks.lock(v.ID)
+	defer unlock()
 	return r.cfg.Driver.Destroy(ctx, v)
 }
 
@@ -205,6 +237,7 @@ func (r *Reconciler) takeEvents(id string) []GuestEvent {
 func (r *Reconciler) Run(ctx context.Context) error {
 	r.cfg.Driver.Subscribe(r.onEvent)
 	defer r.cfg.Driver.Subscribe(nil)
+	r.collectGarbage(ctx)
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	r.sweep(ctx)
@@ -258,6 +291,8 @@ func (r *Reconciler) dispatch(ctx context.Context, id string) {
 // predecessor, two nodes given one name) never act on it at once. A held
 // lock skips the pass; the next kick or sweep tries again.
 func (r *Reconciler) lockedPass(ctx context.Context, id string, first bool) bool {
+	unlock := r.vmLocks.lock(id)
+	defer unlock()
 	if r.cfg.Locker == nil {
 		return r.reconcile(ctx, id, first)
 	}
@@ -325,6 +360,16 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, first bool) (done
 		} else if ok {
 			r.log.Info("reconcile: adopted running guest", "vm", id)
 		}
+	}
+	if v.State == api.StateProvisioning {
+		if !v.UpdatedAt.Before(r.started) {
+			return false // a create of this process is at it; it kicks when done
+		}
+		// An earlier vmd stopped while making its files (kill -9): the create
+		// never answered, so undo it, as a failed create is undone.
+		r.log.Warn("reconcile: rolling back a create interrupted by a vmd restart", "vm", id)
+		r.setState(ctx, &v, api.StateDeleting, "provisioning was interrupted by a vmd restart; rolled back")
+		return r.deleteVM(ctx, v)
 	}
 	evs := r.takeEvents(id)
 	if v.Desired != api.DesiredStopped {

@@ -71,14 +71,25 @@ type node struct {
 
 func startNode(t *testing.T, st store.Store, l vm.Layout, base string, policy vm.RestartPolicy) *node {
 	t.Helper()
+	return startNodeWith(t, st, l, base, policy, nil)
+}
+
+// startNodeWith is startNode with the reconciler's driver wrapped by wrap (nil: none).
+func startNodeWith(t *testing.T, st store.Store, l vm.Layout, base string, policy vm.RestartPolicy,
+	wrap func(*qemu.Driver) vm.Driver) *node {
+	t.Helper()
 	drv, err := qemu.New(qemu.Config{Layout: l, Accel: "tcg", StopTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var d vm.Driver = drv
+	if wrap != nil {
+		d = wrap(drv)
+	}
 	// Guests outlive their driver by design; a failed test must not leave
 	// them running. Registered before shutdown, so it runs after it.
 	t.Cleanup(func() { destroyAll(t, st, l) })
-	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: st, Driver: drv, Node: "n1",
+	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: st, Driver: d, Node: "n1", Layout: l,
 		Interval: time.Second, RestartPolicy: policy, MaxRestarts: 3, RestartWindow: time.Minute})
 	svc := vm.NewService(vm.ServiceConfig{Store: st, Templates: templates{base}, Provisioner: rec,
 		Kicker: rec, Node: "n1"})
@@ -135,6 +146,18 @@ func waitState(t *testing.T, st store.Store, id string, want api.State, limit ti
 	}
 	t.Fatalf("vm %s: state %q (%s, err %v) after %v, want %q", id, v.State, v.Message, err, limit, want)
 	return v
+}
+
+// waitCond waits for cond, failing the test after limit.
+func waitCond(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not after %v", what, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func waitGone(t *testing.T, st store.Store, id string, limit time.Duration) {

@@ -8,13 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/dnslabel"
 	"github.com/vmdhq/vmd/pkg/store"
 )
 
@@ -41,6 +41,15 @@ type Kicker interface {
 	Kick(id string)
 }
 
+// Placement chooses the node of a new VM (cluster.Registry). Without one,
+// every VM is created on this node and no capacity is checked.
+type Placement interface {
+	// Choose picks, among nodes with the usage recorded on each, one with
+	// room for demand; only, if set, is the one node it may pick (another
+	// node's placement). It returns a *CapacityError when none fits.
+	Choose(nodes []store.Node, usage map[string]api.Quota, demand api.Quota, only string) (string, error)
+}
+
 // NodeHealth says whether a node still vouches for its VMs (cluster.Registry).
 type NodeHealth interface {
 	// NodeDown reports a node that stopped heartbeating, and its last heartbeat.
@@ -58,6 +67,43 @@ var (
 // ErrNoSpace means the node's disk cannot hold the VM's files.
 var ErrNoSpace = errors.New("not enough free space on the node")
 
+// ErrNoCapacity: no node that takes new VMs has room for this one.
+var ErrNoCapacity = errors.New("no node has room")
+
+// CapacityError says what did not fit; its text is safe to show.
+type CapacityError struct {
+	Demand api.Quota
+	Nodes  int // alive nodes that take new VMs
+}
+
+func (e *CapacityError) Error() string {
+	return fmt.Sprintf("no node has room for %d vCPU, %d MB memory and %d GB disk (%d nodes take new VMs)",
+		e.Demand.CPUs, e.Demand.MemoryMB, e.Demand.DiskGB, e.Nodes)
+}
+
+// Unwrap lets errors.Is(err, ErrNoCapacity) find every CapacityError.
+func (e *CapacityError) Unwrap() error { return ErrNoCapacity }
+
+// ElsewhereError is Create's answer when placement picked another node:
+// the VM is to be created there (the server forwards the request with a
+// signed placement, and that node calls CreateHere). Nothing was recorded.
+type ElsewhereError struct{ Node string }
+
+func (e *ElsewhereError) Error() string { return "the vm is placed on node " + e.Node }
+
+// QuotaError names the limit a create would pass ("memory: 10000000 MB
+// asked, 8064 MB left of 8192"); it unwraps to ErrQuotaExceeded.
+type QuotaError = store.QuotaError
+
+// NameTakenError: the owner has a VM of that name already. Its text is
+// safe to show.
+type NameTakenError struct{ Name string }
+
+func (e *NameTakenError) Error() string { return "a VM named " + e.Name + " already exists" }
+
+// Unwrap lets errors.Is(err, ErrConflict) find it.
+func (e *NameTakenError) Unwrap() error { return ErrConflict }
+
 // ValidationError says which field of a request is wrong.
 type ValidationError struct {
 	Field   string
@@ -74,6 +120,7 @@ type Service struct {
 	store     store.Store
 	templates Templates
 	prov      Provisioner // nil: records only
+	place     Placement   // nil: every VM is created here, unchecked
 	kick      Kicker      // nil: nothing reconciles
 	health    NodeHealth  // nil: every node is taken as alive
 	node      string
@@ -89,21 +136,18 @@ type ServiceConfig struct {
 	Node        string
 	// Health, if set, makes VMs of a node that stopped heartbeating read as unknown.
 	Health NodeHealth
+	// Placement, if set, chooses each new VM's node and checks its capacity.
+	Placement Placement
 }
 
 // NewService returns a Service; Provisioner and Kicker may be nil.
 func NewService(c ServiceConfig) *Service {
 	return &Service{store: c.Store, templates: c.Templates, prov: c.Provisioner, kick: c.Kicker,
-		health: c.Health, node: c.Node, now: time.Now}
+		health: c.Health, place: c.Placement, node: c.Node, now: time.Now}
 }
 
 // SetKicker wires the reconciler after both exist.
 func (s *Service) SetKicker(k Kicker) { s.kick = k }
-
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether name is a DNS label (RFC 1123), as VM and template names must be.
-func ValidName(name string) bool { return dnsLabel.MatchString(name) }
 
 // normalize fills defaults and checks a create request's shape.
 func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
@@ -119,8 +163,8 @@ func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 	switch {
 	case r.Name == "":
 		return r, &ValidationError{"name", "is required"}
-	case !ValidName(r.Name):
-		return r, &ValidationError{"name", "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"}
+	case !dnslabel.Valid(r.Name):
+		return r, &ValidationError{"name", dnslabel.Rule}
 	case r.Template == "":
 		return r, &ValidationError{"template", "is required"}
 	case r.CPU < 1 || r.CPU > api.MaxCPU:
@@ -138,9 +182,23 @@ func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 // NewID returns a fresh VM id: "vm_" and a lower-case ULID.
 func NewID() string { return "vm_" + strings.ToLower(ulid.Make().String()) }
 
-// Create validates r, admits it against the owner's quota and records it;
-// with a Provisioner it also makes the overlay, undoing everything on failure.
+// Create admits a new VM: it validates r, admits it against the owner's
+// quota, then places it (checking the node's capacity) in that order, the
+// last two in one store transaction. When placement picks another node it
+// records nothing and returns an *ElsewhereError naming it. On this node,
+// with a Provisioner, it then makes the VM's files, undoing everything on
+// failure.
 func (s *Service) Create(ctx context.Context, ownerID string, r api.CreateVMRequest) (api.VM, error) {
+	return s.create(ctx, ownerID, r, "")
+}
+
+// CreateHere is Create for a VM another node placed on this one: the same
+// admission, with this node's capacity checked again, as placements race.
+func (s *Service) CreateHere(ctx context.Context, ownerID string, r api.CreateVMRequest) (api.VM, error) {
+	return s.create(ctx, ownerID, r, s.node)
+}
+
+func (s *Service) create(ctx context.Context, ownerID string, r api.CreateVMRequest, only string) (api.VM, error) {
 	r, err := normalize(r)
 	if err != nil {
 		return api.VM{}, err
@@ -151,12 +209,6 @@ func (s *Service) Create(ctx context.Context, ownerID string, r api.CreateVMRequ
 		}
 		return api.VM{}, fmt.Errorf("look up template %s: %w", r.Template, err)
 	}
-	var base string
-	if s.prov != nil {
-		if base, err = s.templates.Verify(ctx, r.Template); err != nil {
-			return api.VM{}, fmt.Errorf("template %s: %w", r.Template, err)
-		}
-	}
 	now := s.now().UTC()
 	v := store.VM{ID: NewID(), OwnerID: ownerID, Name: r.Name, Template: r.Template, CPU: r.CPU,
 		MemoryMB: r.MemoryMB, DiskGB: r.DiskGB, UserData: r.UserData, State: api.StatePending,
@@ -164,26 +216,91 @@ func (s *Service) Create(ctx context.Context, ownerID string, r api.CreateVMRequ
 	if s.prov != nil {
 		v.State = api.StateProvisioning
 	}
-	if err := s.store.CreateVM(ctx, v); err != nil {
-		return api.VM{}, fmt.Errorf("create vm %s: %w", r.Name, err)
+	if v, err = s.store.CreateVMPlaced(ctx, v, s.placer(v, only)); err != nil {
+		return api.VM{}, admissionError(r.Name, err)
 	}
 	if s.prov != nil {
-		if err := s.prov.Provision(ctx, v, base); err != nil {
-			// Roll back with a fresh context: the request's may be what failed.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			derr := errors.Join(s.prov.Destroy(cctx, v), s.store.DeleteVM(cctx, v.ID))
-			if derr != nil {
-				return api.VM{}, fmt.Errorf("provision %s: %w (rollback: %v)", v.ID, err, derr)
-			}
-			return api.VM{}, fmt.Errorf("provision %s: %w", v.ID, err)
-		}
-		if v, err = s.store.SetState(ctx, v.ID, api.StateStarting, "provisioned"); err != nil {
-			return api.VM{}, fmt.Errorf("create vm %s: %w", r.Name, err)
+		if v, err = s.provision(ctx, v); err != nil {
+			return api.VM{}, err
 		}
 	}
 	s.kickVM(v.ID)
 	return v.ToAPI(), nil
+}
+
+// placer is the store's placement step for v: nil without a Placement.
+func (s *Service) placer(v store.VM, only string) store.Placer {
+	if s.place == nil {
+		return nil
+	}
+	demand := api.Quota{VMs: 1, CPUs: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB}
+	return func(nodes []store.Node, usage map[string]api.Quota) (string, error) {
+		node, err := s.place.Choose(nodes, usage, demand, only)
+		if err != nil {
+			return "", err
+		}
+		if node != s.node {
+			return "", &ElsewhereError{Node: node} // rolls the admission back
+		}
+		return node, nil
+	}
+}
+
+// admissionError gives the caller admission's own typed answer, whose
+// text is safe to show, rather than the store's wrapping.
+func admissionError(name string, err error) error {
+	var (
+		ee *ElsewhereError
+		qe *QuotaError
+		ce *CapacityError
+	)
+	switch {
+	case errors.As(err, &ee):
+		return ee
+	case errors.As(err, &qe):
+		return qe
+	case errors.As(err, &ce):
+		return ce
+	case errors.Is(err, ErrConflict):
+		// The id is fresh, so the conflict is the owner's VM name.
+		return &NameTakenError{Name: name}
+	}
+	return fmt.Errorf("create vm %s: %w", name, err)
+}
+
+// provision makes a recorded VM's files and marks it starting. On failure
+// it removes the files and the record: nothing is left half-made, not
+// even when the VM was deleted meanwhile.
+func (s *Service) provision(ctx context.Context, v store.VM) (store.VM, error) {
+	base, err := s.templates.Verify(ctx, v.Template)
+	if err != nil {
+		err = fmt.Errorf("template %s: %w", v.Template, err)
+	} else if err = s.prov.Provision(ctx, v, base); err != nil {
+		err = fmt.Errorf("provision %s: %w", v.ID, err)
+	} else {
+		nv, serr := s.store.SetState(ctx, v.ID, api.StateStarting, "provisioned")
+		if serr == nil {
+			return nv, nil
+		}
+		err = fmt.Errorf("create vm %s: %w", v.Name, serr)
+	}
+	// Roll back with a fresh context: the request's may be what failed.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	derr := s.prov.Destroy(cctx, v)
+	if e := s.store.DeleteVM(cctx, v.ID); e != nil && !errors.Is(e, ErrNotFound) {
+		derr = errors.Join(derr, e)
+	}
+	// A worker that saw the VM provisioning waits for a kick to find it gone.
+	s.kickVM(v.ID)
+	if derr != nil {
+		return store.VM{}, fmt.Errorf("%w (rollback: %v)", err, derr)
+	}
+	if errors.Is(err, ErrNotFound) {
+		// The record went (or is going) under the create: a delete won.
+		return store.VM{}, fmt.Errorf("vm %s was deleted while it was being created: %w", v.Name, ErrConflict)
+	}
+	return store.VM{}, err
 }
 
 // isNotFound lets Templates return their own not-found sentinel.
@@ -211,7 +328,7 @@ func (s *Service) lookup(ctx context.Context, caller store.User, ref string) (st
 	if err != nil {
 		return store.VM{}, err // the store names the VM already
 	}
-	if v.OwnerID != caller.ID && !caller.Admin {
+	if err := Authorize(caller, v); err != nil {
 		return store.VM{}, fmt.Errorf("vm %s: %w", ref, ErrNotFound)
 	}
 	return v, nil
@@ -243,8 +360,8 @@ func (s *Service) Get(ctx context.Context, caller store.User, ref string) (api.V
 func (s *Service) List(ctx context.Context, caller store.User, all bool) ([]api.VM, error) {
 	owner := caller.ID
 	if all {
-		if !caller.Admin {
-			return nil, fmt.Errorf("list all vms: %w", ErrForbidden)
+		if err := AuthorizeAll(caller); err != nil {
+			return nil, fmt.Errorf("list all vms: %w", err)
 		}
 		owner = ""
 	}

@@ -27,7 +27,8 @@ func TestNewUserFlow(t *testing.T) {
 		}
 		// Not verified yet: login is refused with the auth exit code.
 		c.must(4, pw, "login", "--server", v.URL, "--email", "ada@example.com", "--password-stdin")
-		c.must(0, "", "verify", "--server", v.URL, token)
+		// As the e-mail says: after "--", so no token can be read as a flag.
+		c.must(0, "", "verify", "--server", v.URL, "--", token)
 		c.must(4, "wrong password\n", "login", "--server", v.URL, "--email", "ada@example.com", "--password-stdin")
 		c.must(0, pw, "login", "--server", v.URL, "--email", "ada@example.com", "--password-stdin")
 
@@ -82,6 +83,17 @@ func TestNewUserFlow(t *testing.T) {
 		if n := strings.TrimSpace(other.must(0, "", "list", "-o", "name")); n != "" {
 			t.Fatalf("bob lists %q", n)
 		}
+		// The admin disables bob: his session ends at once and he cannot log in; enabled, he can.
+		if out, code := v.admin(t, "", "user", "disable", "bob@example.com"); code != 0 {
+			t.Fatalf("vmd user disable: %d %s", code, out)
+		}
+		other.must(4, "", "list")
+		other.must(4, pw, "login", "--server", v.URL, "--email", "bob@example.com", "--password-stdin")
+		if out, code := v.admin(t, "", "user", "enable", "bob@example.com"); code != 0 {
+			t.Fatalf("vmd user enable: %d %s", code, out)
+		}
+		other.must(0, pw, "login", "--server", v.URL, "--email", "bob@example.com", "--password-stdin")
+		other.must(0, "", "list")
 
 		c.must(0, "", "delete", "db", "--yes")
 		c.must(0, "", "wait", "db", "--for", "delete", "--timeout", "60s")

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os/exec"
@@ -85,6 +86,55 @@ func TestConsoleThroughVMD(t *testing.T) {
 		bob := client.New(v.URL, lr.Token)
 		if _, err := bob.DialConsole(ctx, vm.ID); !client.IsNotFound(err) {
 			t.Fatalf("bob's console of ada's VM: %v", err)
+		}
+	})
+
+	t.Run("logout closes the console and the event stream", func(t *testing.T) {
+		lr, err := api.Login(ctx, "ada@example.com", "correct horse battery")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess := client.New(v.URL, lr.Token)
+		conn, err := sess.DialConsole(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := rfb.Handshake(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+		stream, err := sess.OpenEvents(ctx, client.FromNow, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stream.Close()
+		if err := sess.Logout(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing is asked of the guest, so only the close ends this read.
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		var buf [4096]byte
+		for {
+			_, err := conn.Read(buf[:])
+			if err == nil {
+				continue
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("console still open 1 s after logout")
+			}
+			break
+		}
+		select {
+		case _, ok := <-stream.Changes():
+			if ok {
+				t.Fatal("a change after logout")
+			}
+		case <-time.After(time.Second):
+			t.Fatal("event stream still open 1 s after logout")
+		}
+		if !client.HasCode(stream.Err(), "unauthenticated") {
+			t.Fatalf("event stream ended with %v, want unauthenticated on reconnect", stream.Err())
 		}
 	})
 

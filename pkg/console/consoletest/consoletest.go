@@ -111,11 +111,14 @@ func (e *Env) issue(w http.ResponseWriter, r *http.Request) {
 	} else {
 		v, err = e.Store.GetVMByName(r.Context(), u.ID, ref)
 	}
-	if err != nil || v.OwnerID != u.ID {
+	if err == nil {
+		err = vm.Authorize(u, v)
+	}
+	if err != nil {
 		writeErr(w, 404, api.CodeNotFound, "vm "+ref+" not found")
 		return
 	}
-	res, err := e.Console.Issue(r.Context(), u, v)
+	res, err := e.Console.Issue(r.Context(), u, r.Header.Get("X-Test-Session"), v)
 	if err != nil {
 		writeErr(w, 409, api.CodeConflict, err.Error())
 		return

@@ -1,0 +1,2 @@
+-- An admin can disable an account: it cannot log in and its sessions end.
+ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT false;

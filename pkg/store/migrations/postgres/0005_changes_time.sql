@@ -1,0 +1,2 @@
+-- PruneChanges deletes the feed's entries older than the retention window.
+CREATE INDEX changes_time ON changes (time);

@@ -1,0 +1,12 @@
+package vm
+
+// LockWaiters is how many passes or provisionings hold or wait for a VM's
+// lock, so a test can tell that a delete pass is queued behind a create.
+func (r *Reconciler) LockWaiters(id string) int {
+	r.vmLocks.mu.Lock()
+	defer r.vmLocks.mu.Unlock()
+	if e := r.vmLocks.m[id]; e != nil {
+		return e.refs
+	}
+	return 0
+}
