@@ -69,6 +69,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 	case errors.Is(err, account.ErrInvalidToken):
 		return http.StatusBadRequest, api.CodeInvalidToken, "the token is invalid, used or expired"
 	// The console's refusals (pkg/console); their sentinels' own sentences are written for users.
+	case errors.Is(err, console.ErrSessionEnded):
+		return http.StatusForbidden, api.CodeInvalidToken, console.ErrSessionEnded.Error()
 	case errors.Is(err, console.ErrTokenInvalid):
 		return http.StatusForbidden, api.CodeInvalidToken, console.ErrTokenInvalid.Error()
 	case errors.Is(err, console.ErrOrigin):
