@@ -1,6 +1,7 @@
 #!/bin/bash
 # all.sh is `make bench`: the Go micro benchmarks, the console proxy
-# against websockify, VM creation through vmd and the read API on both
+# against websockify, VM creation through vmd, adoption of 20 guests after
+# kill -9 of vmd and the read API on both
 # stores, in that order, then a summary of the figures. A failing part is
 # reported and the others still run; the exit status is non-zero if any
 # failed. Needs bin/vmd (make build), images/tiny.qcow2 (make image), the
@@ -36,6 +37,7 @@ step() {
 step go-bench "$GO" test -run '^$' -bench . -benchtime 3x ./...
 step console ./bench/console.sh
 step create ./bench/create.sh
+step adopt ./bench/adopt.sh
 step api ./bench/api.sh
 
 echo
@@ -46,6 +48,8 @@ echo "-- console proxy (vmd vs websockify)"
 grep -E '^(proxy|vmd|websockify) ' "$logs/console" || tail -n 5 "$logs/console"
 echo "-- VM creation (TCG)"
 grep -E '^create->' "$logs/create" || true
+echo "-- adoption of 20 guests after kill -9 of vmd (TCG)"
+grep -E '^adopt->' "$logs/adopt" || true
 echo "-- read API"
 grep -E '^(sqlite|postgres) ' "$logs/api" || true
 echo "-- time: ${times[*]}"

@@ -59,7 +59,7 @@ func TestDistFresh(t *testing.T) {
 	if got := inputsHash(t); got != m.Inputs {
 		t.Fatalf("web/dist is stale (sources %s, dist built from %s): run `make web` and commit web/dist", got[:12], m.Inputs[:12])
 	}
-	for _, page := range []string{"index", "login", "signup", "verify", "console"} {
+	for _, page := range []string{"index", "login", "signup", "verify", "forgot", "reset", "console"} {
 		html, err := fs.ReadFile(Dist(), page+".html")
 		if err != nil {
 			t.Fatal(err)

@@ -58,6 +58,9 @@ type ErrorDetail struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	RequestID string `json:"request_id,omitempty"`
+	// Field names the request field a validation error is about ("name",
+	// "memory_mb", "new_password"), so a form can show it beside that field.
+	Field string `json:"field,omitempty"`
 }
 
 // Quota is a set of resource limits, or the usage counted against them.
@@ -120,6 +123,32 @@ type LoginResponse struct {
 type ChangePasswordRequest struct {
 	CurrentPassword string `json:"current_password"`
 	NewPassword     string `json:"new_password"`
+}
+
+// EmailRequest is the body of POST /auth/verify/resend and POST
+// /auth/password/forgot. Both answer 202 whether or not the address has an
+// account, so they do not tell who has one.
+type EmailRequest struct {
+	Email string `json:"email"`
+}
+
+// ResetPasswordRequest is the body of POST /auth/password/reset: the token
+// from the password-reset e-mail and the new password.
+type ResetPasswordRequest struct {
+	Token       string `json:"token"`
+	NewPassword string `json:"new_password"`
+}
+
+// DeleteAccountRequest is the body of DELETE /me: the current password,
+// asked again because the deletion cannot be undone.
+type DeleteAccountRequest struct {
+	Password string `json:"password"`
+}
+
+// StatusResponse is a short answer: a status word and a sentence for people.
+type StatusResponse struct {
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
 }
 
 // SetQuotaRequest is the body of PUT /users/{id}/quota (admin only).

@@ -90,6 +90,8 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdLogin(f, nil),
 		NewCmdSignup(f, nil),
 		NewCmdVerify(f, nil),
+		NewCmdResendVerification(f, nil),
+		NewCmdPassword(f),
 		NewCmdLogout(f, nil),
 		NewCmdMe(f, nil),
 		NewCmdCreate(f, nil),

@@ -20,6 +20,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/version"
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/qemu"
 )
 
 // Main runs the vmd command line and returns the process exit code.
@@ -83,6 +84,7 @@ func (s *settings) config() (Config, error) {
 		SessionSecret: v.GetString("session-secret"), RunDir: v.GetString("run-dir"), QEMUUser: v.GetString("qemu-user"),
 		StopTimeout: v.GetDuration("stop-timeout"), RestartPolicy: v.GetString("restart-policy"),
 		ChangesRetention: v.GetDuration("changes-retention"),
+		QEMUUIDRange:     v.GetString("qemu-uid-range"),
 		LogLevel:         v.GetString("log-level"), LogFormat: v.GetString("log-format"),
 		TrustedProxies: v.GetStringSlice("trusted-proxies"),
 		BrowserTTL:     v.GetDuration("session-ttl"), CLITTL: v.GetDuration("token-ttl"),
@@ -123,7 +125,8 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.String("mail-from", "", "sender address of e-mails (default vmd@<public host>)")
 	fs.String("session-secret", "", "secret that signs sessions (at least 32 bytes); default: generated once into <data-dir>/session.key")
 	fs.String("run-dir", "", "directory of the guests' sockets (default /run/vmd as root, else $XDG_RUNTIME_DIR/vmd)")
-	fs.String("qemu-user", "", "unprivileged user QEMU runs as when vmd runs as root (default nobody)")
+	fs.String("qemu-user", "", "one unprivileged user every guest's QEMU runs as when vmd runs as root (default: a uid per guest from --qemu-uid-range)")
+	fs.String("qemu-uid-range", qemu.DefaultUIDs.String(), "uids (and gids) given one per guest when vmd runs as root and --qemu-user is empty; must hold no account or subuid block")
 	fs.Duration("stop-timeout", 30*time.Second, "how long a stop waits for the guest's ACPI shutdown before quitting it")
 	fs.String("restart-policy", "always", "what happens to a guest that dies unasked: always (restarted, at most 5 times in 10 min) or never (left in error)")
 	fs.Duration("changes-retention", 7*24*time.Hour, "how long the change feed (GET /events) keeps an entry; a watcher can resume within it")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/qemu"
 )
 
 // Config is every setting of vmd; flags, VMD_* variables and --config fill it.
@@ -29,6 +30,8 @@ type Config struct {
 	SessionSecret string
 	RunDir        string
 	QEMUUser      string
+	QEMUUIDRange  string
+	qemuUIDs      qemu.UIDRange
 	StopTimeout   time.Duration
 	// EventStreamsPerUser caps each user's open GET /events streams.
 	EventStreamsPerUser int
@@ -122,6 +125,13 @@ func (c *Config) complete() error {
 	}
 	if c.ChangesRetention < 0 {
 		return fmt.Errorf("--changes-retention %s: must not be negative", c.ChangesRetention)
+	}
+	if c.QEMUUIDRange != "" {
+		r, err := qemu.ParseUIDRange(c.QEMUUIDRange)
+		if err != nil {
+			return fmt.Errorf("--qemu-uid-range: %w", err)
+		}
+		c.qemuUIDs = r
 	}
 	return nil
 }

@@ -53,6 +53,8 @@ func TestSettingsRejectBadValues(t *testing.T) {
 		{"--public-url", "ftp://x"},
 		{"--database-url", "mysql://x"},
 		{"--restart-policy", "sometimes"},
+		{"--qemu-uid-range", "100"},
+		{"--qemu-uid-range", "0-65535"},
 	} {
 		if _, err := settingsFor(t, args); err == nil {
 			t.Errorf("%v accepted", args)

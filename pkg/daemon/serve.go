@@ -180,7 +180,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	layout := vm.Layout{DataDir: cfg.DataDir, RunDir: cfg.RunDir}
 	drv, err := qemu.New(qemu.Config{Layout: layout, Accel: accel,
-		User: cfg.QEMUUser, StopTimeout: cfg.StopTimeout, Logger: log})
+		User: cfg.QEMUUser, UIDs: cfg.qemuUIDs, StopTimeout: cfg.StopTimeout, Logger: log})
 	if err != nil {
 		return err
 	}

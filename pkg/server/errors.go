@@ -37,6 +37,7 @@ func (s *Server) mapError(err error) (int, string, string) {
 		se     *api.StatusError
 		he     *echo.HTTPError
 		mbe    *http.MaxBytesError
+		mte    *account.MailThrottledError
 		te     *account.ThrottledError
 		fe     *account.FieldError
 		ve     *vm.ValidationError
@@ -52,6 +53,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body too large"
 	case errors.As(err, &he):
 		return echoError(he.Code)
+	case errors.As(err, &mte):
+		return http.StatusTooManyRequests, api.CodeRateLimited, mte.Error()
 	case errors.As(err, &te):
 		return http.StatusTooManyRequests, api.CodeRateLimited, te.Error()
 	case errors.As(err, &fe):
@@ -174,11 +177,24 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)
 	} else {
-		err = c.JSON(status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, RequestID: rid}})
+		err = c.JSON(status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, RequestID: rid, Field: errorField(err)}})
 	}
 	if err != nil {
 		s.log.Warn("write error response", "request_id", rid, "err", err)
 	}
+}
+
+// errorField names the request field a validation error is about, if any.
+func errorField(err error) string {
+	var fe *account.FieldError
+	var ve *vm.ValidationError
+	switch {
+	case errors.As(err, &fe):
+		return fe.Field
+	case errors.As(err, &ve):
+		return ve.Field
+	}
+	return ""
 }
 
 // maxDecodeMessage bounds the part of a JSON error quoted back to the

@@ -32,6 +32,8 @@ var webPages = []struct{ route, page string }{
 	{"/login", "login"},
 	{"/signup", "signup"},
 	{"/verify", "verify"},
+	{"/forgot", "forgot"},
+	{"/reset", "reset"},
 	{"/console/:id", "console"},
 }
 

@@ -59,6 +59,8 @@ func TestPages(t *testing.T) {
 		{"/login", `id="login-form"`},
 		{"/signup", `id="signup-form"`},
 		{"/verify?token=abc", `id="verify-status"`},
+		{"/forgot", `id="forgot-form"`},
+		{"/reset?token=abc", `id="reset-form"`},
 		{"/console/vm_01ABC", `id="screen"`},
 	}
 	for _, tc := range tests {

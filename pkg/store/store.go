@@ -88,7 +88,7 @@ type Session struct {
 // Token is a one-time token (e-mail verification); only its SHA-256 is stored.
 type Token struct {
 	Hash      string
-	Kind      string // "verify"
+	Kind      string // "verify" or "reset"
 	UserID    string
 	ExpiresAt time.Time
 }
@@ -162,11 +162,17 @@ type Store interface {
 	SetDisabled(ctx context.Context, userID string, disabled bool) error
 	// SetQuota replaces a user's limits; usage is left as it is, even above them.
 	SetQuota(ctx context.Context, userID string, q api.Quota) error
+	// DeleteUser removes an account with its sessions, tokens and change
+	// feed; ErrConflict while the user still owns VMs (delete those first).
+	DeleteUser(ctx context.Context, userID string) error
 
 	CreateToken(ctx context.Context, t Token) error
 	// ConsumeToken deletes and returns the unexpired token of that kind and hash;
 	// ErrNotFound when it is missing, used or expired.
 	ConsumeToken(ctx context.Context, kind, hash string, now time.Time) (Token, error)
+	// DeleteUserTokens removes every token of that kind of one user (the
+	// other reset links once a password was reset).
+	DeleteUserTokens(ctx context.Context, userID, kind string) error
 
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, id string) (Session, error)

@@ -47,7 +47,7 @@ func (r *Reconciler) collectGarbage(ctx context.Context) {
 				continue
 			}
 			dir := filepath.Join(root, o.Name(), d.Name())
-			if err := r.cfg.Driver.Destroy(ctx, store.VM{ID: d.Name(), OwnerID: o.Name()}); err != nil {
+			if err := r.cfg.Driver.Destroy(ctx, GuestSpec{ID: d.Name(), OwnerID: o.Name()}); err != nil {
 				r.log.Warn("garbage: remove a vm directory no record owns", "dir", dir, "err", err)
 				continue
 			}

@@ -92,16 +92,17 @@ type countingDriver struct {
 	destroyed int
 }
 
-func (d *countingDriver) Provision(context.Context, store.VM, string) error { return nil }
-func (d *countingDriver) Destroy(context.Context, store.VM) error {
+func (d *countingDriver) Provision(context.Context, vm.GuestSpec, string) error { return nil }
+func (d *countingDriver) Destroy(context.Context, vm.GuestSpec) error {
 	d.mu.Lock()
 	d.destroyed++
 	d.mu.Unlock()
 	return nil
 }
-func (d *countingDriver) Launch(context.Context, store.VM) error              { return nil }
-func (d *countingDriver) Adopt(context.Context, store.VM) (bool, error)       { return false, nil }
+func (d *countingDriver) Launch(context.Context, vm.GuestSpec) error          { return nil }
+func (d *countingDriver) Adopt(context.Context, vm.GuestSpec) (bool, error)   { return false, nil }
 func (d *countingDriver) Alive(string) bool                                   { return false }
+func (d *countingDriver) Exit(string) (vm.GuestExit, bool)                    { return vm.GuestExit{}, false }
 func (d *countingDriver) Status(context.Context, string) (string, error)      { return "shutdown", nil }
 func (d *countingDriver) Stop(context.Context, string, <-chan struct{}) error { return nil }
 func (d *countingDriver) Subscribe(func(vm.GuestEvent))                       {}

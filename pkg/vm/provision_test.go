@@ -27,13 +27,13 @@ type gatedDriver struct {
 	destroys atomic.Int32
 }
 
-func (g *gatedDriver) Provision(ctx context.Context, v store.VM, base string) error {
+func (g *gatedDriver) Provision(ctx context.Context, v vm.GuestSpec, base string) error {
 	g.once.Do(func() { close(g.entered) })
 	<-g.gate
 	return g.Driver.Provision(ctx, v, base)
 }
 
-func (g *gatedDriver) Destroy(ctx context.Context, v store.VM) error {
+func (g *gatedDriver) Destroy(ctx context.Context, v vm.GuestSpec) error {
 	g.destroys.Add(1)
 	return g.Driver.Destroy(ctx, v)
 }

@@ -151,7 +151,7 @@ func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string)
 		return fmt.Errorf("deleted meanwhile: %w", store.ErrNotFound)
 	}
 	start := time.Now()
-	err = r.cfg.Driver.Provision(ctx, v, basePath)
+	err = r.cfg.Driver.Provision(ctx, SpecOf(v), basePath)
 	r.cfg.Observer.ObserveProvision(time.Since(start), err)
 	if err != nil {
 		return err
@@ -159,7 +159,7 @@ func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string)
 	// A delete that came meanwhile wins: the create is undone and says so.
 	if cur, err = r.cfg.Store.GetVM(ctx, v.ID); err != nil || cur.Desired == api.DesiredDeleted {
 		return errors.Join(fmt.Errorf("deleted meanwhile: %w", store.ErrNotFound),
-			r.cfg.Driver.Destroy(context.WithoutCancel(ctx), v))
+			r.cfg.Driver.Destroy(context.WithoutCancel(ctx), SpecOf(v)))
 	}
 	return nil
 }
@@ -169,7 +169,7 @@ func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string)
 func (r *Reconciler) Destroy(ctx context.Context, v store.VM) error {
 	unlock := r.vmLocks.lock(v.ID)
 	defer unlock()
-	return r.cfg.Driver.Destroy(ctx, v)
+	return r.cfg.Driver.Destroy(ctx, SpecOf(v))
 }
 
 // Kick asks for a VM to be reconciled soon. It never blocks.
@@ -355,7 +355,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, first bool) (done
 	}
 	d := r.cfg.Driver
 	if first {
-		if ok, err := d.Adopt(ctx, v); err != nil {
+		if ok, err := d.Adopt(ctx, SpecOf(v)); err != nil {
 			r.log.Warn("reconcile: adopt", "vm", id, "err", err)
 		} else if ok {
 			r.log.Info("reconcile: adopted running guest", "vm", id)
@@ -404,7 +404,7 @@ func (r *Reconciler) deleteVM(ctx context.Context, v store.VM) bool {
 	if v.State != api.StateDeleting {
 		r.setState(ctx, &v, api.StateDeleting, "deleting")
 	}
-	if err := r.cfg.Driver.Destroy(ctx, v); err != nil {
+	if err := r.cfg.Driver.Destroy(ctx, SpecOf(v)); err != nil {
 		r.setState(ctx, &v, api.StateDeleting, "delete failed, retrying: "+err.Error())
 		return false
 	}
@@ -452,17 +452,16 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 		return
 	}
 	r.launchOutcome(v.ID, false) // a guest gone before its monitor said running
+	// The driver, not the order events arrived in, says how the process
+	// ended: a SHUTDOWN read after the exit, or taken while the guest was
+	// still alive, must not turn a poweroff into a crash.
 	exitMsg := "qemu process is gone"
-	guestOff := false
-	for _, e := range evs {
-		switch {
-		case e.Kind == EventExited && e.Message != "":
-			exitMsg = e.Message
-		case e.Kind == "SHUTDOWN" && e.Guest:
-			guestOff = true
-		}
+	exit, known := d.Exit(v.ID)
+	if known && exit.Message != "" {
+		exitMsg = exit.Message
 	}
-	if guestOff {
+	// Once recorded as stopped, the same exit must not undo the owner's next start.
+	if known && exit.PoweredOff && v.State != api.StateStopped {
 		// The guest powered itself off: take it as the owner's wish, not a crash.
 		if _, err := r.cfg.Store.SetDesired(ctx, v.ID, api.DesiredStopped); err != nil {
 			r.log.Error("reconcile: set desired", "vm", v.ID, "err", err)
@@ -511,7 +510,7 @@ const launchAttempts = 3
 func (r *Reconciler) launch(ctx context.Context, v *store.VM) error {
 	var err error
 	for i := 1; i <= launchAttempts; i++ {
-		if err = r.cfg.Driver.Launch(ctx, *v); err == nil || ctx.Err() != nil {
+		if err = r.cfg.Driver.Launch(ctx, SpecOf(*v)); err == nil || ctx.Err() != nil {
 			return err
 		}
 		if i < launchAttempts {

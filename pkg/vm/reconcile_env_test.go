@@ -239,7 +239,7 @@ func destroyAll(t *testing.T, st store.Store, l vm.Layout) {
 		return
 	}
 	for _, v := range vms {
-		if err := d.Destroy(context.Background(), v); err != nil {
+		if err := d.Destroy(context.Background(), vm.SpecOf(v)); err != nil {
 			t.Error(err)
 		}
 	}

@@ -270,11 +270,11 @@ func TestBrowserSignupToDashboard(t *testing.T) {
 	if !regexp.MustCompile(`^(pending|provisioning|starting|running|stopped|error)$`).MatchString(state) {
 		t.Fatalf("VM state badge = %q", state)
 	}
-	// A bad name comes back as the API's message under the form.
+	// A bad name is refused beside the name field, before it is sent.
 	b.run("create with a bad name",
 		chromedp.SendKeys(chromedp.CSS("#vm-name"), "Bad_Name"),
 		chromedp.Click(chromedp.CSS("#create-submit")),
-		chromedp.WaitVisible(chromedp.CSS("#create-error")),
+		chromedp.WaitVisible(chromedp.CSS("#vm-name-error")),
 	)
 	b.shot("browser-dashboard")
 

@@ -4,10 +4,14 @@
 const base = '/api/v1';
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, field) {
     super(message);
     this.status = status;
     this.code = code;
+    // The request field a validation error is about: the error body's
+    // "field", else the "field: …" its message starts with.
+    const m = /^([a-z_]+): /.exec(message || '');
+    this.field = field || (code === 'validation_failed' && m ? m[1] : '');
   }
 }
 
@@ -47,14 +51,14 @@ export async function call(method, path, body) {
   }
   if (!res.ok) {
     const e = (data && data.error) || {};
-    throw new ApiError(res.status, e.code || 'http_' + res.status, e.message || `request failed (${res.status})`);
+    throw new ApiError(res.status, e.code || 'http_' + res.status, e.message || `request failed (${res.status})`, e.field);
   }
   return data;
 }
 
 export const get = (p) => call('GET', p);
 export const post = (p, b) => call('POST', p, b === undefined ? {} : b);
-export const del = (p) => call('DELETE', p);
+export const del = (p, b) => call('DELETE', p, b);
 
 // safeNext keeps a post-login redirect on this site: a path, never //host.
 export function safeNext(v) {
@@ -84,6 +88,66 @@ export function el(tag, attrs = {}, ...children) {
 export function showError(box, err) {
   box.textContent = err instanceof Error ? err.message : String(err);
   box.hidden = false;
+}
+
+// fieldError shows text beside an input (in the element its
+// aria-describedby names first) and marks the input invalid; empty text
+// clears it.
+export function fieldError(input, text) {
+  const box = document.getElementById((input.getAttribute('aria-describedby') || '').split(' ')[0]);
+  if (text) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+  if (box) {
+    box.textContent = text || '';
+    box.hidden = !text;
+  }
+}
+
+// showFieldErrors puts an API error beside the input of its field (inputs
+// maps field names to inputs) or, when it names none of them, in box.
+// It reports whether the error went to a field.
+export function showFieldErrors(inputs, box, err) {
+  const input = err instanceof ApiError && err.field ? inputs[err.field] : null;
+  if (input) {
+    fieldError(input, err.message.replace(/^[a-z_]+: /, ''));
+    input.focus();
+    return true;
+  }
+  showError(box, err);
+  return false;
+}
+
+// The tabs of one browser tell each other about sign-out, so an open
+// console closes with the session (BroadcastChannel; the storage event
+// where it is missing).
+const sessionChannel = 'vmd-session';
+
+export function announceLogout() {
+  try {
+    const bc = new BroadcastChannel(sessionChannel);
+    bc.postMessage({ type: 'logout' });
+    bc.close();
+  } catch {
+    // No BroadcastChannel: the storage event below still reaches the tabs.
+  }
+  try {
+    localStorage.setItem('vmd.logout', String(Date.now()));
+  } catch {
+    // Storage refused (private mode): nothing more to do.
+  }
+}
+
+export function onLogout(f) {
+  try {
+    new BroadcastChannel(sessionChannel).addEventListener('message', (ev) => {
+      if (ev.data && ev.data.type === 'logout') f();
+    });
+  } catch {
+    // Fall back to the storage event alone.
+  }
+  window.addEventListener('storage', (ev) => {
+    if (ev.key === 'vmd.logout') f();
+  });
 }
 
 // busy disables a form's button while a call is out, to avoid double posts.

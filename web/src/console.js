@@ -3,7 +3,7 @@
 // (#token=…, never sent to a server); every later one fetches a fresh token
 // with the session cookie, since a token works once and for 60 s.
 import RFB from '@novnc/novnc';
-import { $, ApiError, get } from './api.js';
+import { $, ApiError, get, onLogout } from './api.js';
 
 const vmId = decodeURIComponent(location.pathname.split('/')[2] || '');
 const screen = $('#screen');
@@ -11,6 +11,19 @@ const statusEl = $('#status');
 let rfb = null;
 let generation = 0;
 let failure = '';
+let vmName = vmId;
+// over is set when the session behind the console ended (sign-out in
+// another tab, a password change): nothing reconnects on its own then.
+let over = false;
+
+// finalClose says whether a WebSocket close code ends the console for good:
+// the server closes with 1008 (policy) or an application code 4000-4999,
+// with the reason, when the session behind it ended.
+const finalClose = (code) => code === 1008 || (code >= 4000 && code <= 4999);
+
+function setTitle() {
+  document.title = `${vmName} · Console · vmd`;
+}
 
 function setStatus(state, text) {
   statusEl.textContent = text;
@@ -44,13 +57,43 @@ async function why() {
   return '';
 }
 
+// ended stops the console for good and says why.
+function ended(reason) {
+  if (over) return;
+  over = true;
+  generation++; // Silences the connection's own disconnect event.
+  if (rfb) {
+    rfb.disconnect();
+    rfb = null;
+  }
+  setStatus('disconnected', 'Disconnected: ' + reason);
+  const box = $('#ended');
+  box.replaceChildren(`The console closed: ${reason}.`);
+  box.hidden = false;
+  // Offer to sign in when the session is what ended.
+  get('/me').catch((e) => {
+    if (!(e instanceof ApiError && e.status === 401) || box.hidden) return;
+    const a = document.createElement('a');
+    a.href = '/login?next=' + encodeURIComponent(location.pathname);
+    a.textContent = 'Sign in again';
+    box.append(' ', a);
+  });
+}
+
 function connect(url) {
   const gen = ++generation;
   failure = '';
+  let closed = null; // the WebSocket's close event: its code and reason
   setStatus('connecting', 'Connecting…');
   let r;
   try {
-    r = new RFB(screen, url, { wsProtocols: ['binary'], shared: true });
+    // The page opens the WebSocket itself, so it sees the close reason
+    // noVNC does not pass on.
+    const ws = new WebSocket(url, ['binary']);
+    ws.addEventListener('close', (ev) => {
+      closed = ev;
+    });
+    r = new RFB(screen, ws, { shared: true });
   } catch (e) {
     setStatus('disconnected', 'Disconnected: ' + e.message);
     return;
@@ -58,6 +101,12 @@ function connect(url) {
   rfb = r;
   r.background = '#0b0f17';
   r.focusOnClick = true;
+  const canvas = screen.querySelector('canvas');
+  if (canvas) {
+    canvas.setAttribute('role', 'application');
+    canvas.setAttribute('aria-label', `Screen of the VM ${vmName}: keys typed here go to the guest`);
+    canvas.tabIndex = 0; // Reachable with Tab; Ctrl+Alt+Shift+K leaves it.
+  }
   applyScale();
   r.addEventListener('connect', () => {
     if (gen !== generation) return;
@@ -71,15 +120,19 @@ function connect(url) {
     failure = 'the VNC server asked for a password';
     r.disconnect();
   });
-  r.addEventListener('desktopname', (ev) => {
-    if (ev.detail.name) document.title = `${ev.detail.name} · Console · vmd`;
-  });
+  // QEMU names its desktop "QEMU (vm_…)"; the tab keeps the VM's name.
+  r.addEventListener('desktopname', setTitle);
   r.addEventListener('clipboard', (ev) => {
     $('#paste-text').value = ev.detail.text;
   });
   r.addEventListener('disconnect', async (ev) => {
     if (gen !== generation) return;
     rfb = null;
+    if (closed && closed.reason && finalClose(closed.code)) {
+      ended(closed.reason);
+      return;
+    }
+    if (closed && closed.reason && !failure) failure = closed.reason;
     if (ev.detail.clean && !failure) {
       setStatus('disconnected', 'Disconnected');
       return;
@@ -90,6 +143,8 @@ function connect(url) {
 }
 
 async function reconnect() {
+  over = false; // Asked for by hand: try again, whatever ended the last one.
+  $('#ended').hidden = true;
   const gen = ++generation; // Silences the old connection's disconnect event.
   if (rfb) {
     rfb.disconnect();
@@ -163,18 +218,100 @@ $('#paste-toggle').addEventListener('click', () => {
   if (!p.hidden) $('#paste-text').focus();
 });
 $('#paste-clipboard').addEventListener('click', () => {
-  if (rfb) rfb.clipboardPasteFrom($('#paste-text').value);
+  const note = $('#paste-note');
+  if (!rfb) {
+    note.textContent = 'Not connected: nothing sent.';
+    return;
+  }
+  const text = $('#paste-text').value;
+  rfb.clipboardPasteFrom(text);
+  const n = [...text].length;
+  note.textContent = `Sent ${n} character${n === 1 ? '' : 's'} to the guest's clipboard (a clipboard agent in the guest receives it).`;
 });
 $('#paste-type').addEventListener('click', async () => {
   await typeText($('#paste-text').value);
   if (rfb) rfb.focus();
 });
 
+// The extra-keys bar: keys a browser keeps for itself (Tab, Esc, F-keys),
+// sticky Ctrl and Alt for the next key, and a way to take the keyboard back.
+const keysyms = { Tab: 0xff09, Escape: 0xff1b, ControlLeft: 0xffe3, AltLeft: 0xffe9, ShiftLeft: 0xffe1 };
+for (let i = 1; i <= 12; i++) keysyms['F' + i] = 0xffbe + i - 1;
+const mods = { ctrl: 'ControlLeft', alt: 'AltLeft' };
+const held = new Set();
+
+function setMod(mod, down) {
+  const code = mods[mod];
+  if (rfb) rfb.sendKey(keysyms[code], code, down);
+  if (down) held.add(mod);
+  else held.delete(mod);
+  $(`#keys [data-mod="${mod}"]`).setAttribute('aria-pressed', String(down));
+}
+
+function releaseMods() {
+  for (const mod of [...held]) setMod(mod, false);
+}
+
+function release() {
+  // The guest must not keep modifiers pressed for a chord it never finished.
+  if (rfb) {
+    for (const code of ['ControlLeft', 'AltLeft', 'ShiftLeft']) rfb.sendKey(keysyms[code], code, false);
+    rfb.blur();
+  }
+  held.clear();
+  for (const b of document.querySelectorAll('#keys [data-mod]')) b.setAttribute('aria-pressed', 'false');
+  $('#release').focus();
+  $('#keys-hint').textContent = 'Keyboard released: Tab moves through the page; click the screen to type in the guest again.';
+}
+
+$('#keys').addEventListener('click', (ev) => {
+  const b = ev.target.closest('button');
+  if (!b || !rfb) return;
+  if (b.dataset.mod) {
+    setMod(b.dataset.mod, !held.has(b.dataset.mod));
+  } else if (b.dataset.key) {
+    rfb.sendKey(keysyms[b.dataset.key], b.dataset.key);
+    releaseMods();
+  } else {
+    return;
+  }
+  // A pointer click gives the keyboard back to the guest; a key press on
+  // the bar (detail 0) leaves focus on the bar for keyboard users.
+  if (ev.detail > 0) rfb.focus();
+});
+$('#release').addEventListener('click', (ev) => {
+  ev.stopPropagation();
+  release();
+});
+// Seen before noVNC's own listener on the canvas, which would send it on.
+window.addEventListener(
+  'keydown',
+  (ev) => {
+    if (ev.ctrlKey && ev.altKey && ev.shiftKey && ev.code === 'KeyK') {
+      ev.preventDefault();
+      ev.stopPropagation();
+      release();
+    }
+  },
+  true,
+);
+// A held Ctrl or Alt from the bar applies to one key typed into the guest.
+window.addEventListener('keyup', (ev) => {
+  if (held.size && ev.target instanceof HTMLCanvasElement) setTimeout(releaseMods, 0);
+});
+
+onLogout(() => ended('you signed out in another tab'));
+
 $('#vm-title').textContent = vmId;
+setTitle();
 get(`/vms/${encodeURIComponent(vmId)}`).then(
   (vm) => {
+    vmName = vm.name;
     $('#vm-title').textContent = vm.name;
-    document.title = `${vm.name} · Console · vmd`;
+    $('#vm-title').title = vm.name;
+    setTitle();
+    const canvas = screen.querySelector('canvas');
+    if (canvas) canvas.setAttribute('aria-label', `Screen of the VM ${vmName}: keys typed here go to the guest`);
   },
   () => {},
 );

@@ -1,5 +1,6 @@
 // The dashboard: my VMs, my quota and a create form, refreshed every 2 s.
-import { $, ApiError, busy, del, el, get, post, showError } from './api.js';
+import { $, ApiError, announceLogout, busy, del, el, fieldError, get, post, showError, showFieldErrors } from './api.js';
+import { limits, namePattern } from './limits.js';
 
 const pollMs = 2000;
 const rows = new Map(); // vm id -> {tr, sig}
@@ -71,32 +72,48 @@ async function act(button, f) {
   });
 }
 
+// note is the line under a VM's state badge, or null. A message that only
+// repeats the state ("running" under running) or is left over from an
+// earlier step is dropped: it is shown while the VM is busy or failed.
+// `ready` (readiness from the guest, when the server reports it) turns
+// running into booting or ready.
+function note(vm) {
+  if (vm.state === 'running' && typeof vm.ready === 'boolean') return vm.ready ? 'ready' : 'booting…';
+  const m = (vm.message || '').trim();
+  if (!m || m.toLowerCase() === vm.state) return null;
+  return busyStates.has(vm.state) || vm.state === 'error' || vm.state === 'unknown' ? m : null;
+}
+
 function vmRow(vm) {
   const id = encodeURIComponent(vm.id);
   const running = vm.state === 'running';
   const stopped = vm.state === 'stopped' || vm.state === 'error';
   const badge = el('span', { class: `badge state-${vm.state}${busyStates.has(vm.state) ? ' pulse' : ''}` }, vm.state);
-  const start = el('button', { type: 'button', class: 'small', 'data-action': 'start', disabled: !stopped }, 'Start');
+  // Each button names its VM, so a screen reader's list of buttons says which.
+  const button = (action, label, attrs) =>
+    el('button', { type: 'button', class: 'small', 'data-action': action, 'aria-label': `${label} ${vm.name}`, ...attrs }, label);
+  const start = button('start', 'Start', { disabled: !stopped });
   start.addEventListener('click', () => act(start, () => post(`/vms/${id}/start`)));
-  const stop = el('button', { type: 'button', class: 'small', 'data-action': 'stop', disabled: !(running || vm.state === 'starting') }, 'Stop');
+  const stop = button('stop', 'Stop', { disabled: !(running || vm.state === 'starting') });
   stop.addEventListener('click', () => act(stop, () => post(`/vms/${id}/stop`)));
-  const remove = el('button', { type: 'button', class: 'small danger', 'data-action': 'delete', disabled: vm.state === 'deleting' }, 'Delete');
+  const remove = button('delete', 'Delete', { class: 'small danger', disabled: vm.state === 'deleting' });
   remove.addEventListener('click', () => {
     if (confirm(`Delete the VM "${vm.name}" and its disk? This cannot be undone.`)) act(remove, () => del(`/vms/${id}`));
   });
   const consoleLink = running
-    ? el('a', { class: 'button small', href: `/console/${id}`, target: '_blank', rel: 'noopener', 'data-action': 'console' }, 'Console')
-    : el('button', { type: 'button', class: 'small', disabled: true, 'data-action': 'console', title: 'The console opens once the VM runs' }, 'Console');
+    ? el('a', { class: 'button small', href: `/console/${id}`, target: '_blank', rel: 'noopener', 'data-action': 'console', 'aria-label': `Console ${vm.name}` }, 'Console')
+    : button('console', 'Console', { disabled: true, title: 'The console opens once the VM runs' });
+  const sub = note(vm);
   return el(
     'tr',
     { 'data-vm': vm.id, 'data-name': vm.name, 'data-state': vm.state },
-    el('td', {}, el('strong', {}, vm.name), el('div', { class: 'muted mono' }, vm.id)),
-    el('td', {}, badge, vm.message ? el('div', { class: 'muted small-text' }, vm.message) : null),
-    el('td', {}, vm.template),
-    el('td', {}, vm.cpu),
-    el('td', {}, fmtMB(vm.memory_mb)),
-    el('td', {}, vm.disk_gb + ' GB'),
-    el('td', { title: new Date(vm.created_at).toLocaleString() }, ago(vm.created_at)),
+    el('td', { class: 'name' }, el('strong', { class: 'vm-name ellipsis', title: vm.name }, vm.name), el('div', { class: 'muted mono ellipsis', title: vm.id }, vm.id)),
+    el('td', { 'data-label': 'State' }, el('div', {}, badge, sub ? el('div', { class: 'muted small-text sub', 'data-note': '' }, sub) : null)),
+    el('td', { 'data-label': 'Template' }, vm.template),
+    el('td', { 'data-label': 'CPUs' }, vm.cpu),
+    el('td', { 'data-label': 'Memory' }, fmtMB(vm.memory_mb)),
+    el('td', { 'data-label': 'Disk' }, vm.disk_gb + ' GB'),
+    el('td', { 'data-label': 'Created', title: new Date(vm.created_at).toLocaleString() }, ago(vm.created_at)),
     el('td', { class: 'actions' }, consoleLink, start, stop, remove),
   );
 }
@@ -107,7 +124,7 @@ function renderVMs(vms) {
   let prev = null;
   for (const vm of vms) {
     seen.add(vm.id);
-    const sig = JSON.stringify([vm.name, vm.state, vm.message, vm.template, vm.cpu, vm.memory_mb, vm.disk_gb, ago(vm.created_at)]);
+    const sig = JSON.stringify([vm.name, vm.state, vm.ready, vm.message, vm.template, vm.cpu, vm.memory_mb, vm.disk_gb, ago(vm.created_at)]);
     let r = rows.get(vm.id);
     // Rebuild a row only when it changed, so a button under the pointer stays put.
     if (!r || r.sig !== sig) {
@@ -132,6 +149,7 @@ function renderVMs(vms) {
 async function refresh() {
   const [me, vms] = await Promise.all([get('/me'), get('/vms')]);
   $('#me-email').textContent = me.email;
+  $('#me-email').title = me.email;
   renderQuota(me);
   renderVMs(vms || []);
 }
@@ -159,28 +177,89 @@ async function loadTemplates() {
   }
 }
 
+const createInputs = {
+  name: $('#vm-name'),
+  template: $('#vm-template'),
+  cpu: $('#vm-cpu'),
+  memory_mb: $('#vm-memory'),
+  disk_gb: $('#vm-disk'),
+};
+
+// wholeIn checks a number field: a whole number within the server's bounds.
+function wholeIn(raw, { min, max }, unit) {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(n)) return [n, `enter a whole number${unit ? ' of ' + unit : ''}`];
+  if (n < min || n > max) return [n, `must be between ${min} and ${max}${unit ? ' ' + unit : ''}`];
+  return [n, ''];
+}
+
+// checkCreate validates the form as the server would, so a 0 does not
+// silently become the default size; it returns the request or null.
+function checkCreate() {
+  const f = createInputs;
+  const name = f.name.value.trim();
+  const errs = {};
+  if (!name) errs.name = 'give the VM a name';
+  else if (!namePattern.test(name)) errs.name = 'lower-case letters, digits and "-" (1 to 63), starting and ending with a letter or digit';
+  if (!f.template.value) errs.template = 'choose a template';
+  const [cpu, cpuErr] = wholeIn(f.cpu.value, limits.cpu, '');
+  const [memory, memErr] = wholeIn(f.memory_mb.value, limits.memory_mb, 'MB');
+  const [disk, diskErr] = wholeIn(f.disk_gb.value, limits.disk_gb, 'GB');
+  if (cpuErr) errs.cpu = cpuErr;
+  if (memErr) errs.memory_mb = memErr;
+  if (diskErr) errs.disk_gb = diskErr;
+  let first = null;
+  for (const [k, input] of Object.entries(f)) {
+    fieldError(input, errs[k] || '');
+    if (errs[k] && !first) first = input;
+  }
+  if (first) {
+    first.focus();
+    return null;
+  }
+  return { name, template: f.template.value, cpu, memory_mb: memory, disk_gb: disk };
+}
+
 $('#create-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   const err = $('#create-error');
   err.hidden = true;
-  const req = {
-    name: $('#vm-name').value.trim(),
-    template: $('#vm-template').value,
-    cpu: Number($('#vm-cpu').value),
-    memory_mb: Number($('#vm-memory').value),
-    disk_gb: Number($('#vm-disk').value),
-  };
-  if (!req.name) {
-    showError(err, 'Give the VM a name.');
-    return;
-  }
+  const req = checkCreate();
+  if (!req) return;
   busy($('#create-submit'), async () => {
     try {
       await post('/vms', req);
       $('#vm-name').value = '';
       await refresh();
     } catch (e) {
-      if (!guard(e)) showError(err, e);
+      // A field's error goes beside it; others (quota, say) under the form, as the server says them.
+      if (!guard(e)) showFieldErrors(createInputs, err, e);
+    }
+  });
+});
+for (const input of Object.values(createInputs)) input.addEventListener('input', () => fieldError(input, ''));
+
+$('#delete-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const pw = $('#delete-password');
+  const err = $('#delete-error');
+  err.hidden = true;
+  fieldError(pw, '');
+  if (!pw.value) {
+    fieldError(pw, 'enter your current password');
+    pw.focus();
+    return;
+  }
+  if (!confirm('Delete your account and all its VMs? This cannot be undone.')) return;
+  busy($('#delete-submit'), async () => {
+    try {
+      const r = await del('/me', { password: pw.value });
+      clearTimeout(timer);
+      announceLogout();
+      // 202 "deleting": the VMs are still being torn down; the account follows them.
+      location.replace('/login?deleted=' + (r && r.status === 'deleting' ? 'pending' : '1'));
+    } catch (e) {
+      if (!guard(e)) showFieldErrors({ password: pw }, err, e);
     }
   });
 });
@@ -191,6 +270,7 @@ $('#logout').addEventListener('click', async () => {
   } catch {
     // Signed out already, or vmd is gone: the login page is right either way.
   }
+  announceLogout();
   location.replace('/login');
 });
 

@@ -25,3 +25,16 @@ $('#signup-form').addEventListener('submit', (ev) => {
     }
   });
 });
+
+$('#resend').addEventListener('click', () => {
+  $('#resend-error').hidden = true;
+  busy($('#resend'), async () => {
+    try {
+      await post('/auth/verify/resend', { email: $('#signup-email').textContent });
+      $('#resend-note').textContent = 'Sent again. It can take a minute; check the spam folder too.';
+      $('#resend-note').hidden = false;
+    } catch (e) {
+      showError($('#resend-error'), e);
+    }
+  });
+});

@@ -89,20 +89,7 @@ func Start(ctx context.Context, o Options) (_ *VMD, err error) {
 		return nil, err
 	}
 	v.URL = "http://" + addr
-	logf, err := os.Create(v.LogPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	args := append([]string{"serve", "--listen", addr, "--accel", "tcg", "--stop-timeout", "3s"}, v.storeArgs()...)
-	v.cmd = exec.Command(o.VMD, append(args, o.Extra...)...)
-	v.cmd.Stdout, v.cmd.Stderr = logf, logf
-	if err := v.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start vmd: %w", err)
-	}
-	v.done = make(chan struct{})
-	go func() { _ = v.cmd.Wait(); close(v.done) }()
-	if err := v.waitReady(ctx); err != nil {
+	if err := v.Restart(ctx); err != nil {
 		return nil, err
 	}
 	lr, err := client.New(v.URL, "").Login(ctx, email, password)
@@ -117,6 +104,32 @@ func Start(ctx context.Context, o Options) (_ *VMD, err error) {
 	}
 	v.UserID = me.ID
 	return v, nil
+}
+
+// Restart starts vmd serve (again, after Kill) on the same data dir and
+// address and returns once it is ready; its log is appended to.
+func (v *VMD) Restart(ctx context.Context) error {
+	logf, err := os.OpenFile(v.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	addr := strings.TrimPrefix(v.URL, "http://")
+	args := append([]string{"serve", "--listen", addr, "--accel", "tcg", "--stop-timeout", "3s"}, v.storeArgs()...)
+	v.cmd = exec.Command(v.opts.VMD, append(args, v.opts.Extra...)...)
+	v.cmd.Stdout, v.cmd.Stderr = logf, logf
+	if err := v.cmd.Start(); err != nil {
+		return fmt.Errorf("start vmd: %w", err)
+	}
+	v.done = make(chan struct{})
+	go func() { _ = v.cmd.Wait(); close(v.done) }()
+	return v.waitReady(ctx)
+}
+
+// Kill ends vmd with SIGKILL, as a crash would; its guests keep running.
+func (v *VMD) Kill() {
+	_ = v.cmd.Process.Kill()
+	<-v.done
 }
 
 func (v *VMD) storeArgs() []string {
@@ -148,7 +161,7 @@ func (v *VMD) waitReady(ctx context.Context) error {
 			return fmt.Errorf("vmd exited:\n%s", v.LogTail())
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	return fmt.Errorf("vmd not ready after 60s:\n%s", v.LogTail())

@@ -8,21 +8,27 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
-// Spec is what one QEMU invocation needs, as plain data so the arguments
-// are table-tested without starting QEMU.
-type Spec struct {
-	Name     string // the VM id, shown in ps and QMP
-	Accel    string // "kvm" or "tcg"
-	CPU      int
-	MemoryMB int
-	Disk     string // qcow2 overlay
-	Seed     string // cloud-init ISO; "" for none
-	Serial   string // file the serial port is appended to
-	PIDFile  string
-	QMP      string // unix socket
-	VNC      string // unix socket
+// Spec is what the driver is told of a guest (vm.GuestSpec, built by the
+// reconciler from the VM's record). New guest features (network, guest
+// agent, serial socket) are fields there, read by Args here.
+type Spec = vm.GuestSpec
+
+// Invocation is what one QEMU invocation needs: the guest's Spec and where
+// its files are, as plain data so the arguments are table-tested without
+// starting QEMU.
+type Invocation struct {
+	Spec
+	Accel   string // "kvm" or "tcg"
+	Disk    string // qcow2 overlay
+	Seed    string // cloud-init ISO; "" for none
+	Serial  string // file the serial port is appended to
+	PIDFile string
+	QMP     string // unix socket
+	VNC     string // unix socket
 }
 
 // sandbox denies what a guest's QEMU never needs. It must not be combined
@@ -30,9 +36,9 @@ type Spec struct {
 const sandbox = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 // Args returns QEMU's command line (without the binary) for s.
-func Args(s Spec) []string {
+func Args(s Invocation) []string {
 	a := []string{
-		"-name", s.Name,
+		"-name", s.ID,
 		"-nodefaults", "-no-user-config",
 		"-machine", "q35",
 		"-accel", s.Accel,
@@ -66,8 +72,8 @@ func Args(s Spec) []string {
 // escape doubles commas, QEMU's way of quoting them inside an option value.
 func escape(p string) string { return strings.ReplaceAll(p, ",", ",,") }
 
-// validate rejects a Spec QEMU would misread or we would regret.
-func (s Spec) validate() error {
+// validate rejects an Invocation QEMU would misread or we would regret.
+func (s Invocation) validate() error {
 	switch {
 	case s.Accel != "kvm" && s.Accel != "tcg":
 		return fmt.Errorf("accel %q: want kvm or tcg", s.Accel)

@@ -4,10 +4,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vmdhq/vmd/pkg/vm"
 )
 
 func TestArgs(t *testing.T) {
-	base := Spec{Name: "vm_1", Accel: "tcg", CPU: 2, MemoryMB: 256, Disk: "/d/disk.qcow2",
+	base := Invocation{Spec: Spec{ID: "vm_1", CPU: 2, MemoryMB: 256}, Accel: "tcg", Disk: "/d/disk.qcow2",
 		Serial: "/d/serial.log", PIDFile: "/d/qemu.pid", QMP: "/r/qmp.sock", VNC: "/r/vnc.sock"}
 	withSeed := base
 	withSeed.Seed = "/d/seed.iso"
@@ -17,7 +19,7 @@ func TestArgs(t *testing.T) {
 	kvm.Accel = "kvm"
 	tests := []struct {
 		name    string
-		spec    Spec
+		spec    Invocation
 		want    [][]string // consecutive argument pairs that must appear
 		without []string   // arguments that must not appear
 	}{
@@ -32,7 +34,9 @@ func TestArgs(t *testing.T) {
 			{"-chardev", "file,id=serial0,path=/d/serial.log,append=on"}, {"-serial", "chardev:serial0"},
 			{"-pidfile", "/d/qemu.pid"},
 			{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
-		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S"}},
+		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S",
+			// A guest's reboot resets in place; its poweroff ends the process.
+			"-no-reboot", "-no-shutdown"}},
 		{"seed", withSeed, [][]string{
 			{"-drive", "if=none,id=seed0,file=/d/seed.iso,format=raw,readonly=on"},
 			{"-device", "virtio-blk-pci,drive=seed0"},
@@ -75,12 +79,12 @@ func TestArgs(t *testing.T) {
 }
 
 func TestSpecValidate(t *testing.T) {
-	ok := Spec{Name: "vm_1", Accel: "tcg", CPU: 1, MemoryMB: 64, Disk: "d", Serial: "s", PIDFile: "p", QMP: "q", VNC: "v"}
-	bad := map[string]func(*Spec){
-		"accel":      func(s *Spec) { s.Accel = "xen" },
-		"cpu":        func(s *Spec) { s.CPU = 0 },
-		"no disk":    func(s *Spec) { s.Disk = "" },
-		"comma sock": func(s *Spec) { s.QMP = "a,b" },
+	ok := Invocation{Spec: Spec{ID: "vm_1", CPU: 1, MemoryMB: 64}, Accel: "tcg", Disk: "d", Serial: "s", PIDFile: "p", QMP: "q", VNC: "v"}
+	bad := map[string]func(*Invocation){
+		"accel":      func(s *Invocation) { s.Accel = "xen" },
+		"cpu":        func(s *Invocation) { s.CPU = 0 },
+		"no disk":    func(s *Invocation) { s.Disk = "" },
+		"comma sock": func(s *Invocation) { s.QMP = "a,b" },
 	}
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)
@@ -101,5 +105,25 @@ func TestBootSector(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "hi\n\x00") {
 		t.Fatal("message missing")
+	}
+}
+
+// TestPoweredOff: only a shutdown the guest asked for is a wish to be off.
+func TestPoweredOff(t *testing.T) {
+	tests := []struct {
+		e    vm.GuestEvent
+		want bool
+	}{
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: true, Message: "guest-shutdown"}, true},
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: true, Message: "guest-panic"}, false},
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: true, Message: "guest-reset"}, false},
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: false, Message: "host-qmp-quit"}, false},
+		{vm.GuestEvent{Kind: "SHUTDOWN", Guest: false, Message: "host-signal"}, false},
+		{vm.GuestEvent{Kind: "RESET", Guest: true, Message: "guest-reset"}, false},
+	}
+	for _, tc := range tests {
+		if got := poweredOff(tc.e); got != tc.want {
+			t.Errorf("poweredOff(%+v) = %v, want %v", tc.e, got, tc.want)
+		}
 	}
 }

@@ -9,15 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
 
@@ -30,8 +29,12 @@ type Config struct {
 	// QEMU and QEMUImg are the binaries; default qemu-system-x86_64 and qemu-img.
 	QEMU    string
 	QEMUImg string
-	// User runs QEMU when vmd is root (default "nobody"); ignored otherwise.
+	// User, if set, runs every guest's QEMU as this one user when vmd is root.
 	User string
+	// UIDs is the range each guest gets its own uid (and gid) from when vmd
+	// is root and User is empty (default DefaultUIDs). Ignored when not root:
+	// QEMU then runs as vmd's own user.
+	UIDs UIDRange
 	// StopTimeout is how long a stop waits for the guest to power down before quit (default 30 s).
 	StopTimeout time.Duration
 	// Logger gets what the driver cannot return (default slog.Default()).
@@ -40,9 +43,10 @@ type Config struct {
 
 // Driver implements vm.Driver with one QEMU process per VM.
 type Driver struct {
-	cfg  Config
-	log  *slog.Logger
-	cred *syscall.Credential // nil: QEMU runs as vmd's own user
+	cfg   Config
+	log   *slog.Logger
+	own   owners
+	uidMu sync.Mutex // one uid claim at a time
 
 	mu     sync.Mutex
 	guests map[string]*guest
@@ -59,10 +63,13 @@ type guest struct {
 	pid       int
 	pidFile   string
 	qmpPath   string
-	exited    chan struct{} // closed once the process is gone
+	exited    chan struct{} // closed once the process is gone and exit is set
 
 	mu  sync.Mutex // guards mon
 	mon Monitor
+
+	poweredOff atomic.Bool  // QEMU said the guest shut itself down
+	exit       vm.GuestExit // how it ended: written before exited closes, read after
 }
 
 // New checks c and returns a Driver.
@@ -76,9 +83,6 @@ func New(c Config) (*Driver, error) {
 	if c.QEMUImg == "" {
 		c.QEMUImg = "qemu-img"
 	}
-	if c.User == "" {
-		c.User = "nobody"
-	}
 	if c.StopTimeout <= 0 {
 		c.StopTimeout = 30 * time.Second
 	}
@@ -91,31 +95,22 @@ func New(c Config) (*Driver, error) {
 	if err := c.Layout.Check(len(vm.NewID())); err != nil {
 		return nil, fmt.Errorf("qemu driver: %w", err)
 	}
-	d := &Driver{cfg: c, log: c.Logger, guests: map[string]*guest{}, quit: make(chan struct{})}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup(c.User)
-		if err != nil {
-			return nil, fmt.Errorf("qemu driver: qemu user %s: %w", c.User, err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if uid == 0 {
-			return nil, fmt.Errorf("qemu driver: qemu user %s is root", c.User)
-		}
-		// Groups empty (not NoSetGroups): QEMU must not keep root's supplementary groups.
-		d.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	own, err := newOwners(c.User, c.UIDs, c.Accel)
+	if err != nil {
+		return nil, fmt.Errorf("qemu driver: %w", err)
 	}
+	d := &Driver{cfg: c, log: c.Logger, own: own, guests: map[string]*guest{}, quit: make(chan struct{})}
 	for _, dir := range []string{filepath.Join(c.Layout.DataDir, vm.VMsDir), c.Layout.RunDir} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return nil, fmt.Errorf("qemu driver: %w", err)
 		}
 	}
-	if d.cred != nil {
+	if own.shared != nil || own.perGuest {
 		if err := reachable(filepath.Join(c.Layout.DataDir, vm.VMsDir)); err != nil {
-			return nil, fmt.Errorf("qemu driver: data dir not reachable by qemu user %s: %w", c.User, err)
+			return nil, fmt.Errorf("qemu driver: data dir not reachable by the guests' uids: %w", err)
 		}
 		if err := reachable(c.Layout.RunDir); err != nil {
-			return nil, fmt.Errorf("qemu driver: run dir not reachable by qemu user %s: %w", c.User, err)
+			return nil, fmt.Errorf("qemu driver: run dir not reachable by the guests' uids: %w", err)
 		}
 	}
 	return d, nil
@@ -225,40 +220,28 @@ func (d *Driver) PID(id string) int {
 	return 0
 }
 
-// chown gives a path to QEMU's user when vmd drops privileges for it.
-func (d *Driver) chown(paths ...string) error {
-	if d.cred == nil {
-		return nil
-	}
-	for _, p := range paths {
-		if err := os.Lchown(p, int(d.cred.Uid), int(d.cred.Gid)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (d *Driver) spec(v store.VM) Spec {
+// invocation is where s's QEMU finds its files and sockets.
+func (d *Driver) invocation(s Spec) Invocation {
 	l := d.cfg.Layout
-	s := Spec{Name: v.ID, Accel: d.cfg.Accel, CPU: v.CPU, MemoryMB: v.MemoryMB,
-		Disk:    l.VMFile(v.OwnerID, v.ID, vm.DiskFile),
-		Serial:  l.VMFile(v.OwnerID, v.ID, vm.SerialFile),
-		PIDFile: l.VMFile(v.OwnerID, v.ID, vm.PIDFile),
-		QMP:     l.Socket(v.ID, vm.QMPSocket),
-		VNC:     l.Socket(v.ID, vm.VNCSocket)}
-	if seed := l.VMFile(v.OwnerID, v.ID, vm.SeedFile); fileExists(seed) {
-		s.Seed = seed
+	inv := Invocation{Spec: s, Accel: d.cfg.Accel,
+		Disk:    l.VMFile(s.OwnerID, s.ID, vm.DiskFile),
+		Serial:  l.VMFile(s.OwnerID, s.ID, vm.SerialFile),
+		PIDFile: l.VMFile(s.OwnerID, s.ID, vm.PIDFile),
+		QMP:     l.Socket(s.ID, vm.QMPSocket),
+		VNC:     l.Socket(s.ID, vm.VNCSocket)}
+	if seed := l.VMFile(s.OwnerID, s.ID, vm.SeedFile); fileExists(seed) {
+		inv.Seed = seed
 	}
-	return s
+	return inv
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // removeRuntime removes a guest's sockets, runtime dir and pid file.
-func (d *Driver) removeRuntime(v store.VM) error {
+func (d *Driver) removeRuntime(s Spec) error {
 	return errors.Join(
-		os.RemoveAll(d.cfg.Layout.RuntimeDir(v.ID)),
-		ignoreNotExist(os.Remove(d.cfg.Layout.VMFile(v.OwnerID, v.ID, vm.PIDFile))))
+		os.RemoveAll(d.cfg.Layout.RuntimeDir(s.ID)),
+		ignoreNotExist(os.Remove(d.cfg.Layout.VMFile(s.OwnerID, s.ID, vm.PIDFile))))
 }
 
 func ignoreNotExist(err error) error {
@@ -268,51 +251,57 @@ func ignoreNotExist(err error) error {
 	return err
 }
 
-// Launch starts v's QEMU in its own session (so it outlives vmd) as the
-// unprivileged user, and returns once its QMP socket answers.
-func (d *Driver) Launch(ctx context.Context, v store.VM) error {
-	if d.Alive(v.ID) {
-		return nil
+// Launch starts the guest's QEMU in its own session (so it outlives vmd)
+// as the guest's unprivileged uid, and returns once its QMP socket answers.
+func (d *Driver) Launch(ctx context.Context, s Spec) error {
+	if g := d.get(s.ID); g != nil {
+		if g.alive() {
+			return nil
+		}
+		d.forget(g) // its Exit must not answer for this launch
 	}
-	s := d.spec(v)
-	if err := s.validate(); err != nil {
-		return fmt.Errorf("launch %s: %w", v.ID, err)
+	inv := d.invocation(s)
+	if err := inv.validate(); err != nil {
+		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}
-	if !fileExists(s.Disk) {
-		return fmt.Errorf("launch %s: disk %s: %w", v.ID, s.Disk, fs.ErrNotExist)
+	if !fileExists(inv.Disk) {
+		return fmt.Errorf("launch %s: disk %s: %w", s.ID, inv.Disk, fs.ErrNotExist)
 	}
-	if err := d.removeRuntime(v); err != nil {
-		return fmt.Errorf("launch %s: clear stale files: %w", v.ID, err)
+	if err := d.removeRuntime(s); err != nil {
+		return fmt.Errorf("launch %s: clear stale files: %w", s.ID, err)
 	}
-	rdir := d.cfg.Layout.RuntimeDir(v.ID)
+	cred, err := d.guestCred(s)
+	if err != nil {
+		return fmt.Errorf("launch %s: give the guest its files: %w", s.ID, err)
+	}
+	rdir := d.cfg.Layout.RuntimeDir(s.ID)
 	if err := os.Mkdir(rdir, 0o700); err != nil {
-		return fmt.Errorf("launch %s: %w", v.ID, err)
+		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}
-	if err := d.chown(rdir); err != nil {
-		return fmt.Errorf("launch %s: %w", v.ID, err)
+	if err := d.chown(cred, rdir); err != nil {
+		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}
-	logPath := d.cfg.Layout.VMFile(v.OwnerID, v.ID, vm.QEMULog)
+	logPath := d.cfg.Layout.VMFile(s.OwnerID, s.ID, vm.QEMULog)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		return fmt.Errorf("launch %s: %w", v.ID, err)
+		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}
 	fmt.Fprintf(logf, "%s vmd: starting qemu\n", time.Now().UTC().Format(time.RFC3339))
-	cmd := exec.Command(d.cfg.QEMU, Args(s)...)
-	cmd.Dir = d.cfg.Layout.VMDir(v.OwnerID, v.ID)
+	cmd := exec.Command(d.cfg.QEMU, Args(inv)...)
+	cmd.Dir = d.cfg.Layout.VMDir(s.OwnerID, s.ID)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Setsid rather than -daemonize, which the sandbox kills; no Pdeathsig, so guests outlive vmd.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: d.cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	err = cmd.Start()
 	logf.Close()
 	if err != nil {
-		return fmt.Errorf("launch %s: start %s: %w", v.ID, d.cfg.QEMU, err)
+		return fmt.Errorf("launch %s: start %s: %w", s.ID, d.cfg.QEMU, err)
 	}
-	g := &guest{id: v.ID, owner: v.OwnerID, pid: cmd.Process.Pid, pidFile: s.PIDFile, qmpPath: s.QMP,
+	g := &guest{id: s.ID, owner: s.OwnerID, pid: cmd.Process.Pid, pidFile: inv.PIDFile, qmpPath: inv.QMP,
 		exited: make(chan struct{})}
 	go func() {
 		werr := cmd.Wait()
-		close(g.exited)
 		msg := "qemu exited"
 		if werr != nil {
 			msg = "qemu exited: " + werr.Error()
@@ -320,21 +309,56 @@ func (d *Driver) Launch(ctx context.Context, v store.VM) error {
 		if tail := lastLine(logPath); tail != "" {
 			msg += ": " + tail
 		}
-		d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventExited, Message: msg})
+		d.ended(g, msg)
 	}()
 	if err := d.connect(ctx, g, 30*time.Second); err != nil {
 		_ = syscall.Kill(g.pid, syscall.SIGKILL)
 		<-g.exited
-		_ = d.removeRuntime(v)
+		_ = d.removeRuntime(s)
 		if tail := lastLine(logPath); tail != "" {
 			err = fmt.Errorf("%w: %s", err, tail)
 		}
-		return fmt.Errorf("launch %s: %w", v.ID, err)
+		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}
 	d.mu.Lock()
-	d.guests[v.ID] = g
+	d.guests[s.ID] = g
 	d.mu.Unlock()
 	return nil
+}
+
+// drainLimit bounds the wait, after QEMU's exit, for the rest of its QMP
+// events: the SHUTDOWN that says why it exited is written before the exit
+// but may not have been read yet.
+const drainLimit = 2 * time.Second
+
+// ended records how g's process ended, then marks it gone and tells the
+// subscriber. The order matters: whoever sees the guest dead (Alive false)
+// must already be able to ask Exit whether the guest powered itself off.
+func (d *Driver) ended(g *guest, msg string) {
+	g.mu.Lock()
+	m := g.mon
+	g.mu.Unlock()
+	if m != nil {
+		select {
+		case <-m.Done():
+		case <-time.After(drainLimit):
+		}
+	}
+	g.exit = vm.GuestExit{PoweredOff: g.poweredOff.Load(), Message: msg}
+	if g.exit.PoweredOff {
+		g.exit.Message = "guest powered off"
+	}
+	close(g.exited)
+	d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventExited, Guest: g.exit.PoweredOff, Message: g.exit.Message})
+}
+
+// Exit says how the VM's last process ended, once it has.
+func (d *Driver) Exit(id string) (vm.GuestExit, bool) {
+	g := d.get(id)
+	if g == nil || g.alive() {
+		return vm.GuestExit{}, false
+	}
+	return g.exit, true
 }
 
 // connect waits up to limit for the guest's QMP socket and dials it.
@@ -383,6 +407,9 @@ func (g *guest) monitor(ctx context.Context, d *Driver) (Monitor, error) {
 		if r, ok := e.Data["reason"].(string); ok {
 			ge.Message = r
 		}
+		if poweredOff(ge) {
+			g.poweredOff.Store(true)
+		}
 		d.emit(ge)
 	})
 	if err != nil {
@@ -390,6 +417,13 @@ func (g *guest) monitor(ctx context.Context, d *Driver) (Monitor, error) {
 	}
 	g.mon = m
 	return m, nil
+}
+
+// poweredOff reports a SHUTDOWN the guest asked for itself (ACPI poweroff
+// from inside; QEMU says reason guest-shutdown). A guest reboot is a RESET
+// (QEMU runs without -no-reboot), a panic is not a wish to be off.
+func poweredOff(e vm.GuestEvent) bool {
+	return e.Kind == "SHUTDOWN" && e.Guest && e.Message == "guest-shutdown"
 }
 
 // Status is query-status's answer.
@@ -409,31 +443,58 @@ func (d *Driver) Status(ctx context.Context, id string) (string, error) {
 	return st, nil
 }
 
+// SendKey presses keys together on the guest's keyboard and lets them go,
+// as a console's "send Ctrl-Alt-Del" does. Keys are QEMU qcodes: "ctrl",
+// "alt", "delete", "a", "ret", …
+func (d *Driver) SendKey(ctx context.Context, id string, keys ...string) error {
+	g := d.get(id)
+	if g == nil || !g.alive() {
+		return fmt.Errorf("send key %s: no running guest", id)
+	}
+	m, err := g.monitor(ctx, d)
+	if err != nil {
+		return fmt.Errorf("send key %s: %w", id, err)
+	}
+	type keyValue struct {
+		Type string `json:"type"`
+		Data string `json:"data"`
+	}
+	kv := make([]keyValue, len(keys))
+	for i, k := range keys {
+		kv[i] = keyValue{Type: "qcode", Data: k}
+	}
+	if err := m.ExecuteArgs(ctx, "send-key", map[string]any{"keys": kv}); err != nil {
+		return fmt.Errorf("send key %s: %w", id, err)
+	}
+	return nil
+}
+
 // Adopt takes over a guest an earlier vmd left running.
-func (d *Driver) Adopt(ctx context.Context, v store.VM) (bool, error) {
-	if d.Alive(v.ID) {
+func (d *Driver) Adopt(ctx context.Context, s Spec) (bool, error) {
+	if d.Alive(s.ID) {
 		return true, nil
 	}
-	s := d.spec(v)
-	pid, ok := ownProcess(s.PIDFile)
+	inv := d.invocation(s)
+	pid, ok := ownProcess(inv.PIDFile)
 	if !ok {
 		// Nothing of ours runs: whatever is left in the runtime dir is stale.
-		if err := d.removeRuntime(v); err != nil {
-			return false, fmt.Errorf("adopt %s: %w", v.ID, err)
+		if err := d.removeRuntime(s); err != nil {
+			return false, fmt.Errorf("adopt %s: %w", s.ID, err)
 		}
 		return false, nil
 	}
-	g := &guest{id: v.ID, owner: v.OwnerID, pid: pid, pidFile: s.PIDFile, qmpPath: s.QMP,
+	g := &guest{id: s.ID, owner: s.OwnerID, pid: pid, pidFile: inv.PIDFile, qmpPath: inv.QMP,
 		exited: make(chan struct{})}
-	// Not our child, so no Wait: watch /proc for its end instead.
-	go d.watch(g)
-	d.mu.Lock()
-	d.guests[v.ID] = g
-	d.mu.Unlock()
 	if _, err := g.monitor(ctx, d); err != nil {
 		// Alive but not answering: keep it, Status dials again later.
-		d.log.Warn("adopted guest's monitor does not answer", "vm", v.ID, "pid", pid, "err", err)
+		d.log.Warn("adopted guest's monitor does not answer", "vm", s.ID, "pid", pid, "err", err)
 	}
+	// Not our child, so no Wait: watch /proc for its end instead. Started
+	// after the dial, so a SHUTDOWN the monitor reads is seen by ended.
+	go d.watch(g)
+	d.mu.Lock()
+	d.guests[s.ID] = g
+	d.mu.Unlock()
 	return true, nil
 }
 
@@ -453,8 +514,7 @@ func (d *Driver) watch(g *guest) {
 			for i := 0; i < 200 && running(g.pid); i++ { // up to 10 s: a loaded host may take its time
 				time.Sleep(50 * time.Millisecond)
 			}
-			close(g.exited)
-			d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventExited, Message: "qemu process is gone"})
+			d.ended(g, "qemu process is gone")
 			return
 		}
 	}
@@ -585,22 +645,22 @@ func (d *Driver) awaitPowerdown(ctx context.Context, g *guest, step func(string)
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Destroy kills v's process if any and removes its files. It is idempotent.
-func (d *Driver) Destroy(ctx context.Context, v store.VM) error {
-	if d.get(v.ID) == nil {
-		if _, err := d.Adopt(ctx, v); err != nil {
-			d.log.Warn("destroy: adopt", "vm", v.ID, "err", err)
+func (d *Driver) Destroy(ctx context.Context, s Spec) error {
+	if d.get(s.ID) == nil {
+		if _, err := d.Adopt(ctx, s); err != nil {
+			d.log.Warn("destroy: adopt", "vm", s.ID, "err", err)
 		}
 	}
 	var errs []error
-	if err := d.Stop(ctx, v.ID, closedChan); err != nil {
+	if err := d.Stop(ctx, s.ID, closedChan); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, os.RemoveAll(d.cfg.Layout.RuntimeDir(v.ID)),
-		os.RemoveAll(d.cfg.Layout.VMDir(v.OwnerID, v.ID)))
+	errs = append(errs, os.RemoveAll(d.cfg.Layout.RuntimeDir(s.ID)),
+		os.RemoveAll(d.cfg.Layout.VMDir(s.OwnerID, s.ID)))
 	// The owner's dir goes with its last VM; failing because it is not empty is fine.
-	_ = os.Remove(filepath.Dir(d.cfg.Layout.VMDir(v.OwnerID, v.ID)))
+	_ = os.Remove(filepath.Dir(d.cfg.Layout.VMDir(s.OwnerID, s.ID)))
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("destroy %s: %w", v.ID, err)
+		return fmt.Errorf("destroy %s: %w", s.ID, err)
 	}
 	return nil
 }

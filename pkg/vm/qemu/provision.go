@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
 
@@ -25,7 +24,7 @@ var ErrNoSpace = vm.ErrNoSpace
 // Provision makes the VM's directory, its qcow2 overlay on base (which is
 // only ever opened read-only) and, with user-data, its cloud-init seed.
 // On failure nothing is left behind.
-func (d *Driver) Provision(ctx context.Context, v store.VM, base string) (err error) {
+func (d *Driver) Provision(ctx context.Context, v Spec, base string) (err error) {
 	if base == "" {
 		return fmt.Errorf("provision %s: no base image", v.ID)
 	}
@@ -48,7 +47,9 @@ func (d *Driver) Provision(ctx context.Context, v store.VM, base string) (err er
 		return fmt.Errorf("provision %s: %w", v.ID, err)
 	}
 	dir := d.cfg.Layout.VMDir(v.OwnerID, v.ID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	// The directory is made first and given to the guest's uid at once:
+	// its owner is how a later launch knows which uid the guest runs as.
+	if err := d.claim(dir); err != nil {
 		return fmt.Errorf("provision %s: %w", v.ID, err)
 	}
 	defer func() {
@@ -64,15 +65,17 @@ func (d *Driver) Provision(ctx context.Context, v store.VM, base string) (err er
 		"-F", "qcow2", "-b", base, disk, fmt.Sprint(size)).CombinedOutput(); err != nil {
 		return fmt.Errorf("provision %s: create overlay: %w: %s", v.ID, err, strings.TrimSpace(string(out)))
 	}
-	owned := []string{dir, disk}
 	if v.UserData != "" {
 		seed := filepath.Join(dir, vm.SeedFile)
 		if err := makeSeed(ctx, dir, seed, v); err != nil {
 			return fmt.Errorf("provision %s: %w", v.ID, err)
 		}
-		owned = append(owned, seed)
 	}
-	if err := d.chown(owned...); err != nil {
+	uid, err := dirOwner(dir)
+	if err != nil {
+		return fmt.Errorf("provision %s: %w", v.ID, err)
+	}
+	if err := d.chownTree(d.cred(uid), dir); err != nil {
 		return fmt.Errorf("provision %s: %w", v.ID, err)
 	}
 	return nil
@@ -118,13 +121,13 @@ func checkFree(dir string, need uint64) error {
 
 // makeSeed writes a cloud-init NoCloud seed: an ISO 9660 volume labelled
 // cidata holding meta-data and user-data.
-func makeSeed(ctx context.Context, dir, out string, v store.VM) error {
+func makeSeed(ctx context.Context, dir, out string, v Spec) error {
 	src, err := os.MkdirTemp(dir, "seed-")
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
 	defer os.RemoveAll(src)
-	meta := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", v.ID, v.Name)
+	meta := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", v.ID, v.Hostname)
 	if err := os.WriteFile(filepath.Join(src, "meta-data"), []byte(meta), 0o644); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}

@@ -19,6 +19,8 @@ type Monitor interface {
 	Status(ctx context.Context) (string, error)
 	// Execute runs one command without arguments (system_powerdown, quit, …).
 	Execute(ctx context.Context, cmd string) error
+	// ExecuteArgs runs one command with arguments (marshalled to JSON).
+	ExecuteArgs(ctx context.Context, cmd string, args any) error
 	// Done is closed when the connection ends (QEMU exited or Close).
 	Done() <-chan struct{}
 	Close() error
@@ -95,13 +97,13 @@ var errMonitorClosed = errors.New("qmp connection closed")
 // run sends one command and waits for its reply within ctx. A command that
 // times out leaves the stream in an unknown state, so the connection is
 // dropped and the caller dials again.
-func (m *monitor) run(ctx context.Context, cmd string) ([]byte, error) {
+func (m *monitor) run(ctx context.Context, cmd string, args any) ([]byte, error) {
 	select {
 	case <-m.done:
 		return nil, errMonitorClosed
 	default:
 	}
-	b, err := json.Marshal(qmp.Command{Execute: cmd})
+	b, err := json.Marshal(qmp.Command{Execute: cmd, Args: args})
 	if err != nil {
 		return nil, err
 	}
@@ -134,12 +136,17 @@ func (m *monitor) run(ctx context.Context, cmd string) ([]byte, error) {
 }
 
 func (m *monitor) Execute(ctx context.Context, cmd string) error {
-	_, err := m.run(ctx, cmd)
+	_, err := m.run(ctx, cmd, nil)
+	return err
+}
+
+func (m *monitor) ExecuteArgs(ctx context.Context, cmd string, args any) error {
+	_, err := m.run(ctx, cmd, args)
 	return err
 }
 
 func (m *monitor) Status(ctx context.Context) (string, error) {
-	b, err := m.run(ctx, "query-status")
+	b, err := m.run(ctx, "query-status", nil)
 	if err != nil {
 		return "", err
 	}
