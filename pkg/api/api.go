@@ -28,7 +28,25 @@ const (
 	CodeUnavailable     = "unavailable"
 	// CodeNoCapacity: no node of the cluster has room for the VM (503).
 	CodeNoCapacity = "no_capacity"
+	// CodeTooLarge: the request body is over the server's limit (413).
+	CodeTooLarge = "request_too_large"
+	// CodeMethodNotAllowed: the route exists, the method does not (405).
+	CodeMethodNotAllowed = "method_not_allowed"
 )
+
+// StatusError is an error that already knows its HTTP status and API code.
+// Its Message is shown to the caller as it is, so it must be safe for
+// users: never build it from another error's text (a wrapped store or
+// driver error would leak). The server's error mapper turns it into an
+// ErrorBody; it is the one way a layer states a status of its own.
+type StatusError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+// Error returns the message.
+func (e *StatusError) Error() string { return e.Message }
 
 // ErrorBody is the body of every non-2xx response.
 type ErrorBody struct {

@@ -245,6 +245,12 @@ func TestErrors(t *testing.T) {
 		{"html 502", 502, "<html><body>Bad Gateway</body></html>", "unavailable", "server answered 502 Bad Gateway", "", nil},
 		{"empty 500", 500, "", "internal_error", "server answered 500 Internal Server Error", "", nil},
 		{"json without code 409", 409, `{"message":"x"}`, "conflict", `{"message":"x"}`, "", IsConflict},
+		{"json unavailable", 503, `{"error":{"code":"unavailable","message":"the database is unreachable; try again shortly","request_id":"r2"}}`, "unavailable", "the database is unreachable; try again shortly", "r2", IsUnavailable},
+		{"json forward failed", 502, `{"error":{"code":"unavailable","message":"node b is unreachable","request_id":"r3"}}`, "unavailable", "node b is unreachable", "r3", IsUnavailable},
+		{"json no capacity", 503, `{"error":{"code":"no_capacity","message":"no node has room"}}`, "no_capacity", "no node has room", "", IsUnavailable},
+		{"plain 413 of a proxy", 413, "request entity too large", "request_too_large", "request entity too large", "", nil},
+		{"plain 405", 405, "method not allowed", "method_not_allowed", "method not allowed", "", nil},
+		{"html 507", 507, "<html>full</html>", "insufficient_storage", "server answered 507 Insufficient Storage", "", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

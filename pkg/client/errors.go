@@ -68,6 +68,12 @@ func codeForStatus(status int) string {
 		return api.CodeNotFound
 	case http.StatusConflict:
 		return api.CodeConflict
+	case http.StatusMethodNotAllowed:
+		return api.CodeMethodNotAllowed
+	case http.StatusRequestEntityTooLarge, http.StatusRequestHeaderFieldsTooLarge:
+		return api.CodeTooLarge
+	case http.StatusInsufficientStorage:
+		return api.CodeInsufficient
 	case http.StatusUnprocessableEntity:
 		return api.CodeValidation
 	case http.StatusTooManyRequests:
@@ -126,6 +132,13 @@ func IsConflict(err error) bool { return HasCode(err, api.CodeConflict) }
 
 // IsQuotaExceeded reports whether the call would exceed the user's quota.
 func IsQuotaExceeded(err error) bool { return HasCode(err, api.CodeQuotaExceeded) }
+
+// IsUnavailable reports whether the server, or a service behind it (the
+// database, Redis, the node running the VM), could not serve the call
+// now; the same call may succeed later.
+func IsUnavailable(err error) bool {
+	return HasCode(err, api.CodeUnavailable, api.CodeNoCapacity)
+}
 
 // IsValidation reports whether the server rejected the request's content.
 func IsValidation(err error) bool { return HasCode(err, api.CodeValidation, api.CodeBadRequest) }

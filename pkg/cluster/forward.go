@@ -4,7 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
 )
 
 // PlaceHeader carries a node's placement decision to the node chosen, so
@@ -66,16 +67,27 @@ func (r *Registry) VerifyPlacement(h string) bool {
 
 // Forward proxies req, path, body and credentials unchanged, to node's vmd
 // and copies its answer to w; WebSocket upgrades pass through. modify, if
-// set, may edit the answer. An unreachable node answers 502 unavailable.
+// set, may edit the answer. When the node cannot be reached (or modify
+// fails) nothing is written and Forward returns a 502 *api.StatusError for
+// the server's error mapper to answer, so the caller gets the API's error
+// shape with this request's id.
 func (r *Registry) Forward(w http.ResponseWriter, req *http.Request, node string, modify func(*http.Response) error) error {
+	unreachable := &api.StatusError{Status: http.StatusBadGateway, Code: api.CodeUnavailable,
+		Message: fmt.Sprintf("node %s, which runs this vm, is unreachable; try again shortly", node)}
 	n, err := r.cfg.Store.GetNode(req.Context(), node)
+	if errors.Is(err, store.ErrNotFound) {
+		r.log.Warn("cluster: forward to a node with no record", "node", node)
+		return unreachable
+	}
 	if err != nil {
 		return fmt.Errorf("forward to node %s: %w", node, err)
 	}
 	target, err := url.Parse(n.AdvertiseURL)
 	if err != nil {
-		return fmt.Errorf("forward to node %s: advertise url %q: %w", node, n.AdvertiseURL, err)
+		r.log.Warn("cluster: forward", "node", node, "advertise_url", n.AdvertiseURL, "err", err)
+		return unreachable
 	}
+	var failed error
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -84,14 +96,13 @@ func (r *Registry) Forward(w http.ResponseWriter, req *http.Request, node string
 		},
 		Transport:      r.fw.tr,
 		ModifyResponse: modify,
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			r.log.Warn("cluster: forward", "node", node, "err", err)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadGateway)
-			_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeUnavailable,
-				Message: fmt.Sprintf("node %s, which runs this vm, is unreachable", node)}})
-		},
+		// ReverseProxy calls this before it writes anything to w.
+		ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) { failed = err },
 	}
 	p.ServeHTTP(w, req)
+	if failed != nil {
+		r.log.Warn("cluster: forward", "node", node, "err", failed)
+		return unreachable
+	}
 	return nil
 }

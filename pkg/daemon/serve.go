@@ -221,7 +221,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer func() { stopRec(); workers.Wait() }()
 
 	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
-		Cluster: clu, TrustedProxies: cfg.trustedNets, EventStreamsPerUser: cfg.EventStreamsPerUser, Log: log, Registry: reg, Version: version.Version, Classifiers: []server.Classifier{image.Classify},
+		Cluster: clu, TrustedProxies: cfg.trustedNets, EventStreamsPerUser: cfg.EventStreamsPerUser, Log: log, Registry: reg, Version: version.Version,
+		Checks: readyChecks(shared),
 		Ready: func(context.Context) map[string]string {
 			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}
 		}})
@@ -235,6 +236,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	ln = server.Listener(ln, log) // net/http's own refusals in the API's JSON shape too
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("vmd serving", "listen", ln.Addr().String(), "public_url", cfg.PublicURL, "data_dir", cfg.DataDir,
@@ -252,4 +254,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return hs.Shutdown(sctx)
+}
+
+// readyChecks are the backing services /readyz reports besides the store.
+func readyChecks(shared *redisx.Backends) map[string]func(context.Context) error {
+	if shared.Redis == nil {
+		return nil
+	}
+	return map[string]func(context.Context) error{"redis": shared.Ping}
 }

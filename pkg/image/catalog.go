@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +45,8 @@ type notFoundError struct{}
 func (notFoundError) Error() string  { return "template not found" }
 func (notFoundError) NotFound() bool { return true }
 
-// Errors of the catalog, matched with errors.Is.
+// Errors of the catalog, matched with errors.Is; the server's error mapper
+// gives them their API status.
 var (
 	ErrNotFound         error = notFoundError{}
 	ErrInvalidName            = errors.New("template name must be a DNS label (a-z, 0-9, '-', at most 63)")
@@ -54,24 +54,6 @@ var (
 	ErrChecksumMismatch       = errors.New("template content does not match its recorded sha256")
 	ErrCorrupt                = errors.New("not a usable qcow2 image")
 )
-
-// Classify maps the catalog's errors to an HTTP status and API code; it has
-// the shape of server.Classifier.
-func Classify(err error) (status int, code string, ok bool) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound, api.CodeNotFound, true
-	case errors.Is(err, ErrInvalidName):
-		return http.StatusBadRequest, api.CodeValidation, true
-	case errors.Is(err, ErrExists):
-		return http.StatusConflict, api.CodeConflict, true
-	case errors.Is(err, ErrChecksumMismatch), errors.Is(err, ErrCorrupt):
-		// The node's copy is unusable until an operator replaces it; the
-		// request itself was fine.
-		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, true
-	}
-	return 0, "", false
-}
 
 // Catalog is the set of templates in one directory. It is safe for
 // concurrent use; it keeps no state beyond a cache of file checks.

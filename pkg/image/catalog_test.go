@@ -5,15 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vmdhq/vmd/pkg/api"
 )
 
 // These tests use the real qemu-img and boot nothing.
@@ -413,29 +410,5 @@ func TestImportCanceled(t *testing.T) {
 	}
 	if names := dirNames(t, dir); len(names) != 0 {
 		t.Errorf("canceled import left %v", names)
-	}
-}
-
-func TestClassify(t *testing.T) {
-	tests := []struct {
-		err    error
-		status int
-		code   string
-		ok     bool
-	}{
-		{err: ErrNotFound, status: http.StatusNotFound, code: api.CodeNotFound, ok: true},
-		{err: errors.Join(errors.New("wrapped"), ErrInvalidName), status: http.StatusBadRequest, code: api.CodeValidation, ok: true},
-		{err: ErrExists, status: http.StatusConflict, code: api.CodeConflict, ok: true},
-		{err: ErrChecksumMismatch, status: http.StatusServiceUnavailable, code: api.CodeTemplateInvalid, ok: true},
-		{err: ErrCorrupt, status: http.StatusServiceUnavailable, code: api.CodeTemplateInvalid, ok: true},
-		{err: errors.New("other"), ok: false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.err.Error(), func(t *testing.T) {
-			status, code, ok := Classify(tt.err)
-			if status != tt.status || code != tt.code || ok != tt.ok {
-				t.Errorf("Classify = %d %s %v, want %d %s %v", status, code, ok, tt.status, tt.code, tt.ok)
-			}
-		})
 	}
 }

@@ -78,6 +78,18 @@ func checkVersion(ctx context.Context, rdb *redis.Client) error {
 	return nil
 }
 
+// Ping checks the Redis connection, for /readyz; nil in single-node mode,
+// which has no Redis.
+func (b *Backends) Ping(ctx context.Context) error {
+	if b.Redis == nil {
+		return nil
+	}
+	if err := b.Redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis at %s: %w", b.Redis.Options().Addr, err)
+	}
+	return nil
+}
+
 // Close stops the queue's consumers and closes the Redis connection.
 func (b *Backends) Close() error {
 	err := b.Queue.Close()

@@ -105,3 +105,32 @@ func TestOpenErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPing: Ping answers for /readyz, nil without Redis, an error naming
+// the address once Redis is gone.
+func TestPing(t *testing.T) {
+	ctx := context.Background()
+	mem, err := Open(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	if err := mem.Ping(ctx); err != nil {
+		t.Fatalf("single-node Ping = %v", err)
+	}
+	srv := redistest.StartServer(t)
+	b, err := Open(ctx, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Ping(ctx); err != nil {
+		t.Fatalf("Ping = %v", err)
+	}
+	srv.Kill()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := b.Ping(pctx); err == nil || !strings.Contains(err.Error(), "redis.sock") {
+		t.Fatalf("Ping after the server died = %v, want an error naming its address", err)
+	}
+}

@@ -49,8 +49,8 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if viaCookie && !safeMethod(req.Method) {
 			if req.Header.Get("Sec-Fetch-Site") == "cross-site" ||
 				!s.cfg.Accounts.CheckCSRF(sess.ID, req.Header.Get(CSRFHeader)) {
-				return &apiError{http.StatusForbidden, api.CodeCSRF,
-					"missing or wrong CSRF token: send the " + CSRFHeader + " header with the value of the " + CSRFCookie + " cookie"}
+				return &api.StatusError{Status: http.StatusForbidden, Code: api.CodeCSRF,
+					Message: "missing or wrong CSRF token: send the " + CSRFHeader + " header with the value of the " + CSRFCookie + " cookie"}
 			}
 		}
 		c.Set(ctxUser, u)
@@ -79,7 +79,7 @@ func credentials(req *http.Request) (token string, viaCookie bool, err error) {
 func requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !caller(c).Admin {
-			return &apiError{http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"}
+			return &api.StatusError{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: "forbidden: this needs an admin"}
 		}
 		return next(c)
 	}

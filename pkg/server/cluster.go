@@ -39,7 +39,7 @@ func (s *Server) placed(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if !cl.VerifyPlacement(h) {
-			return &apiError{http.StatusForbidden, api.CodeForbidden, "invalid " + cluster.PlaceHeader + " header"}
+			return &api.StatusError{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: "invalid " + cluster.PlaceHeader + " header"}
 		}
 		c.Set(ctxPlacedHere, true)
 		return next(c)
@@ -59,8 +59,7 @@ func placedHere(c echo.Context) bool {
 func (s *Server) createElsewhere(c echo.Context, r api.CreateVMRequest, err error) error {
 	var ee *vm.ElsewhereError
 	cl := s.cfg.Cluster
-	switch {
-	case errors.As(err, &ee) && cl != nil:
+	if errors.As(err, &ee) && cl != nil {
 		body, merr := json.Marshal(r)
 		if merr != nil {
 			return merr
@@ -71,10 +70,8 @@ func (s *Server) createElsewhere(c echo.Context, r api.CreateVMRequest, err erro
 		req.Header.Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 		req.Header.Set(cluster.PlaceHeader, cl.SignPlacement(ee.Node))
 		return cl.Forward(c.Response(), req, ee.Node, nil)
-	case errors.Is(err, vm.ErrNoCapacity):
-		return &apiError{http.StatusServiceUnavailable, api.CodeNoCapacity, err.Error()}
 	}
-	return err
+	return err // no room anywhere: the mapper answers no_capacity
 }
 
 // onOwner runs a console token request on the VM's own node, which holds
@@ -143,7 +140,7 @@ func (s *Server) wsOnOwner(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c) // a bad token fails there, with its reason
 		}
 		if err := s.cfg.Console.CheckOrigin(req); err != nil {
-			return consoleError(err)
+			return err // the mapper names the console's refusals
 		}
 		req.Header.Del("Origin")
 		return cl.Forward(c.Response(), req, v.Node, nil)

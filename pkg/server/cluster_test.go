@@ -32,6 +32,7 @@ import (
 type clusterNode struct {
 	url string
 	reg *cluster.Registry
+	srv *httptest.Server
 }
 
 func startClusterNode(t *testing.T, st store.Store, name string, secret []byte, capa cluster.Capacity) *clusterNode {
@@ -73,7 +74,7 @@ func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []by
 		t.Fatal(err)
 	}
 	h = s
-	return &clusterNode{url: hs.URL, reg: reg}
+	return &clusterNode{url: hs.URL, reg: reg, srv: hs}
 }
 
 func clusterDo(t *testing.T, method, url, token string, body any, hdr map[string]string) (int, []byte) {
@@ -190,6 +191,26 @@ func TestClusterRouting(t *testing.T) {
 		}
 		if stored, _ := st.GetVM(ctx, web.ID); stored.State == api.StateUnknown {
 			t.Fatal("unknown was stored")
+		}
+	})
+
+	// Last: it stops b. A forward that fails is the API's error shape, with
+	// this request's id, not a bare proxy error.
+	t.Run("unreachable owner", func(t *testing.T) {
+		b.srv.Close()
+		req, _ := http.NewRequest("GET", a.url+api.BasePath+"/vms/web/console", nil)
+		req.Header.Set("Authorization", "Bearer "+ada)
+		req.Header.Set("X-Request-Id", "fwd-1")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		data, _ := io.ReadAll(res.Body)
+		wantError(t, res.StatusCode, data, 502, api.CodeUnavailable)
+		var eb api.ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error.RequestID != "fwd-1" || !strings.Contains(eb.Error.Message, "node b") {
+			t.Fatalf("answer: %s", data)
 		}
 	})
 }

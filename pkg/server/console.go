@@ -1,16 +1,14 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/vmdhq/vmd/pkg/api"
-	"github.com/vmdhq/vmd/pkg/console"
 )
 
-var errNoConsole = &apiError{http.StatusServiceUnavailable, api.CodeUnavailable, "the console is not enabled on this server"}
+var errNoConsole = &api.StatusError{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "the console is not enabled on this server"}
 
 // consoleToken issues a console token for one of the caller's VMs.
 func (s *Server) consoleToken(c echo.Context) error {
@@ -24,7 +22,7 @@ func (s *Server) consoleToken(c echo.Context) error {
 	}
 	res, err := s.cfg.Console.Issue(ctx, caller(c), callerSession(c).ID, v)
 	if err != nil {
-		return consoleError(err)
+		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, res)
@@ -54,32 +52,5 @@ func (s *Server) consoleWS(c echo.Context) error {
 			return err // a bearer token that does not hold is refused
 		}
 	}
-	return consoleError(s.cfg.Console.ServeWS(c.Response(), req, c.Param("id"), authUser))
-}
-
-// consoleError gives the console's errors their API status and code;
-// others (not found, internal) go to the mapper unchanged.
-func consoleError(err error) error {
-	if err == nil {
-		return nil
-	}
-	for _, m := range []struct {
-		err    error
-		status int
-		code   string
-	}{
-		{console.ErrTokenInvalid, http.StatusForbidden, api.CodeInvalidToken},
-		{console.ErrOrigin, http.StatusForbidden, api.CodeForbidden},
-		{console.ErrWrongUser, http.StatusForbidden, api.CodeForbidden},
-		{console.ErrNotRunning, http.StatusConflict, api.CodeConflict},
-		{console.ErrTooManySessions, http.StatusTooManyRequests, api.CodeRateLimited},
-		{console.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
-		{console.ErrNotWebSocket, http.StatusUpgradeRequired, api.CodeBadRequest},
-		{console.ErrBadHandshake, http.StatusBadRequest, api.CodeBadRequest},
-	} {
-		if errors.Is(err, m.err) {
-			return &apiError{m.status, m.code, err.Error()}
-		}
-	}
-	return err
+	return s.cfg.Console.ServeWS(c.Response(), req, c.Param("id"), authUser) // the mapper names the console's refusals
 }

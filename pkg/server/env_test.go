@@ -58,6 +58,15 @@ func newEnv(t *testing.T, b storetest.Backend) *env {
 // newEnvWith is newEnv with a hook that changes the server's config.
 func newEnvWith(t *testing.T, b storetest.Backend, tweak func(*server.Config)) *env {
 	t.Helper()
+	e := buildEnv(t, b, tweak)
+	e.t = t
+	return e
+}
+
+// buildEnv is newEnvWith for any testing.TB (a fuzz target's *testing.F);
+// the caller sets env.t before using the helpers.
+func buildEnv(t testing.TB, b storetest.Backend, tweak func(*server.Config)) *env {
+	t.Helper()
 	st := b.Open(t)
 	smtpSrv := mailtest.Start(t)
 	sender, err := mail.NewSMTPSender(smtpSrv.URL(), "vmd@example.com")
@@ -83,13 +92,15 @@ func newEnvWith(t *testing.T, b storetest.Backend, tweak func(*server.Config)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s)
+	hs := httptest.NewUnstartedServer(s)
+	hs.Listener = server.Listener(hs.Listener, log) // as vmd serves: net/http's own refusals in JSON too
+	hs.Start()
 	t.Cleanup(hs.Close)
-	return &env{t: t, srv: hs, store: st, smtp: smtpSrv, accounts: accounts, clock: clk}
+	return &env{srv: hs, store: st, smtp: smtpSrv, accounts: accounts, clock: clk}
 }
 
 // makeTemplate writes a small real qcow2 file as template name.
-func makeTemplate(t *testing.T, dir, name string) {
+func makeTemplate(t testing.TB, dir, name string) {
 	t.Helper()
 	if err := exec.Command("mkdir", "-p", dir).Run(); err != nil {
 		t.Fatal(err)

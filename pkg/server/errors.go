@@ -4,57 +4,55 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/vmdhq/vmd/pkg/account"
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/console"
+	"github.com/vmdhq/vmd/pkg/image"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
 
-// apiError is an error that already knows its status and code.
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string { return e.Message }
-
 func errBadRequest(format string, a ...any) error {
-	return &apiError{http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf(format, a...)}
+	return &api.StatusError{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: fmt.Sprintf(format, a...)}
 }
 
-// Classifier lets a layer below name the API code of its own errors without
-// knowing HTTP (the image catalog and driver register theirs in Config).
-type Classifier func(err error) (status int, code string, ok bool)
-
-// mapError is the one place errors become statuses and codes.
+// mapError is the one place errors become statuses, codes and messages,
+// for the API, the console, the template catalog and cluster forwarding.
+// The message shown comes only from typed errors that carry a safe one
+// (api.StatusError, validation and throttle errors); a sentinel gets a
+// fixed sentence, never err.Error(): a wrapped chain holds store or driver
+// text. Keep it one flat switch, a case a line where possible.
 func (s *Server) mapError(err error) (int, string, string) {
-	var ae *apiError
-	var he *echo.HTTPError
-	var mte *account.MailThrottledError
-	var te *account.ThrottledError
-	var fe *account.FieldError
-	var ve *vm.ValidationError
-	var qe *vm.QuotaError
-	var netErr net.Error
+	var (
+		se     *api.StatusError
+		he     *echo.HTTPError
+		mbe    *http.MaxBytesError
+		mte    *account.MailThrottledError
+		te     *account.ThrottledError
+		fe     *account.FieldError
+		ve     *vm.ValidationError
+		qe     *vm.QuotaError
+		nte    *vm.NameTakenError
+		ce     *vm.CapacityError
+		netErr net.Error
+	)
 	switch {
-	case errors.As(err, &ae):
-		return ae.Status, ae.Code, ae.Message
+	case errors.As(err, &se):
+		return se.Status, se.Code, se.Message
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body too large"
 	case errors.As(err, &he):
-		code := map[int]string{404: api.CodeNotFound, 405: "method_not_allowed", 413: "request_too_large",
-			401: api.CodeUnauthenticated, 403: api.CodeForbidden, 429: api.CodeRateLimited}[he.Code]
-		if code == "" {
-			code = api.CodeBadRequest
-		}
-		return he.Code, code, fmt.Sprint(he.Message)
+		return echoError(he.Code)
 	case errors.As(err, &mte):
 		return http.StatusTooManyRequests, api.CodeRateLimited, mte.Error()
 	case errors.As(err, &te):
@@ -73,30 +71,87 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusUnauthorized, api.CodeUnauthenticated, "not authenticated: log in first"
 	case errors.Is(err, account.ErrInvalidToken):
 		return http.StatusBadRequest, api.CodeInvalidToken, "the token is invalid, used or expired"
+	// The console's refusals (pkg/console); their sentinels' own sentences are written for users.
+	case errors.Is(err, console.ErrSessionEnded):
+		return http.StatusForbidden, api.CodeInvalidToken, console.ErrSessionEnded.Error()
+	case errors.Is(err, console.ErrTokenInvalid):
+		return http.StatusForbidden, api.CodeInvalidToken, console.ErrTokenInvalid.Error()
+	case errors.Is(err, console.ErrOrigin):
+		return http.StatusForbidden, api.CodeForbidden, console.ErrOrigin.Error()
+	case errors.Is(err, console.ErrWrongUser):
+		return http.StatusForbidden, api.CodeForbidden, "the console token belongs to another user, or a client without an Origin header sent no bearer token"
+	case errors.Is(err, console.ErrNotRunning):
+		return http.StatusConflict, api.CodeConflict, console.ErrNotRunning.Error()
+	case errors.Is(err, console.ErrTooManySessions):
+		return http.StatusTooManyRequests, api.CodeRateLimited, console.ErrTooManySessions.Error()
+	case errors.Is(err, console.ErrUnavailable):
+		return http.StatusServiceUnavailable, api.CodeUnavailable, "the vm's console cannot be reached right now; try again shortly"
+	case errors.Is(err, console.ErrNotWebSocket):
+		return http.StatusUpgradeRequired, api.CodeBadRequest, console.ErrNotWebSocket.Error()
+	case errors.Is(err, console.ErrBadHandshake):
+		return http.StatusBadRequest, api.CodeBadRequest, "unsupported websocket handshake: version 13 with a Sec-WebSocket-Key is needed"
+	// The template catalog (pkg/image).
+	case errors.Is(err, image.ErrNotFound):
+		return http.StatusNotFound, api.CodeNotFound, "template not found"
+	case errors.Is(err, image.ErrInvalidName):
+		return http.StatusUnprocessableEntity, api.CodeValidation, image.ErrInvalidName.Error()
+	case errors.Is(err, image.ErrExists):
+		return http.StatusConflict, api.CodeConflict, "template already exists"
+	// A node's copy of a template is unusable until an operator replaces it; the request itself was fine.
+	case errors.Is(err, image.ErrChecksumMismatch):
+		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node does not match its recorded sha256; an operator must replace it"
+	case errors.Is(err, image.ErrCorrupt):
+		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node is not a usable qcow2 image; an operator must replace it"
+	case errors.As(err, &ce):
+		return http.StatusServiceUnavailable, api.CodeNoCapacity, ce.Error()
+	case errors.Is(err, vm.ErrNoCapacity):
+		return http.StatusServiceUnavailable, api.CodeNoCapacity, "no node has room for this vm"
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable, api.CodeUnavailable, "the database is unreachable; try again shortly"
 	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, api.CodeNotFound, err.Error()
+		return http.StatusNotFound, api.CodeNotFound, "not found"
 	case errors.As(err, &qe):
 		return http.StatusForbidden, api.CodeQuotaExceeded, qe.Error()
 	case errors.Is(err, store.ErrQuotaExceeded):
 		return http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"
+	case errors.As(err, &nte):
+		return http.StatusConflict, api.CodeConflict, nte.Error()
 	case errors.Is(err, store.ErrConflict):
-		return http.StatusConflict, api.CodeConflict, err.Error()
+		return http.StatusConflict, api.CodeConflict, "that conflicts with an existing object (a name already taken?)"
 	case errors.Is(err, vm.ErrTooManyStreams):
-		return http.StatusTooManyRequests, api.CodeRateLimited, err.Error()
+		return http.StatusTooManyRequests, api.CodeRateLimited, "too many open event streams: close one first"
 	case errors.Is(err, vm.ErrForbidden):
 		return http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"
 	case errors.Is(err, vm.ErrNoSpace), errors.Is(err, syscall.ENOSPC):
 		return http.StatusInsufficientStorage, api.CodeInsufficient, "the node has no room for this VM's disk; try a smaller disk or ask an admin"
 	case errors.As(err, &netErr):
-		// The database (or Redis) cannot be reached: the request may succeed later.
+		// A backing service (Redis, another node) cannot be reached: the request may succeed later.
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "a backing service is unreachable; try again shortly"
 	}
-	for _, classify := range s.cfg.Classifiers {
-		if status, code, ok := classify(err); ok {
-			return status, code, err.Error()
-		}
-	}
 	return http.StatusInternalServerError, api.CodeInternal, "internal error"
+}
+
+// echoError names the router's own errors (no such route, wrong method,
+// the body limit) with fixed sentences.
+func echoError(status int) (int, string, string) {
+	switch status {
+	case http.StatusNotFound:
+		return status, api.CodeNotFound, "no such route"
+	case http.StatusMethodNotAllowed:
+		return status, api.CodeMethodNotAllowed, "method not allowed on this route"
+	case http.StatusRequestEntityTooLarge:
+		return status, api.CodeTooLarge, "request body too large"
+	case http.StatusUnauthorized:
+		return status, api.CodeUnauthenticated, "not authenticated: log in first"
+	case http.StatusForbidden:
+		return status, api.CodeForbidden, "forbidden"
+	case http.StatusTooManyRequests:
+		return status, api.CodeRateLimited, "too many requests; try again later"
+	}
+	if status >= 500 {
+		return http.StatusInternalServerError, api.CodeInternal, "internal error"
+	}
+	return http.StatusBadRequest, api.CodeBadRequest, "bad request"
 }
 
 // handleError writes every error as the contract's JSON error shape.
@@ -113,17 +168,19 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	}
 	var te *account.ThrottledError
-	if errors.As(err, &te) {
+	switch {
+	case errors.As(err, &te):
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(te.RetryAfter.Seconds())+1))
+	case errors.Is(err, console.ErrBadHandshake):
+		c.Response().Header().Set("Sec-WebSocket-Version", "13") // RFC 6455 4.4: name the version spoken
 	}
-	body := api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, RequestID: rid, Field: errorField(err)}}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)
 	} else {
-		err = c.JSON(status, body)
+		err = c.JSON(status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, RequestID: rid, Field: errorField(err)}})
 	}
 	if err != nil {
-		s.log.Warn("write error response", "err", err)
+		s.log.Warn("write error response", "request_id", rid, "err", err)
 	}
 }
 
@@ -140,21 +197,68 @@ func errorField(err error) string {
 	return ""
 }
 
-// decode reads a JSON body strictly: unknown fields and trailing data are errors.
+// maxDecodeMessage bounds the part of a JSON error quoted back to the
+// caller (an unknown field's name comes from the body).
+const maxDecodeMessage = 200
+
+// decode reads a JSON body strictly: one JSON value, no unknown fields,
+// nothing but white space after it. A body over the limit is the body
+// limit's error (413); a body that cannot be read is not the caller's JSON
+// and goes to the mapper as it is.
 func decode(c echo.Context, v any) error {
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &apiError{http.StatusRequestEntityTooLarge, "request_too_large", "request body too large"}
-		}
-		return errBadRequest("invalid JSON body: %v", err)
+		return bodyError(err)
 	}
-	if dec.More() {
-		return errBadRequest("invalid JSON body: trailing data")
+	// dec.More would let a stray '}' or ']' through: ask for the next token instead.
+	switch _, err := dec.Token(); {
+	case err == io.EOF:
+		return nil
+	case err == nil || isJSONError(err):
+		return errBadRequest("invalid JSON body: data after the JSON value")
+	default:
+		return bodyError(err)
 	}
-	return nil
 }
 
-var _ = slog.Default
+// bodyError turns a decoder's error into the answer: the body limit's
+// error goes on to the mapper (413), JSON that is wrong is a 400 saying
+// how, and a body that could not be read is a 400 without the reader's
+// text (it names addresses).
+func bodyError(err error) error {
+	var (
+		he  *echo.HTTPError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &he), errors.As(err, &mbe):
+		return err
+	case isJSONError(err):
+		return errBadRequest("invalid JSON body: %s", truncate(err.Error(), maxDecodeMessage))
+	}
+	return errBadRequest("the request body could not be read")
+}
+
+// isJSONError reports an error about the JSON text itself, as opposed to
+// one reading the body.
+func isJSONError(err error) bool {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	return errors.As(err, &syn) || errors.As(err, &typ) || err == io.EOF || err == io.ErrUnexpectedEOF ||
+		strings.HasPrefix(err.Error(), "json: ") // unknown field, and the like: encoding/json has no type for them
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -31,15 +31,17 @@ import (
 
 // Config wires a Server.
 type Config struct {
-	Accounts    *account.Service
-	VMs         *vm.Service
-	Store       store.Store // for /readyz
-	PublicURL   string
-	Log         *slog.Logger
-	Registry    *prometheus.Registry
-	Classifiers []Classifier
+	Accounts  *account.Service
+	VMs       *vm.Service
+	Store     store.Store // for /readyz
+	PublicURL string
+	Log       *slog.Logger
+	Registry  *prometheus.Registry
 	// Ready adds facts to /readyz (the accelerator chosen, say).
 	Ready func(ctx context.Context) map[string]string
+	// Checks are the backing services besides the store that /readyz
+	// reports by name ("redis": its Ping); any failing makes it 503.
+	Checks map[string]func(ctx context.Context) error
 	// TrustedProxies are the networks whose X-Forwarded-For is believed (nginx in front).
 	TrustedProxies []*net.IPNet
 	Version        string
@@ -97,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	u, err := url.Parse(cfg.PublicURL)
 	if err != nil || u.Host == "" {
-		return nil, &apiError{Message: "server: --public-url must be an absolute URL such as https://vmd.example.com"}
+		return nil, &api.StatusError{Message: "server: --public-url must be an absolute URL such as https://vmd.example.com"}
 	}
 	s := &Server{closing: make(chan struct{}), cfg: cfg, log: cfg.Log, secure: u.Scheme == "https", origin: u.Scheme + "://" + u.Host}
 	switch {
@@ -220,22 +222,37 @@ func (s *Server) Echo() *echo.Echo { return s.echo }
 
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
+// newRequestID makes a request id: 16 hex digits.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // requestID takes a sane incoming X-Request-Id or makes one, and echoes it.
 func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id := c.Request().Header.Get(echo.HeaderXRequestID)
 		if !validRequestID.MatchString(id) {
-			b := make([]byte, 8)
-			_, _ = rand.Read(b)
-			id = hex.EncodeToString(b)
+			id = newRequestID()
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
 		return next(c)
 	}
 }
 
-// accessLog writes one JSON line a request. The query string is left out:
-// it can carry tokens (the e-mail verification link).
+// Bounds of the access log's fields that the caller chooses: net/http
+// takes a request line and headers of up to a megabyte, and a log line
+// should not grow with them.
+const (
+	maxLogMethod    = 32
+	maxLogPath      = 512
+	maxLogUserAgent = 256
+)
+
+// accessLog writes one JSON line a request and counts it in the metrics.
+// The query string is left out: it can carry tokens (the e-mail
+// verification link).
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -244,22 +261,76 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		req, res := c.Request(), c.Response()
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
+		route, method := routeLabel(c.Path()), methodLabel(req.Method)
 		took := time.Since(start)
-		s.reqs.WithLabelValues(route, req.Method, strconv.Itoa(res.Status)).Inc()
-		s.dur.WithLabelValues(route, req.Method).Observe(took.Seconds())
-		attrs := []any{"request_id", res.Header().Get(echo.HeaderXRequestID), "method", req.Method,
-			"path", req.URL.Path, "route", route, "status", res.Status, "bytes", res.Size,
-			"duration_ms", float64(took.Microseconds()) / 1000, "remote_ip", c.RealIP()}
+		s.reqs.WithLabelValues(route, method, statusLabel(res.Status)).Inc()
+		s.dur.WithLabelValues(route, method).Observe(took.Seconds())
+		attrs := make([]any, 0, 24) // room for the optional pairs: one allocation
+		attrs = append(attrs, "request_id", res.Header().Get(echo.HeaderXRequestID), "method", truncate(req.Method, maxLogMethod),
+			"path", truncate(req.URL.Path, maxLogPath), "route", route, "status", res.Status, "bytes", res.Size,
+			"duration_ms", float64(took.Microseconds())/1000, "remote_ip", c.RealIP())
+		if ua := req.UserAgent(); ua != "" {
+			attrs = append(attrs, "user_agent", truncate(ua, maxLogUserAgent))
+		}
 		if u, ok := c.Get(ctxUser).(store.User); ok {
 			attrs = append(attrs, "user", u.ID)
 		}
 		s.log.Info("request", attrs...)
 		return nil
 	}
+}
+
+// Metric label values come from fixed sets: a value per junk method or
+// path an unauthenticated caller sends would grow /metrics without bound.
+
+// routeLabel is the matched route's pattern, or "unmatched".
+func routeLabel(path string) string {
+	if path == "" || path == "/*" {
+		return "unmatched"
+	}
+	return path // a pattern of the route table, not the request's path
+}
+
+// methodLabel is the method when it is one of HTTP's own, else "other".
+// It returns constants, so a label never holds on to a request's memory.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodOptions:
+		return http.MethodOptions
+	case http.MethodConnect:
+		return http.MethodConnect
+	case http.MethodTrace:
+		return http.MethodTrace
+	}
+	return "other"
+}
+
+// statusLabels are the status codes' label values, made once.
+var statusLabels = func() (l [600]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+// statusLabel is the status code as a label value, without allocating.
+func statusLabel(code int) string {
+	if code < 0 || code >= len(statusLabels) {
+		return "other"
+	}
+	return statusLabels[code]
 }
 
 func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
@@ -275,21 +346,44 @@ func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// readyz reports each backing service, "ok" or "unreachable", and is 503
+// when any is down: a load balancer then sends requests elsewhere.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	out := map[string]string{"status": "ok"}
+	out := map[string]string{}
 	if s.cfg.Ready != nil {
 		for k, v := range s.cfg.Ready(ctx) {
 			out[k] = v
 		}
 	}
-	if err := s.cfg.Store.Ping(ctx); err != nil {
-		out["status"], out["store"] = "unavailable", "unreachable"
-		s.log.Warn("readyz: store unreachable", "err", err)
+	checks := map[string]func(context.Context) error{"store": s.cfg.Store.Ping}
+	for name, check := range s.cfg.Checks {
+		checks[name] = check
+	}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		down bool
+	)
+	for name, check := range checks {
+		wg.Go(func() {
+			err := check(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			out[name] = "ok"
+			if err != nil {
+				out[name], down = "unreachable", true
+				s.log.Warn("readyz: backing service unreachable", "service", name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	if down {
+		out["status"] = "unavailable"
 		return c.JSON(http.StatusServiceUnavailable, out)
 	}
-	out["store"] = "ok"
+	out["status"] = "ok"
 	return c.JSON(http.StatusOK, out)
 }
 

@@ -62,7 +62,7 @@ func (s *Server) registerWeb(e *echo.Echo) error {
 		name := path.Clean("/" + c.Param("*"))
 		f := files["static"+name]
 		if f == nil {
-			return &apiError{http.StatusNotFound, api.CodeNotFound, "no such file"}
+			return &api.StatusError{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: "no such file"}
 		}
 		c.Response().Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		return serveWebFile(c, f)

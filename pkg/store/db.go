@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,20 +52,24 @@ func isNoRows(err error) bool {
 	return errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows)
 }
 
-// classify maps a driver error to ErrConflict (unique violation) or
-// ErrNotFound (foreign key violation: the referenced row is missing); any
-// other error is returned as it is.
+// classify maps a driver error to a sentinel: ErrConflict (unique
+// violation), ErrNotFound (foreign key violation: the referenced row is
+// missing) or ErrUnavailable (the server or the connection went away). The
+// driver's error is kept in the chain for logs; any other error is
+// returned as it is.
 func classify(err error) error {
 	if err == nil {
 		return nil
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "23505":
-			return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
-		case "23503":
-			return fmt.Errorf("%w: %s", ErrNotFound, pgErr.ConstraintName)
+		switch {
+		case pgErr.Code == "23505":
+			return fmt.Errorf("%w: %w", ErrConflict, err)
+		case pgErr.Code == "23503":
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case pgUnavailable(pgErr.Code):
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return err
 	}
@@ -70,12 +77,39 @@ func classify(err error) error {
 	if errors.As(err, &sqErr) {
 		switch sqErr.Code() {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return fmt.Errorf("%w: %s", ErrConflict, sqErr.Error())
+			return fmt.Errorf("%w: %w", ErrConflict, err)
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-			return fmt.Errorf("%w: %s", ErrNotFound, sqErr.Error())
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
 		}
+		return err
+	}
+	if connLost(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
+}
+
+// pgUnavailable reports the SQLSTATEs that mean "not now" rather than "not
+// this request": class 08 (connection exception), class 57 (operator
+// intervention: 57P01 admin_shutdown when the server stops or a backend is
+// terminated, 57P02 crash_shutdown, 57P03 cannot_connect_now while it
+// starts) and 53300 too_many_connections.
+func pgUnavailable(code string) bool {
+	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "57") || code == "53300"
+}
+
+// connLost reports a connection that failed or closed under a call: pgx's
+// closed connection and failed connect, an EOF from the server, or any
+// network error. A cancelled or timed-out context is the caller's doing
+// and stays as it is.
+func connLost(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.Is(err, pgconn.ErrConnClosed) || errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 // --- SQLite (database/sql) ---
@@ -168,7 +202,7 @@ type sqliteRows struct{ r *sql.Rows }
 
 func (r sqliteRows) Scan(dest ...any) error { return r.r.Scan(sqliteDest(dest)...) }
 func (r sqliteRows) Next() bool             { return r.r.Next() }
-func (r sqliteRows) Err() error             { return r.r.Err() }
+func (r sqliteRows) Err() error             { return classify(r.r.Err()) }
 func (r sqliteRows) Close()                 { _ = r.r.Close() }
 
 func (s sqliteQuerier) exec(ctx context.Context, q string, args ...any) (int64, error) {
@@ -206,7 +240,7 @@ func (s *sqliteDB) queryRow(ctx context.Context, q string, args ...any) scanner 
 func (s *sqliteDB) inTx(ctx context.Context, f func(q querier) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("begin: %w", classify(err))
 	}
 	if err := f(sqliteQuerier{tx}); err != nil {
 		_ = tx.Rollback()
@@ -287,9 +321,9 @@ func (r pgRow) Scan(dest ...any) error { return classify(r.r.Scan(pgDest(dest)..
 
 type pgRows struct{ r pgx.Rows }
 
-func (r pgRows) Scan(dest ...any) error { return r.r.Scan(pgDest(dest)...) }
+func (r pgRows) Scan(dest ...any) error { return classify(r.r.Scan(pgDest(dest)...)) }
 func (r pgRows) Next() bool             { return r.r.Next() }
-func (r pgRows) Err() error             { return r.r.Err() }
+func (r pgRows) Err() error             { return classify(r.r.Err()) }
 func (r pgRows) Close()                 { r.r.Close() }
 
 func (p pgQuerier) exec(ctx context.Context, q string, args ...any) (int64, error) {
@@ -331,7 +365,7 @@ func (p *pgDB) queryRow(ctx context.Context, q string, args ...any) scanner {
 func (p *pgDB) inTx(ctx context.Context, f func(q querier) error) error {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("begin: %w", classify(err))
 	}
 	if err := f(pgQuerier{tx}); err != nil {
 		// The context may already be cancelled; rollback still returns the
@@ -345,5 +379,5 @@ func (p *pgDB) inTx(ctx context.Context, f func(q querier) error) error {
 	return nil
 }
 
-func (p *pgDB) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+func (p *pgDB) ping(ctx context.Context) error { return classify(p.pool.Ping(ctx)) }
 func (p *pgDB) close() error                   { p.pool.Close(); return nil }

@@ -17,6 +17,10 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrConflict      = errors.New("conflict")
 	ErrQuotaExceeded = errors.New("quota exceeded")
+	// ErrUnavailable: the database cannot be reached or is shutting down
+	// (a connection lost, PostgreSQL restarted); the same call may succeed
+	// shortly. The driver's error stays in the chain for the log.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // QuotaError says which limit a create would pass. Its text names the

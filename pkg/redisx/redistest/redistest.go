@@ -2,6 +2,8 @@
 // (VMD_TEST_REDIS_URL, default redis://127.0.0.1:6379/0) and deletes the
 // test's keys afterwards. Tests fail, not skip, when Redis is unreachable.
 //
+// StartServer runs a redis-server of the test's own, which a test may kill.
+//
 // It imports only go-redis so that any package's internal tests can use it
 // without an import cycle through redisx.
 package redistest
@@ -11,6 +13,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,4 +83,64 @@ func DeletePrefix(ctx context.Context, rdb redis.UniversalClient, prefix string)
 		return rdb.Del(ctx, batch...).Err()
 	}
 	return nil
+}
+
+// Server is a redis-server of a test's own, on a unix socket, for tests
+// that must see Redis go away without touching the shared one.
+type Server struct {
+	// URL reaches the server (unix://…).
+	URL  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartServer starts redis-server (no persistence) on a unix socket in a
+// fresh directory and returns once it answers PING. It is killed when t
+// ends, if Kill has not done so before. The test fails when redis-server
+// is not installed.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is needed by this test (apt-get install redis-server): %v", err)
+	}
+	dir, err := os.MkdirTemp("", "vmdr") // short: a socket path is limited to 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "redis.sock")
+	cmd := exec.Command(bin, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
+		"--save", "", "--appendonly", "no", "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	s := &Server{URL: "unix://" + sock, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	t.Cleanup(s.Kill)
+	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: sock, MaxRetries: -1})
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := rdb.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return s
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("redis-server exited at start: %v", err)
+		case <-time.After(20 * time.Millisecond): // polling for the socket to answer
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not answer: %v", sock, err)
+		}
+	}
+}
+
+// Kill stops the server at once and waits until it is gone.
+func (s *Server) Kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
 }

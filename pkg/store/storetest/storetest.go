@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,4 +139,28 @@ func CreateDatabase(ctx context.Context, adminURL, prefix string) (string, func(
 		return nil
 	}
 	return u.String(), drop, nil
+}
+
+// TerminateBackends ends every other connection to dbURL's database with
+// pg_terminate_backend, as a PostgreSQL restart or failover would, and
+// returns how many it ended.
+func TerminateBackends(t testing.TB, dbURL string) int {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect to terminate backends: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = $1 AND pid <> pg_backend_pid()) AS t`, strings.TrimPrefix(u.Path, "/")).Scan(&n); err != nil {
+		t.Fatalf("terminate backends: %v", err)
+	}
+	return n
 }
