@@ -1,0 +1,473 @@
+// Package guestnet is one guest's userspace network: a gvisor netstack per VM, attached to
+// QEMU's `-netdev stream` socket, with a DHCP server, a DNS forwarder on the gateway, and a TCP
+// forwarder that dials out as vmd only where Policy.Permit allows. Nothing here binds a host
+// port: vmd reaches a guest's port by dialing inside the stack (DialGuest).
+package guestnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containers/gvisor-tap-vsock/pkg/services/dhcp"
+	"github.com/containers/gvisor-tap-vsock/pkg/services/dns"
+	"github.com/containers/gvisor-tap-vsock/pkg/tap"
+	"github.com/containers/gvisor-tap-vsock/pkg/types"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// Errors DialGuest and Attach return; callers map them to user-facing errors.
+var (
+	ErrNoLease      = errors.New("guest has no network address yet")
+	ErrPortClosed   = errors.New("nothing listens on the guest port")
+	ErrUnreachable  = errors.New("guest does not answer on its network")
+	ErrInvalidPort  = errors.New("port must be between 1 and 65535")
+	ErrClosed       = errors.New("guest network is closed")
+	errFrameTooLong = errors.New("frame length out of range")
+)
+
+// Defaults: every VM gets the same subnet, because each VM has its own stack and the subnet is
+// never routed anywhere. 192.168.127.0/24 (gvisor-tap-vsock's habit) rather than QEMU's
+// 10.0.2.0/24: operators often allow parts of 10/8 for guests, and an allowed range that also
+// contains the guest's own network is confusing to read.
+var (
+	DefaultSubnet     = netip.MustParsePrefix("192.168.127.0/24")
+	DefaultGatewayIP  = netip.MustParseAddr("192.168.127.1")
+	DefaultGuestIP    = netip.MustParseAddr("192.168.127.2")
+	DefaultGatewayMAC = net.HardwareAddr{0x02, 0x00, 0x00, 0x76, 0x6d, 0x01} // locally administered
+)
+
+const (
+	nicID              = 1
+	defaultMTU         = 1500
+	defaultMaxConns    = 256
+	defaultDialTimeout = 10 * time.Second
+	// A frame longer than this from QEMU is a broken or hostile peer; the switch would
+	// otherwise allocate whatever 32-bit length the guest sends.
+	maxFrame = 65535 + header.EthernetMinimumSize
+)
+
+// Resolver answers the DNS questions the gateway forwards; *net.Resolver fits.
+type Resolver interface {
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	LookupCNAME(ctx context.Context, host string) (string, error)
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupNS(ctx context.Context, name string) ([]*net.NS, error)
+	LookupSRV(ctx context.Context, service, proto, name string) (string, []*net.SRV, error)
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+// Config describes one guest's network. Zero fields take the defaults above.
+type Config struct {
+	Subnet     netip.Prefix
+	GatewayIP  netip.Addr
+	GatewayMAC net.HardwareAddr
+	GuestIP    netip.Addr
+	GuestMAC   net.HardwareAddr // required: the MAC given to QEMU's virtio-net device
+	MTU        int
+	Policy     Policy
+	Resolver   Resolver // default: the host's resolver
+	// Dial opens the host-side connection for a permitted guest connection; default net.Dialer.
+	// It is only ever called with a literal IP address that Policy.Permit accepted.
+	Dial        func(ctx context.Context, network, address string) (net.Conn, error)
+	DialTimeout time.Duration // default 10 s
+	MaxConns    int           // concurrent outbound connections, default 256
+	Log         *slog.Logger
+}
+
+// Network is one guest's network stack.
+type Network struct {
+	cfg     Config
+	policy  Policy
+	log     *slog.Logger
+	stack   *stack.Stack
+	sw      *tap.Switch
+	dhcp    *dhcp.Server
+	dnsUDP  *gonet.UDPConn
+	dnsTCP  *gonet.TCPListener
+	sem     chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	guest   tcpip.Address
+	gateway tcpip.Address
+	leased  atomic.Bool
+
+	mu       sync.Mutex
+	closed   bool
+	attached net.Conn
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+}
+
+// New builds the stack and starts its DHCP and DNS services. It binds nothing on the host.
+func New(cfg Config) (*Network, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	routeLogrus()
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Network{
+		cfg:     cfg,
+		log:     cfg.Log,
+		sem:     make(chan struct{}, cfg.MaxConns),
+		ctx:     ctx,
+		cancel:  cancel,
+		guest:   tcpip.AddrFrom4(cfg.GuestIP.As4()),
+		gateway: tcpip.AddrFrom4(cfg.GatewayIP.As4()),
+		conns:   make(map[net.Conn]struct{}),
+	}
+	n.policy = cfg.Policy
+	n.policy.internal = append(append([]netip.Prefix(nil), cfg.Policy.internal...), cfg.Subnet.Masked())
+
+	ep, err := tap.NewLinkEndpoint(false, uint32(cfg.MTU), cfg.GatewayMAC.String(), cfg.GatewayIP.String(), nil)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("guest network link: %w", err)
+	}
+	n.sw = tap.NewSwitch(false)
+	ep.Connect(n.sw)
+	n.sw.Connect(&guard{LinkEndpoint: ep, n: n})
+
+	if err := n.buildStack(ep); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := n.startServices(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (c *Config) defaults() error {
+	if len(c.GuestMAC) != 6 {
+		return fmt.Errorf("guest network: guest MAC %q is not a 6-byte MAC", c.GuestMAC)
+	}
+	if !c.Subnet.IsValid() {
+		c.Subnet, c.GatewayIP, c.GuestIP = DefaultSubnet, DefaultGatewayIP, DefaultGuestIP
+	}
+	if !c.Subnet.Addr().Is4() || !c.GatewayIP.Is4() || !c.GuestIP.Is4() ||
+		!c.Subnet.Contains(c.GatewayIP) || !c.Subnet.Contains(c.GuestIP) || c.GatewayIP == c.GuestIP {
+		return fmt.Errorf("guest network: gateway %s and guest %s must be distinct IPv4 addresses in %s", c.GatewayIP, c.GuestIP, c.Subnet)
+	}
+	if c.GatewayMAC == nil {
+		c.GatewayMAC = DefaultGatewayMAC
+	}
+	if c.MTU == 0 {
+		c.MTU = defaultMTU
+	}
+	if c.MTU < 576 || c.MTU > 65535 {
+		return fmt.Errorf("guest network: MTU %d out of range", c.MTU)
+	}
+	if c.Resolver == nil {
+		c.Resolver = &net.Resolver{}
+	}
+	if c.Dial == nil {
+		c.Dial = (&net.Dialer{}).DialContext
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = defaultDialTimeout
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = defaultMaxConns
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return nil
+}
+
+func (n *Network) buildStack(ep stack.LinkEndpoint) error {
+	// IPv4 and ARP only: the guest gets no IPv6 route, so no IPv6 path needs a rule. No ICMP
+	// transport either; the guard drops ICMP that is not for the gateway.
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+	})
+	n.stack = s
+	if err := s.CreateNIC(nicID, ep); err != nil {
+		return fmt.Errorf("guest network nic: %s", err)
+	}
+	if err := s.AddProtocolAddress(nicID, tcpip.ProtocolAddress{
+		Protocol:          ipv4.ProtocolNumber,
+		AddressWithPrefix: n.gateway.WithPrefix(),
+	}, stack.AddressProperties{}); err != nil {
+		return fmt.Errorf("guest network gateway address: %s", err)
+	}
+	// Promiscuous + spoofing: the stack accepts a guest connection to any address and answers
+	// as that address, which is what lets the forwarder see (and judge) every destination.
+	if err := s.SetSpoofing(nicID, true); err != nil {
+		return fmt.Errorf("guest network spoofing: %s", err)
+	}
+	if err := s.SetPromiscuousMode(nicID, true); err != nil {
+		return fmt.Errorf("guest network promiscuous: %s", err)
+	}
+	sub, err := tcpip.NewSubnet(tcpip.AddrFrom4(n.cfg.Subnet.Masked().Addr().As4()),
+		tcpip.MaskFromBytes(net.CIDRMask(n.cfg.Subnet.Bits(), 32)))
+	if err != nil {
+		return fmt.Errorf("guest network subnet: %w", err)
+	}
+	// Only the guest's subnet is routed: the stack itself can only ever send to the guest.
+	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: nicID}})
+
+	fwd := tcp.NewForwarder(s, 0, n.cfg.MaxConns, n.forwardTCP)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	// UDP that no service is bound to (everything but DHCP and DNS on the gateway) is dropped.
+	s.SetTransportProtocolHandler(udp.ProtocolNumber, func(stack.TransportEndpointID, *stack.PacketBuffer) bool { return true })
+	return nil
+}
+
+func (n *Network) startServices() error {
+	pool := tap.NewIPPool(&net.IPNet{IP: n.cfg.Subnet.Masked().Addr().AsSlice(), Mask: net.CIDRMask(n.cfg.Subnet.Bits(), 32)})
+	pool.Reserve(n.cfg.GatewayIP.AsSlice(), n.cfg.GatewayMAC.String())
+	pool.Reserve(n.cfg.GuestIP.AsSlice(), n.cfg.GuestMAC.String())
+	tcfg := &types.Configuration{
+		Subnet:    n.cfg.Subnet.Masked().String(),
+		GatewayIP: n.cfg.GatewayIP.String(),
+		MTU:       n.cfg.MTU,
+	}
+	d, err := dhcp.New(tcfg, n.stack, pool)
+	if err != nil {
+		return fmt.Errorf("guest network dhcp: %w", err)
+	}
+	n.dhcp = d
+
+	gw := tcpip.FullAddress{NIC: nicID, Addr: n.gateway, Port: 53}
+	if n.dnsUDP, err = gonet.DialUDP(n.stack, &gw, nil, ipv4.ProtocolNumber); err != nil {
+		return fmt.Errorf("guest network dns: %w", err)
+	}
+	if n.dnsTCP, err = gonet.ListenTCP(n.stack, gw, ipv4.ProtocolNumber); err != nil {
+		return fmt.Errorf("guest network dns: %w", err)
+	}
+	srv, err := dns.NewWithUpstreamResolver(n.dnsUDP, n.dnsTCP, nil, n.cfg.Resolver)
+	if err != nil {
+		return fmt.Errorf("guest network dns: %w", err)
+	}
+	// Each returns when Close closes its socket.
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); _ = d.Serve() }()
+	go func() { defer n.wg.Done(); _ = srv.Serve() }()
+	go func() { defer n.wg.Done(); _ = srv.ServeTCP() }()
+	return nil
+}
+
+// Lease returns the guest's address once the guest has used it (after its DHCP exchange, or
+// when it answers the gateway's ARP probe after vmd reattached to a running guest).
+func (n *Network) Lease() (netip.Addr, bool) {
+	if !n.leased.Load() {
+		return netip.Addr{}, false
+	}
+	return n.cfg.GuestIP, true
+}
+
+// Attach serves one QEMU stream connection (4-byte big-endian length, then an Ethernet frame)
+// until it ends, ctx is cancelled or the network is closed; the caller reconnects to QEMU's
+// socket and calls Attach again. A new Attach replaces a connection still attached.
+func (n *Network) Attach(ctx context.Context, conn net.Conn) error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		conn.Close()
+		return ErrClosed
+	}
+	if n.attached != nil {
+		n.attached.Close()
+	}
+	n.attached = conn
+	n.wg.Add(1)
+	n.mu.Unlock()
+	defer n.wg.Done()
+
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	// A guest that kept its address across a vmd restart is silent until asked: probe it so
+	// Lease becomes known. The neighbour cache retries while the switch takes the connection.
+	if !n.leased.Load() {
+		_ = n.stack.GetLinkAddress(nicID, n.guest, n.gateway, ipv4.ProtocolNumber, func(stack.LinkResolutionResult) {})
+	}
+	err := n.sw.Accept(ctx, &frameGuard{Conn: conn}, types.QemuProtocol)
+
+	n.mu.Lock()
+	if n.attached == conn {
+		n.attached = nil
+	}
+	closed := n.closed
+	n.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil:
+		return fmt.Errorf("guest link: %w", net.ErrClosed)
+	}
+	return fmt.Errorf("guest link: %w", err)
+}
+
+// DialGuest opens a TCP connection to the guest's port inside the stack; nothing is bound on
+// the host.
+func (n *Network) DialGuest(ctx context.Context, port int) (net.Conn, error) {
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("dial guest port %d: %w", port, ErrInvalidPort)
+	}
+	n.mu.Lock()
+	closed := n.closed
+	n.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if !n.leased.Load() {
+		return nil, fmt.Errorf("dial guest port %d: %w", port, ErrNoLease)
+	}
+	var wq waiter.Queue
+	ep, terr := n.stack.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	if terr != nil {
+		return nil, fmt.Errorf("dial guest port %d: %s", port, terr)
+	}
+	entry, ready := waiter.NewChannelEntry(waiter.WritableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	terr = ep.Connect(tcpip.FullAddress{NIC: nicID, Addr: n.guest, Port: uint16(port)})
+	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
+		select {
+		case <-ctx.Done():
+			ep.Close()
+			return nil, fmt.Errorf("dial guest port %d: %w", port, ctx.Err())
+		case <-n.ctx.Done():
+			ep.Close()
+			return nil, ErrClosed
+		case <-ready:
+		}
+		terr = ep.LastError()
+	}
+	if terr != nil {
+		ep.Close()
+		switch terr.(type) {
+		case *tcpip.ErrConnectionRefused:
+			return nil, fmt.Errorf("dial guest port %d: %w", port, ErrPortClosed)
+		case *tcpip.ErrHostUnreachable, *tcpip.ErrNetworkUnreachable, *tcpip.ErrTimeout:
+			return nil, fmt.Errorf("dial guest port %d: %w", port, ErrUnreachable)
+		}
+		return nil, fmt.Errorf("dial guest port %d: %s", port, terr)
+	}
+	return gonet.NewTCPConn(&wq, ep), nil
+}
+
+// Close stops the services, closes the QEMU connection and every forwarded connection, and
+// waits for all of the network's goroutines.
+func (n *Network) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	if n.attached != nil {
+		n.attached.Close()
+	}
+	for c := range n.conns {
+		c.Close()
+	}
+	n.mu.Unlock()
+	n.cancel()
+	if n.dhcp != nil {
+		_ = n.dhcp.Underlying.Close()
+	}
+	if n.dnsUDP != nil {
+		_ = n.dnsUDP.Close()
+	}
+	if n.dnsTCP != nil {
+		_ = n.dnsTCP.Close()
+	}
+	n.stack.Close()
+	n.wg.Wait()
+	n.stack.Wait()
+	return nil
+}
+
+// guard sits between the switch and the stack: it drops what the guest may not send the
+// gateway, and notices the guest's address.
+type guard struct {
+	*tap.LinkEndpoint
+	n *Network
+}
+
+func (g *guard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	switch proto {
+	case header.ARPProtocolNumber:
+		if b, ok := pkt.Data().PullUp(header.ARPSize); ok {
+			if a := header.ARP(b); a.IsValid() && tcpip.AddrFromSlice(a.ProtocolAddressSender()) == g.n.guest {
+				g.n.leased.Store(true)
+			}
+		}
+	case header.IPv4ProtocolNumber:
+		b, ok := pkt.Data().PullUp(header.IPv4MinimumSize)
+		if !ok {
+			return
+		}
+		ip := header.IPv4(b)
+		switch src := ip.SourceAddress(); src {
+		case g.n.guest:
+			g.n.leased.Store(true)
+		case header.IPv4Any: // DHCP before the guest has an address
+		default:
+			return // only the guest's own address may leave the guest
+		}
+		if ip.TransportProtocol() == header.ICMPv4ProtocolNumber && ip.DestinationAddress() != g.n.gateway {
+			return // no ICMP beyond the gateway (the stack would answer as any address)
+		}
+	default:
+		return // IPv6 and anything else: no route
+	}
+	g.LinkEndpoint.DeliverNetworkPacket(proto, pkt)
+}
+
+// frameGuard checks QEMU's length prefixes as they pass: a length the switch must not trust
+// (shorter than an Ethernet header, or longer than maxFrame) ends the connection before the
+// switch reads the whole prefix.
+type frameGuard struct {
+	net.Conn
+	hdr  [4]byte
+	hn   int
+	body int
+}
+
+func (f *frameGuard) Read(p []byte) (int, error) {
+	n, err := f.Conn.Read(p)
+	for i := 0; i < n; {
+		if f.body > 0 {
+			k := min(f.body, n-i)
+			f.body -= k
+			i += k
+			continue
+		}
+		f.hdr[f.hn] = p[i]
+		f.hn++
+		if f.hn == 4 {
+			f.hn = 0
+			size := int(f.hdr[0])<<24 | int(f.hdr[1])<<16 | int(f.hdr[2])<<8 | int(f.hdr[3])
+			if size < header.EthernetMinimumSize || size > maxFrame {
+				// Hand over only the bytes before the prefix's last byte: the switch never
+				// sees a complete bad length.
+				return i, fmt.Errorf("%w: %d", errFrameTooLong, size)
+			}
+			f.body = size
+		}
+		i++
+	}
+	return n, err
+}
