@@ -135,4 +135,3 @@ func (slogHook) Fire(e *logrus.Entry) error {
 	slog.Debug(e.Message, "component", "gvisor-tap-vsock", "level", e.Level.String())
 	return nil
 }
-

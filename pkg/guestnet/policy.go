@@ -64,9 +64,9 @@ var specialPurpose = []netip.Prefix{
 	netip.MustParsePrefix("fec0::/10"),
 	netip.MustParsePrefix("100::/64"),
 	netip.MustParsePrefix("2001:db8::/32"),
-	netip.MustParsePrefix("2001::/32"),     // Teredo
-	netip.MustParsePrefix("2002::/16"),     // 6to4
-	netip.MustParsePrefix("64:ff9b::/96"),  // NAT64
+	netip.MustParsePrefix("2001::/32"),      // Teredo
+	netip.MustParsePrefix("2002::/16"),      // 6to4
+	netip.MustParsePrefix("64:ff9b::/96"),   // NAT64
 	netip.MustParsePrefix("64:ff9b:1::/48"), // local NAT64
 }
 
