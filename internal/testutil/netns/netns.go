@@ -121,16 +121,22 @@ func Run(tb testing.TB, extraArgs ...string) (Env, bool) {
 func Listen(tb testing.TB, ns, network, addr string) net.Listener {
 	tb.Helper()
 	var ln net.Listener
-	err := inNamespace(ns, func() error {
+	Do(tb, ns, func() error {
 		var err error
 		ln, err = net.Listen(network, addr)
 		return err
 	})
-	if err != nil {
-		tb.Fatalf("netns: listen %s %s in %s: %v", network, addr, ns, err)
-	}
 	tb.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// Do runs fn on a thread switched into namespace ns (sockets fn opens stay there), failing tb
+// when the switch or fn fails.
+func Do(tb testing.TB, ns string, fn func() error) {
+	tb.Helper()
+	if err := inNamespace(ns, fn); err != nil {
+		tb.Fatalf("netns: in %s: %v", ns, err)
+	}
 }
 
 func inNamespace(ns string, fn func() error) error {
