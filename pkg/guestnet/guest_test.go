@@ -86,7 +86,8 @@ func (g *testGuest) link(t testing.TB, ctx context.Context, n *Network) (attache
 	host, guest := socketpair(t)
 	done := make(chan error, 1)
 	go func() { done <- n.Attach(ctx, host) }()
-	go func() { _ = g.sw.Accept(ctx, guest, types.QemuProtocol) }()
+	// The fake guest's switch has the same need to learn the gateway's MAC at once.
+	go func() { _ = g.sw.Accept(ctx, newFrameGuard(guest, DefaultGatewayMAC, guestMAC), types.QemuProtocol) }()
 	return done, guest
 }
 

@@ -299,7 +299,7 @@ func (n *Network) Attach(ctx context.Context, conn net.Conn) error {
 	if !n.leased.Load() {
 		_ = n.stack.GetLinkAddress(nicID, n.guest, n.gateway, ipv4.ProtocolNumber, func(stack.LinkResolutionResult) {})
 	}
-	err := n.sw.Accept(ctx, &frameGuard{Conn: conn}, types.QemuProtocol)
+	err := n.sw.Accept(ctx, newFrameGuard(conn, n.cfg.GuestMAC, n.cfg.GatewayMAC), types.QemuProtocol)
 
 	n.mu.Lock()
 	if n.attached == conn {
@@ -439,14 +439,33 @@ func (g *guard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 // frameGuard checks QEMU's length prefixes as they pass: a length the switch must not trust
 // (shorter than an Ethernet header, or longer than maxFrame) ends the connection before the
 // switch reads the whole prefix.
+//
+// It also starts the stream with one empty frame from the peer's MAC: the switch learns which
+// connection a MAC is on only from frames it receives, and drops frames for a MAC it does not
+// know, so after a reattach vmd could not reach a silent guest (its SYN would be dropped).
+// The frame is addressed to the gateway with EtherType 0, which the guard drops.
 type frameGuard struct {
 	net.Conn
-	hdr  [4]byte
-	hn   int
-	body int
+	pending []byte
+	hdr     [4]byte
+	hn      int
+	body    int
+}
+
+func newFrameGuard(c net.Conn, peer, local net.HardwareAddr) *frameGuard {
+	hello := make([]byte, 4+header.EthernetMinimumSize)
+	hello[3] = header.EthernetMinimumSize
+	copy(hello[4:], local)
+	copy(hello[10:], peer)
+	return &frameGuard{Conn: c, pending: hello}
 }
 
 func (f *frameGuard) Read(p []byte) (int, error) {
+	if len(f.pending) > 0 {
+		n := copy(p, f.pending)
+		f.pending = f.pending[n:]
+		return n, nil
+	}
 	n, err := f.Conn.Read(p)
 	for i := 0; i < n; {
 		if f.body > 0 {
