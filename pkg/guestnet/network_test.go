@@ -21,6 +21,7 @@ import (
 	"github.com/vmdhq/vmd/internal/testutil/netns"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
 
@@ -376,5 +377,129 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			n.Close()
 			t.Errorf("%s: New succeeded", name)
 		}
+	}
+}
+
+// synFrame is a TCP SYN from the guest's address to dst, as a hostile guest could write with a
+// raw socket (a Linux guest routes 127/8 to its own loopback, so the Go guest cannot send it).
+func synFrame(srcPort uint16, dst netip.AddrPort) []byte {
+	b := make([]byte, 4+header.EthernetMinimumSize+header.IPv4MinimumSize+header.TCPMinimumSize)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	eth := header.Ethernet(b[4:])
+	eth.Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(guestMAC), DstAddr: tcpip.LinkAddress(DefaultGatewayMAC), Type: header.IPv4ProtocolNumber})
+	src, dstA := tcpip.AddrFrom4(DefaultGuestIP.As4()), tcpip.AddrFrom4(dst.Addr().As4())
+	ip := header.IPv4(eth[header.EthernetMinimumSize:])
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(ip)), TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dstA})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	tcph := header.TCP(ip[header.IPv4MinimumSize:])
+	tcph.Encode(&header.TCPFields{SrcPort: srcPort, DstPort: dst.Port(), SeqNum: 1, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn, WindowSize: 65535})
+	tcph.SetChecksum(^tcph.CalculateChecksum(header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dstA, header.TCPMinimumSize)))
+	return b
+}
+
+// answerARP answers the gateway's question for the guest's address, as the guest's kernel would.
+func answerARP(t testing.TB, c net.Conn, req header.ARP) {
+	t.Helper()
+	if !req.IsValid() || req.Op() != header.ARPRequest || netip.AddrFrom4([4]byte(req.ProtocolAddressTarget())) != DefaultGuestIP {
+		return
+	}
+	b := make([]byte, 4+header.EthernetMinimumSize+header.ARPSize)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	header.Ethernet(b[4:]).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(guestMAC), DstAddr: tcpip.LinkAddress(req.HardwareAddressSender()), Type: header.ARPProtocolNumber})
+	a := header.ARP(b[4+header.EthernetMinimumSize:])
+	a.SetIPv4OverEthernet()
+	a.SetOp(header.ARPReply)
+	copy(a.HardwareAddressSender(), guestMAC)
+	copy(a.ProtocolAddressSender(), DefaultGuestIP.AsSlice())
+	copy(a.HardwareAddressTarget(), req.HardwareAddressSender())
+	copy(a.ProtocolAddressTarget(), req.ProtocolAddressSender())
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readTCPReply reads frames from c until a TCP segment to srcPort arrives, returning its flags.
+func readTCPReply(t testing.TB, c net.Conn, srcPort uint16) header.TCPFlags {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	for {
+		var size [4]byte
+		if _, err := io.ReadFull(c, size[:]); err != nil {
+			t.Fatalf("no reply to port %d: %v", srcPort, err)
+		}
+		f := make([]byte, binary.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(c, f); err != nil {
+			t.Fatal(err)
+		}
+		eth := header.Ethernet(f)
+		if eth.Type() == header.ARPProtocolNumber {
+			answerARP(t, c, header.ARP(f[header.EthernetMinimumSize:]))
+			continue
+		}
+		if eth.Type() != header.IPv4ProtocolNumber {
+			continue
+		}
+		ip := header.IPv4(f[header.EthernetMinimumSize:])
+		if ip.TransportProtocol() != header.TCPProtocolNumber {
+			continue
+		}
+		if tcph := header.TCP(ip.Payload()); tcph.DestinationPort() == srcPort {
+			return tcph.Flags()
+		}
+	}
+}
+
+// TestForwarderRefusesRawFrames sends SYNs a Linux guest would only send with a raw socket:
+// loopback, unspecified, broadcast, multicast, and denied unicast. None is dialed; an allowed
+// destination written the same way is dialed (the frames are well-formed).
+func TestForwarderRefusesRawFrames(t *testing.T) {
+	env, inChild := netns.Run(t)
+	if !inChild {
+		return
+	}
+	outside := netns.Listen(t, env.Outside, "tcp", netip.AddrPortFrom(env.OutsideAddr, 7777).String())
+	go echo(outside)
+	lo, err := net.Listen("tcp", "127.0.0.1:7778")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lo.Close()
+	go echo(lo)
+	dials := &dialLog{}
+	n, err := New(Config{GuestMAC: guestMAC, Policy: Policy{Allow: []netip.Prefix{netns.Prefix}}, Dial: dials.dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	host, guest := socketpair(t)
+	go func() { _ = n.Attach(ctx, host) }()
+
+	for i, dst := range []string{"169.254.169.254:80", "192.168.127.1:22", "10.232.0.9:80"} {
+		port := uint16(40000 + i)
+		if _, err := guest.Write(synFrame(port, netip.MustParseAddrPort(dst))); err != nil {
+			t.Fatal(err)
+		}
+		if f := readTCPReply(t, guest, port); f&header.TCPFlagRst == 0 {
+			t.Fatalf("SYN to %s answered with %s, want RST", dst, f)
+		}
+	}
+	// Loopback, unspecified, broadcast and multicast destinations the stack drops as martians
+	// without an answer; a later allowed SYN is answered, and by then they were handled.
+	for i, dst := range []string{"127.0.0.1:7778", "127.9.9.9:7778", "0.0.0.0:7778", "255.255.255.255:7778", "224.0.0.1:7778", "10.231.0.255:7777"} {
+		if _, err := guest.Write(synFrame(uint16(41000+i), netip.MustParseAddrPort(dst))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := guest.Write(synFrame(42000, netip.AddrPortFrom(env.OutsideAddr, 7777))); err != nil {
+		t.Fatal(err)
+	}
+	if f := readTCPReply(t, guest, 42000); f&header.TCPFlagSyn == 0 || f&header.TCPFlagAck == 0 {
+		t.Fatalf("SYN to the allowed outside host answered with %s, want SYN-ACK", f)
+	}
+	if got, want := dials.list(), []string{netip.AddrPortFrom(env.OutsideAddr, 7777).String()}; !slices.Equal(got, want) {
+		t.Fatalf("vmd dialed %v, want only %v", got, want)
 	}
 }

@@ -21,9 +21,9 @@ type Policy struct {
 	// internal is the guest's own subnet, set by New: the gateway's address is the stack's own
 	// and must never be dialed on the host, whatever Allow says.
 	internal []netip.Prefix
-	// hostAddrs lists the host's own addresses; nil means every local interface address,
-	// re-read on each call so an address added after start is denied too.
-	hostAddrs func() ([]netip.Addr, error)
+	// hostAddrs lists the host's own addresses with their prefix lengths; nil means every local
+	// interface address, re-read on each call so an address added after start is denied too.
+	hostAddrs func() ([]netip.Prefix, error)
 }
 
 // alwaysDenied are never reachable from a guest, whatever the operator allows.
@@ -96,8 +96,11 @@ func (p Policy) Permit(dst netip.Addr) error {
 		return fmt.Errorf("%w: cannot list the host's addresses: %v", ErrDenied, err)
 	}
 	for _, a := range own {
-		if a.Unmap().WithZone("") == dst {
+		if a.Addr().Unmap().WithZone("") == dst {
 			return fmt.Errorf("%w: %s is the host's own address", ErrDenied, dst)
+		}
+		if isBroadcast(a, dst) {
+			return fmt.Errorf("%w: %s is the broadcast address of the host's network %s", ErrDenied, dst, a.Masked())
 		}
 	}
 	for _, sp := range specialPurpose {
@@ -105,6 +108,9 @@ func (p Policy) Permit(dst netip.Addr) error {
 			continue
 		}
 		for _, a := range p.Allow {
+			if isBroadcast(a, dst) {
+				return fmt.Errorf("%w: %s is the broadcast address of %s", ErrDenied, dst, a.Masked())
+			}
 			if a.Masked().Contains(dst) {
 				return nil
 			}
@@ -114,24 +120,44 @@ func (p Policy) Permit(dst netip.Addr) error {
 	return nil
 }
 
-func (p Policy) ownAddrs() ([]netip.Addr, error) {
+// isBroadcast reports whether dst is the directed broadcast address (all host bits set) of the
+// IPv4 network p, for networks that have one (/30 and shorter).
+func isBroadcast(p netip.Prefix, dst netip.Addr) bool {
+	if !p.Addr().Unmap().Is4() || !dst.Is4() || p.Bits() > 30 {
+		return false
+	}
+	n := netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+	if !n.Contains(dst) {
+		return false
+	}
+	a := dst.As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	host := uint32(1)<<(32-n.Bits()) - 1
+	return v&host == host
+}
+
+func (p Policy) ownAddrs() ([]netip.Prefix, error) {
 	if p.hostAddrs != nil {
 		return p.hostAddrs()
 	}
 	return interfaceAddrs()
 }
 
-// interfaceAddrs lists every address configured on a local interface.
-func interfaceAddrs() ([]netip.Addr, error) {
+// interfaceAddrs lists every address configured on a local interface, with its prefix length.
+func interfaceAddrs() ([]netip.Prefix, error) {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return nil, fmt.Errorf("list interface addresses: %w", err)
 	}
-	out := make([]netip.Addr, 0, len(addrs))
+	out := make([]netip.Prefix, 0, len(addrs))
 	for _, a := range addrs {
 		if n, ok := a.(*net.IPNet); ok {
 			if ip, ok := netip.AddrFromSlice(n.IP); ok {
-				out = append(out, ip.Unmap())
+				ones, _ := n.Mask.Size()
+				if ip.Is4In6() {
+					ip = ip.Unmap()
+				}
+				out = append(out, netip.PrefixFrom(ip, ones))
 			}
 		}
 	}

@@ -11,8 +11,8 @@ func TestPolicyPermit(t *testing.T) {
 	addr := netip.MustParseAddr
 	// A host with an address inside a range the operator allows: the range opens, the host's
 	// own address in it stays closed.
-	host := func() ([]netip.Addr, error) {
-		return []netip.Addr{addr("127.0.0.1"), addr("::1"), addr("10.231.0.1"), addr("203.0.113.7"), addr("2001:db8:1::5"), addr("fe80::1")}, nil
+	host := func() ([]netip.Prefix, error) {
+		return []netip.Prefix{pfx("127.0.0.1/8"), pfx("::1/128"), pfx("10.231.0.1/24"), pfx("203.0.113.7/24"), pfx("198.51.100.9/24"), pfx("2001:db8:1::5/64"), pfx("fe80::1/64")}, nil
 	}
 	open := Policy{hostAddrs: host}
 	allowing := Policy{
@@ -54,6 +54,12 @@ func TestPolicyPermit(t *testing.T) {
 		{"10/8", open, "10.1.2.3", false},
 		{"10/8 allowed", allowing, "10.231.0.2", true},
 		{"10/8 outside allowed /24", allowing, "10.231.1.2", false},
+		{"broadcast of an allowed range", allowing, "10.231.0.255", false},
+		{"network address of an allowed range", allowing, "10.231.0.0", true},
+		{"broadcast of an allowed /16", allowing, "192.168.255.255", false},
+		{"broadcast of the host's network", open, "198.51.100.255", false},
+		{"broadcast of a public host network", Policy{hostAddrs: func() ([]netip.Prefix, error) { return []netip.Prefix{pfx("93.184.215.14/24")}, nil }}, "93.184.215.255", false},
+		{"neighbour on a public host network", Policy{hostAddrs: func() ([]netip.Prefix, error) { return []netip.Prefix{pfx("93.184.215.14/24")}, nil }}, "93.184.215.20", true},
 		{"mapped allowed", allowing, "::ffff:10.231.0.2", true},
 		{"172.16/12", open, "172.16.5.9", false},
 		{"172.16/12 allowed", allowing, "172.16.5.9", true},
@@ -106,14 +112,14 @@ func TestPolicyDeniesRealInterfaceAddresses(t *testing.T) {
 	}
 	p := Policy{Allow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}}
 	for _, a := range own {
-		if err := p.Permit(a); !errors.Is(err, ErrDenied) {
+		if err := p.Permit(a.Addr()); !errors.Is(err, ErrDenied) {
 			t.Errorf("Permit(%s) = %v, want ErrDenied", a, err)
 		}
 	}
 }
 
 func TestPolicyFailsClosedWithoutAddressList(t *testing.T) {
-	p := Policy{hostAddrs: func() ([]netip.Addr, error) { return nil, errors.New("netlink down") }}
+	p := Policy{hostAddrs: func() ([]netip.Prefix, error) { return nil, errors.New("netlink down") }}
 	if err := p.Permit(netip.MustParseAddr("93.184.215.14")); !errors.Is(err, ErrDenied) {
 		t.Fatalf("Permit = %v, want ErrDenied", err)
 	}
