@@ -5,6 +5,7 @@
 package guestnet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/containers/gvisor-tap-vsock/pkg/services/dns"
 	"github.com/containers/gvisor-tap-vsock/pkg/tap"
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
+	"github.com/insomniacslk/dhcp/dhcpv4"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -265,8 +267,8 @@ func (n *Network) startServices() error {
 	return nil
 }
 
-// Lease returns the guest's address once the guest has used it (after its DHCP exchange, or
-// when it answers the gateway's ARP probe after vmd reattached to a running guest).
+// Lease returns the guest's address once the guest asked for it by DHCP or used it (sent from
+// it, or answered the gateway's ARP probe after vmd reattached to a running guest).
 func (n *Network) Lease() (netip.Addr, bool) {
 	if !n.leased.Load() {
 		return netip.Addr{}, false
@@ -424,6 +426,9 @@ func (g *guard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 		case g.n.guest:
 			g.n.leased.Store(true)
 		case header.IPv4Any: // DHCP before the guest has an address
+			if g.isLeaseRequest(ip, pkt) {
+				g.n.leased.Store(true)
+			}
 		default:
 			return // only the guest's own address may leave the guest
 		}
@@ -434,6 +439,24 @@ func (g *guard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 		return // IPv6 and anything else: no route
 	}
 	g.LinkEndpoint.DeliverNetworkPacket(proto, pkt)
+}
+
+// isLeaseRequest reports whether pkt is the guest's DHCPREQUEST: the server ACKs it with the
+// guest's reserved address, and a guest may say nothing more until someone talks to it.
+func (g *guard) isLeaseRequest(ip header.IPv4, pkt *stack.PacketBuffer) bool {
+	if ip.TransportProtocol() != header.UDPProtocolNumber {
+		return false
+	}
+	raw := pkt.Data().AsRange().ToSlice()
+	hl := int(ip.HeaderLength())
+	if len(raw) < hl+header.UDPMinimumSize {
+		return false
+	}
+	if header.UDP(raw[hl:]).DestinationPort() != 67 {
+		return false
+	}
+	m, err := dhcpv4.FromBytes(raw[hl+header.UDPMinimumSize:])
+	return err == nil && m.MessageType() == dhcpv4.MessageTypeRequest && bytes.Equal(m.ClientHWAddr, g.n.cfg.GuestMAC)
 }
 
 // frameGuard checks QEMU's length prefixes as they pass: a length the switch must not trust
