@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/tap"
-	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -28,12 +27,12 @@ import (
 var guestMAC = net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
 
 // testGuest is a fake guest BELOW the part under test: a second gvisor stack that speaks QEMU's
-// stream framing (4-byte length + Ethernet frame) on its end of a socketpair, the way QEMU's
-// `-netdev stream` does for a real virtio-net guest. Everything above it (switch, DHCP, DNS,
+// stream framing (4-byte length + Ethernet frame) on its end of a socketpair (with the same
+// link code), the way QEMU's `-netdev stream` does for a real virtio-net guest. Everything above it (switch, DHCP, DNS,
 // policy, forwarder, DialGuest) is the real Network. TestQEMUGuest boots a real guest.
 type testGuest struct {
 	s    *stack.Stack
-	sw   *tap.Switch
+	l    *link
 	once sync.Once
 }
 
@@ -43,9 +42,8 @@ func newTestGuest(t testing.TB) *testGuest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw := tap.NewSwitch(false)
-	ep.Connect(sw)
-	sw.Connect(ep)
+	l := &link{local: guestMAC, peer: DefaultGatewayMAC, deliver: ep.DeliverNetworkPacket}
+	ep.Connect(l)
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
@@ -54,7 +52,7 @@ func newTestGuest(t testing.TB) *testGuest {
 		t.Fatal(err)
 	}
 	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
-	g := &testGuest{s: s, sw: sw}
+	g := &testGuest{s: s, l: l}
 	t.Cleanup(g.close)
 	return g
 }
@@ -86,8 +84,8 @@ func (g *testGuest) link(t testing.TB, ctx context.Context, n *Network) (attache
 	host, guest := socketpair(t)
 	done := make(chan error, 1)
 	go func() { done <- n.Attach(ctx, host) }()
-	// The fake guest's switch has the same need to learn the gateway's MAC at once.
-	go func() { _ = g.sw.Accept(ctx, newFrameGuard(guest, DefaultGatewayMAC, guestMAC), types.QemuProtocol) }()
+	g.l.set(guest)
+	go func() { _ = g.l.receive(guest) }()
 	return done, guest
 }
 

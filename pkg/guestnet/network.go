@@ -34,12 +34,11 @@ import (
 
 // Errors DialGuest and Attach return; callers map them to user-facing errors.
 var (
-	ErrNoLease      = errors.New("guest has no network address yet")
-	ErrPortClosed   = errors.New("nothing listens on the guest port")
-	ErrUnreachable  = errors.New("guest does not answer on its network")
-	ErrInvalidPort  = errors.New("port must be between 1 and 65535")
-	ErrClosed       = errors.New("guest network is closed")
-	errFrameTooLong = errors.New("frame length out of range")
+	ErrNoLease     = errors.New("guest has no network address yet")
+	ErrPortClosed  = errors.New("nothing listens on the guest port")
+	ErrUnreachable = errors.New("guest does not answer on its network")
+	ErrInvalidPort = errors.New("port must be between 1 and 65535")
+	ErrClosed      = errors.New("guest network is closed")
 )
 
 // Defaults: every VM gets the same subnet, because each VM has its own stack and the subnet is
@@ -58,8 +57,7 @@ const (
 	defaultMTU         = 1500
 	defaultMaxConns    = 256
 	defaultDialTimeout = 10 * time.Second
-	// A frame longer than this from QEMU is a broken or hostile peer; the switch would
-	// otherwise allocate whatever 32-bit length the guest sends.
+	// A frame longer than this from QEMU is a broken or hostile peer.
 	maxFrame = 65535 + header.EthernetMinimumSize
 )
 
@@ -97,7 +95,8 @@ type Network struct {
 	policy  Policy
 	log     *slog.Logger
 	stack   *stack.Stack
-	sw      *tap.Switch
+	ep      *tap.LinkEndpoint
+	link    *link
 	dhcp    *dhcp.Server
 	dnsUDP  *gonet.UDPConn
 	dnsTCP  *gonet.TCPListener
@@ -140,9 +139,9 @@ func New(cfg Config) (*Network, error) {
 		cancel()
 		return nil, fmt.Errorf("guest network link: %w", err)
 	}
-	n.sw = tap.NewSwitch(false)
-	ep.Connect(n.sw)
-	n.sw.Connect(&guard{LinkEndpoint: ep, n: n})
+	n.ep = ep
+	n.link = &link{local: cfg.GatewayMAC, peer: cfg.GuestMAC, deliver: n.fromGuest}
+	ep.Connect(n.link)
 
 	if err := n.buildStack(ep); err != nil {
 		cancel()
@@ -286,10 +285,8 @@ func (n *Network) Attach(ctx context.Context, conn net.Conn) error {
 		conn.Close()
 		return ErrClosed
 	}
-	if n.attached != nil {
-		n.attached.Close()
-	}
 	n.attached = conn
+	n.link.set(conn) // closes the connection before, whose Attach then returns
 	n.wg.Add(1)
 	n.mu.Unlock()
 	defer n.wg.Done()
@@ -297,11 +294,13 @@ func (n *Network) Attach(ctx context.Context, conn net.Conn) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	// A guest that kept its address across a vmd restart is silent until asked: probe it so
-	// Lease becomes known. The neighbour cache retries while the switch takes the connection.
+	// Lease becomes known.
 	if !n.leased.Load() {
 		_ = n.stack.GetLinkAddress(nicID, n.guest, n.gateway, ipv4.ProtocolNumber, func(stack.LinkResolutionResult) {})
 	}
-	err := n.sw.Accept(ctx, newFrameGuard(conn, n.cfg.GuestMAC, n.cfg.GatewayMAC), types.QemuProtocol)
+	err := n.link.receive(conn)
+	n.link.unset(conn)
+	conn.Close()
 
 	n.mu.Lock()
 	if n.attached == conn {
@@ -314,8 +313,6 @@ func (n *Network) Attach(ctx context.Context, conn net.Conn) error {
 		return ErrClosed
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case err == nil:
-		return fmt.Errorf("guest link: %w", net.ErrClosed)
 	}
 	return fmt.Errorf("guest link: %w", err)
 }
@@ -401,19 +398,14 @@ func (n *Network) Close() error {
 	return nil
 }
 
-// guard sits between the switch and the stack: it drops what the guest may not send the
+// fromGuest sits between the link and the stack: it drops what the guest may not send the
 // gateway, and notices the guest's address.
-type guard struct {
-	*tap.LinkEndpoint
-	n *Network
-}
-
-func (g *guard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+func (n *Network) fromGuest(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
 	switch proto {
 	case header.ARPProtocolNumber:
 		if b, ok := pkt.Data().PullUp(header.ARPSize); ok {
-			if a := header.ARP(b); a.IsValid() && tcpip.AddrFromSlice(a.ProtocolAddressSender()) == g.n.guest {
-				g.n.leased.Store(true)
+			if a := header.ARP(b); a.IsValid() && tcpip.AddrFromSlice(a.ProtocolAddressSender()) == n.guest {
+				n.leased.Store(true)
 			}
 		}
 	case header.IPv4ProtocolNumber:
@@ -423,27 +415,27 @@ func (g *guard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *sta
 		}
 		ip := header.IPv4(b)
 		switch src := ip.SourceAddress(); src {
-		case g.n.guest:
-			g.n.leased.Store(true)
+		case n.guest:
+			n.leased.Store(true)
 		case header.IPv4Any: // DHCP before the guest has an address
-			if g.isLeaseRequest(ip, pkt) {
-				g.n.leased.Store(true)
+			if n.isLeaseRequest(ip, pkt) {
+				n.leased.Store(true)
 			}
 		default:
 			return // only the guest's own address may leave the guest
 		}
-		if ip.TransportProtocol() == header.ICMPv4ProtocolNumber && ip.DestinationAddress() != g.n.gateway {
+		if ip.TransportProtocol() == header.ICMPv4ProtocolNumber && ip.DestinationAddress() != n.gateway {
 			return // no ICMP beyond the gateway (the stack would answer as any address)
 		}
 	default:
 		return // IPv6 and anything else: no route
 	}
-	g.LinkEndpoint.DeliverNetworkPacket(proto, pkt)
+	n.ep.DeliverNetworkPacket(proto, pkt)
 }
 
 // isLeaseRequest reports whether pkt is the guest's DHCPREQUEST: the server ACKs it with the
 // guest's reserved address, and a guest may say nothing more until someone talks to it.
-func (g *guard) isLeaseRequest(ip header.IPv4, pkt *stack.PacketBuffer) bool {
+func (n *Network) isLeaseRequest(ip header.IPv4, pkt *stack.PacketBuffer) bool {
 	if ip.TransportProtocol() != header.UDPProtocolNumber {
 		return false
 	}
@@ -456,60 +448,5 @@ func (g *guard) isLeaseRequest(ip header.IPv4, pkt *stack.PacketBuffer) bool {
 		return false
 	}
 	m, err := dhcpv4.FromBytes(raw[hl+header.UDPMinimumSize:])
-	return err == nil && m.MessageType() == dhcpv4.MessageTypeRequest && bytes.Equal(m.ClientHWAddr, g.n.cfg.GuestMAC)
-}
-
-// frameGuard checks QEMU's length prefixes as they pass: a length the switch must not trust
-// (shorter than an Ethernet header, or longer than maxFrame) ends the connection before the
-// switch reads the whole prefix.
-//
-// It also starts the stream with one empty frame from the peer's MAC: the switch learns which
-// connection a MAC is on only from frames it receives, and drops frames for a MAC it does not
-// know, so after a reattach vmd could not reach a silent guest (its SYN would be dropped).
-// The frame is addressed to the gateway with EtherType 0, which the guard drops.
-type frameGuard struct {
-	net.Conn
-	pending []byte
-	hdr     [4]byte
-	hn      int
-	body    int
-}
-
-func newFrameGuard(c net.Conn, peer, local net.HardwareAddr) *frameGuard {
-	hello := make([]byte, 4+header.EthernetMinimumSize)
-	hello[3] = header.EthernetMinimumSize
-	copy(hello[4:], local)
-	copy(hello[10:], peer)
-	return &frameGuard{Conn: c, pending: hello}
-}
-
-func (f *frameGuard) Read(p []byte) (int, error) {
-	if len(f.pending) > 0 {
-		n := copy(p, f.pending)
-		f.pending = f.pending[n:]
-		return n, nil
-	}
-	n, err := f.Conn.Read(p)
-	for i := 0; i < n; {
-		if f.body > 0 {
-			k := min(f.body, n-i)
-			f.body -= k
-			i += k
-			continue
-		}
-		f.hdr[f.hn] = p[i]
-		f.hn++
-		if f.hn == 4 {
-			f.hn = 0
-			size := int(f.hdr[0])<<24 | int(f.hdr[1])<<16 | int(f.hdr[2])<<8 | int(f.hdr[3])
-			if size < header.EthernetMinimumSize || size > maxFrame {
-				// Hand over only the bytes before the prefix's last byte: the switch never
-				// sees a complete bad length.
-				return i, fmt.Errorf("%w: %d", errFrameTooLong, size)
-			}
-			f.body = size
-		}
-		i++
-	}
-	return n, err
+	return err == nil && m.MessageType() == dhcpv4.MessageTypeRequest && bytes.Equal(m.ClientHWAddr, n.cfg.GuestMAC)
 }
