@@ -34,6 +34,7 @@ type testGuest struct {
 	s    *stack.Stack
 	l    *link
 	once sync.Once
+	rx   sync.WaitGroup // the receive loop, which delivers into s
 }
 
 func newTestGuest(t testing.TB) *testGuest {
@@ -58,7 +59,12 @@ func newTestGuest(t testing.TB) *testGuest {
 }
 
 func (g *testGuest) close() {
-	g.once.Do(func() { g.s.Close(); g.s.Wait() })
+	g.once.Do(func() {
+		g.l.set(nil)
+		g.rx.Wait()
+		g.s.Close()
+		g.s.Wait()
+	})
 }
 
 // configure gives the guest its address and a default route through the gateway.
@@ -85,7 +91,8 @@ func (g *testGuest) link(t testing.TB, ctx context.Context, n *Network) (attache
 	done := make(chan error, 1)
 	go func() { done <- n.Attach(ctx, host) }()
 	g.l.set(guest)
-	go func() { _ = g.l.receive(guest) }()
+	g.rx.Add(1)
+	go func() { defer g.rx.Done(); _ = g.l.receive(guest); guest.Close() }()
 	return done, guest
 }
 

@@ -57,7 +57,8 @@ func (l *link) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.Pa
 	}
 }
 
-// set makes c the link's connection, closing the one before.
+// set makes c the link's connection, closing the one before (Attach closes it first, without
+// the lock, so that a write blocked on it returns).
 func (l *link) set(c net.Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -111,7 +111,8 @@ type Network struct {
 	closed   bool
 	attached net.Conn
 	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // services, forwarded connections
+	links    sync.WaitGroup // Attach calls: they deliver into the stack, so end before it closes
 }
 
 // New builds the stack and starts its DHCP and DNS services. It binds nothing on the host.
@@ -285,11 +286,16 @@ func (n *Network) Attach(ctx context.Context, conn net.Conn) error {
 		conn.Close()
 		return ErrClosed
 	}
+	before := n.attached
 	n.attached = conn
-	n.link.set(conn) // closes the connection before, whose Attach then returns
-	n.wg.Add(1)
+	n.links.Add(1)
 	n.mu.Unlock()
-	defer n.wg.Done()
+	defer n.links.Done()
+	// Close the connection before first: a write blocked on it holds the link's lock.
+	if before != nil {
+		before.Close()
+	}
+	n.link.set(conn)
 
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -383,6 +389,7 @@ func (n *Network) Close() error {
 	}
 	n.mu.Unlock()
 	n.cancel()
+	n.links.Wait()
 	if n.dhcp != nil {
 		_ = n.dhcp.Underlying.Close()
 	}
