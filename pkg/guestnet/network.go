@@ -146,6 +146,8 @@ func New(cfg Config) (*Network, error) {
 
 	if err := n.buildStack(ep); err != nil {
 		cancel()
+		n.stack.Close()
+		n.stack.Wait()
 		return nil, err
 	}
 	if err := n.startServices(); err != nil {
