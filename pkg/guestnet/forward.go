@@ -40,7 +40,8 @@ func (n *Network) forwardTCP(r *tcp.ForwarderRequest) {
 	case n.sem <- struct{}{}:
 		defer func() { <-n.sem }()
 	default:
-		n.log.Warn("guest connection refused: too many connections", "dst", dst, "max", n.cfg.MaxConns)
+		// Debug, not Warn: a guest could otherwise fill the log.
+		n.log.Debug("guest connection refused: too many connections", "dst", dst, "max", n.cfg.MaxConns)
 		r.Complete(true)
 		return
 	}
