@@ -503,3 +503,55 @@ func TestForwarderRefusesRawFrames(t *testing.T) {
 		t.Fatalf("vmd dialed %v, want only %v", got, want)
 	}
 }
+
+// TestForwarderConnectionCap: with MaxConns open connections through the forwarder, the next
+// one is refused without a dial; closing one makes room again.
+func TestForwarderConnectionCap(t *testing.T) {
+	env, inChild := netns.Run(t)
+	if !inChild {
+		return
+	}
+	outside := netns.Listen(t, env.Outside, "tcp", netip.AddrPortFrom(env.OutsideAddr, 7777).String())
+	go echo(outside)
+	dials := &dialLog{}
+	n, err := New(Config{GuestMAC: guestMAC, Policy: Policy{Allow: []netip.Prefix{netns.Prefix}}, Dial: dials.dial, MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g := newTestGuest(t)
+	g.link(t, ctx, n)
+	g.configure(t, DefaultGuestIP)
+	dst := netip.AddrPortFrom(env.OutsideAddr, 7777)
+	open := func() net.Conn {
+		c, err := g.dial(ctx, dst)
+		if err != nil {
+			t.Fatalf("guest → %s: %v", dst, err)
+		}
+		// One byte echoed: the forwarded connection is up end to end.
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := open(), open()
+	defer b.Close()
+	if c, err := g.dial(ctx, dst); err == nil {
+		c.Close()
+		t.Fatal("a third connection got through a cap of 2")
+	} else if !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("third connection: %v, want refused", err)
+	}
+	if got := len(dials.list()); got != 2 {
+		t.Fatalf("%d dials, want 2 (the refused one is not dialed)", got)
+	}
+	a.Close()
+	// The slot frees when the forwarder sees both directions end.
+	waitFor(t, "a free connection slot", 10*time.Second, func() bool { return len(n.sem) < 2 })
+	open().Close()
+}
