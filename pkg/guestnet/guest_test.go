@@ -37,9 +37,11 @@ type testGuest struct {
 	rx   sync.WaitGroup // the receive loop, which delivers into s
 }
 
-func newTestGuest(t testing.TB) *testGuest {
+func newTestGuest(t testing.TB) *testGuest { return newTestGuestMTU(t, defaultMTU) }
+
+func newTestGuestMTU(t testing.TB, mtu int) *testGuest {
 	t.Helper()
-	ep, err := tap.NewLinkEndpoint(false, 1500, guestMAC.String(), DefaultGuestIP.String(), nil)
+	ep, err := tap.NewLinkEndpoint(false, uint32(mtu), guestMAC.String(), DefaultGuestIP.String(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
