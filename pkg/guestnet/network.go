@@ -7,6 +7,7 @@ package guestnet
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -458,4 +459,12 @@ func (n *Network) isLeaseRequest(ip header.IPv4, pkt *stack.PacketBuffer) bool {
 	}
 	m, err := dhcpv4.FromBytes(raw[hl+header.UDPMinimumSize:])
 	return err == nil && m.MessageType() == dhcpv4.MessageTypeRequest && bytes.Equal(m.ClientHWAddr, n.cfg.GuestMAC)
+}
+
+// GuestMAC is the MAC of a VM's NIC, derived from its id so that it is stable across restarts
+// and adoption: the driver's `-device virtio-net-pci,mac=` and Config.GuestMAC must agree, and
+// this is the one place that says how. Locally administered (0x02 set), unicast.
+func GuestMAC(vmID string) net.HardwareAddr {
+	h := sha256.Sum256([]byte("vmd guest mac\x00" + vmID))
+	return net.HardwareAddr{0x52, h[0], h[1], h[2], h[3], h[4]}
 }

@@ -124,3 +124,21 @@ func TestPolicyFailsClosedWithoutAddressList(t *testing.T) {
 		t.Fatalf("Permit = %v, want ErrDenied", err)
 	}
 }
+
+func TestGuestMAC(t *testing.T) {
+	a, b := GuestMAC("01J0000000000000000000000A"), GuestMAC("01J0000000000000000000000B")
+	if a.String() == b.String() {
+		t.Fatalf("two VMs share MAC %s", a)
+	}
+	if GuestMAC("01J0000000000000000000000A").String() != a.String() {
+		t.Fatal("GuestMAC is not stable")
+	}
+	if a[0]&0x01 != 0 || a[0]&0x02 == 0 {
+		t.Fatalf("%s: want a locally administered unicast MAC", a)
+	}
+	n, err := New(Config{GuestMAC: a})
+	if err != nil {
+		t.Fatalf("New with GuestMAC: %v", err)
+	}
+	n.Close()
+}
