@@ -85,8 +85,14 @@ func TestLifetimeDue(t *testing.T) {
 		{"expires later", with(func(v *store.VM) { v.ExpiresAt = at(time.Second) }), false, false, ""},
 		{"expires now", with(func(v *store.VM) { v.ExpiresAt = at(0) }), true, false, "expired at 2030-01-01T12:00:00Z"},
 		{"expired while down", with(func(v *store.VM) { v.ExpiresAt = at(-48 * time.Hour) }), true, false, "expired at 2029-12-30T12:00:00Z"},
-		{"expired and stopped", with(func(v *store.VM) { v.ExpiresAt = at(-time.Minute); v.State, v.Desired = api.StateStopped, api.DesiredStopped }), true, false, "expired"},
-		{"expired and paused", with(func(v *store.VM) { v.ExpiresAt = at(-time.Minute); v.State, v.Desired = api.StatePaused, api.DesiredPaused }), true, false, "expired"},
+		{"expired and stopped", with(func(v *store.VM) {
+			v.ExpiresAt = at(-time.Minute)
+			v.State, v.Desired = api.StateStopped, api.DesiredStopped
+		}), true, false, "expired"},
+		{"expired and paused", with(func(v *store.VM) {
+			v.ExpiresAt = at(-time.Minute)
+			v.State, v.Desired = api.StatePaused, api.DesiredPaused
+		}), true, false, "expired"},
 		{"already deleting", with(func(v *store.VM) { v.ExpiresAt = at(-time.Minute); v.Desired = api.DesiredDeleted }), false, false, ""},
 		{"idle since creation", with(func(v *store.VM) { v.IdleStop = time.Hour }), false, true, "idle for 1h0m0s"},
 		{"idle, not yet", with(func(v *store.VM) { v.IdleStop = time.Hour + time.Second }), false, false, ""},
