@@ -20,7 +20,11 @@ type fakeClock struct {
 	t  time.Time
 }
 
-func newClock() *fakeClock { return &fakeClock{t: time.Now().UTC().Truncate(time.Second)} }
+// newClock starts at a whole second not before the real time: a reconciler
+// takes a record written before it started for one an earlier vmd left.
+func newClock() *fakeClock {
+	return &fakeClock{t: time.Now().UTC().Add(time.Second).Truncate(time.Second)}
+}
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
