@@ -346,3 +346,16 @@ func (r *Reconciler) now() time.Time {
 	}
 	return time.Now()
 }
+
+// CheckTTLLimits checks a user's TTL limits as an operator sets them.
+func CheckTTLLimits(l store.TTLLimits) error {
+	switch {
+	case l.Max < 0 || l.Default < 0:
+		return fmt.Errorf("ttl limits must not be negative")
+	case l.Max%time.Second != 0 || l.Default%time.Second != 0:
+		return fmt.Errorf("ttl limits are whole seconds")
+	case l.Max > 0 && l.Default > l.Max:
+		return fmt.Errorf("--default-ttl %s is above --max-ttl %s", l.Default, l.Max)
+	}
+	return nil
+}

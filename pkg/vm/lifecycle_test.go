@@ -349,3 +349,22 @@ func TestTouch(t *testing.T) {
 		t.Fatal("a read counted as activity")
 	}
 }
+
+func TestCheckTTLLimits(t *testing.T) {
+	for _, tc := range []struct {
+		l  store.TTLLimits
+		ok bool
+	}{
+		{store.TTLLimits{}, true},
+		{store.TTLLimits{Max: 2 * time.Hour}, true},
+		{store.TTLLimits{Max: 2 * time.Hour, Default: time.Hour}, true},
+		{store.TTLLimits{Default: time.Hour}, true}, // under the node's maximum, checked at create
+		{store.TTLLimits{Max: time.Hour, Default: 2 * time.Hour}, false},
+		{store.TTLLimits{Max: -time.Hour}, false},
+		{store.TTLLimits{Max: 1500 * time.Millisecond}, false},
+	} {
+		if err := vm.CheckTTLLimits(tc.l); (err == nil) != tc.ok {
+			t.Errorf("%+v: %v, want ok %v", tc.l, err, tc.ok)
+		}
+	}
+}
