@@ -184,7 +184,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer drv.Close() // guests keep running; the next vmd re-adopts them
+	defer drv.Close()   // guests keep running; the next vmd re-adopts them
 	var vms *vm.Service // made below; an open console is activity on its VM
 	cons, err := console.New(console.Config{PublicURL: cfg.PublicURL, Store: a.store,
 		Sockets: console.LayoutSockets{Layout: layout}, Tokens: shared.Tokens, Registry: reg, Log: log,
