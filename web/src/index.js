@@ -57,6 +57,12 @@ function ago(ts) {
   return new Date(ts).toLocaleDateString();
 }
 
+// expiresIn is the countdown to a VM's expiry (vmd deletes it then).
+function expiresIn(ts) {
+  const m = Math.ceil((new Date(ts).getTime() - Date.now()) / 60000);
+  return m <= 0 ? 'expires now' : m < 120 ? `expires in ${m} min` : `expires in ${Math.floor(m / 60)} h`;
+}
+
 const busyStates = new Set(['pending', 'provisioning', 'starting', 'stopping', 'deleting']);
 
 async function act(button, f) {
@@ -78,20 +84,21 @@ function vmRow(vm) {
   const badge = el('span', { class: `badge state-${vm.state}${busyStates.has(vm.state) ? ' pulse' : ''}` }, vm.state);
   const start = el('button', { type: 'button', class: 'small', 'data-action': 'start', disabled: !stopped }, 'Start');
   start.addEventListener('click', () => act(start, () => post(`/vms/${id}/start`)));
-  const stop = el('button', { type: 'button', class: 'small', 'data-action': 'stop', disabled: !(running || vm.state === 'starting') }, 'Stop');
+  const stop = el('button', { type: 'button', class: 'small', 'data-action': 'stop', disabled: !(running || vm.state === 'starting' || vm.state === 'paused') }, 'Stop');
   stop.addEventListener('click', () => act(stop, () => post(`/vms/${id}/stop`)));
   const remove = el('button', { type: 'button', class: 'small danger', 'data-action': 'delete', disabled: vm.state === 'deleting' }, 'Delete');
   remove.addEventListener('click', () => {
     if (confirm(`Delete the VM "${vm.name}" and its disk? This cannot be undone.`)) act(remove, () => del(`/vms/${id}`));
   });
-  const consoleLink = running
+  const consoleLink = running || vm.state === 'paused' // a paused VM's console shows the frozen screen
     ? el('a', { class: 'button small', href: `/console/${id}`, target: '_blank', rel: 'noopener', 'data-action': 'console' }, 'Console')
     : el('button', { type: 'button', class: 'small', disabled: true, 'data-action': 'console', title: 'The console opens once the VM runs' }, 'Console');
   return el(
     'tr',
     { 'data-vm': vm.id, 'data-name': vm.name, 'data-state': vm.state },
     el('td', {}, el('strong', {}, vm.name), el('div', { class: 'muted mono' }, vm.id)),
-    el('td', {}, badge, vm.message ? el('div', { class: 'muted small-text' }, vm.message) : null),
+    el('td', {}, badge, vm.message ? el('div', { class: 'muted small-text' }, vm.message) : null,
+      vm.expires_at ? el('div', { class: 'muted small-text', 'data-expires': vm.expires_at }, expiresIn(vm.expires_at)) : null),
     el('td', {}, vm.template),
     el('td', {}, vm.cpu),
     el('td', {}, fmtMB(vm.memory_mb)),
@@ -107,7 +114,8 @@ function renderVMs(vms) {
   let prev = null;
   for (const vm of vms) {
     seen.add(vm.id);
-    const sig = JSON.stringify([vm.name, vm.state, vm.message, vm.template, vm.cpu, vm.memory_mb, vm.disk_gb, ago(vm.created_at)]);
+    const sig = JSON.stringify([vm.name, vm.state, vm.message, vm.template, vm.cpu, vm.memory_mb, vm.disk_gb, ago(vm.created_at),
+      vm.expires_at && expiresIn(vm.expires_at)]);
     let r = rows.get(vm.id);
     // Rebuild a row only when it changed, so a button under the pointer stays put.
     if (!r || r.sig !== sig) {
