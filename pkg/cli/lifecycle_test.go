@@ -22,6 +22,9 @@ func TestParseLifecycleCommands(t *testing.T) {
 			t.Errorf("extend %v: %v, want a flag error", argv, err)
 		}
 	}
+	if w, err := parseWaitFor("state=paused"); err != nil || w.state != api.StatePaused {
+		t.Fatalf("wait --for state=paused: %+v %v", w, err)
+	}
 	var pause *PowerOptions
 	if err := parse(t, NewCmdPause(f, func(_ context.Context, o *PowerOptions) error { pause = o; return nil }), "web"); err != nil || pause.Name != "web" {
 		t.Fatalf("pause: %v %+v", err, pause)
