@@ -114,8 +114,10 @@ func TestPauseResume(t *testing.T) {
 	})
 	pid := v.pid(t, vm)
 
+	asked := time.Now()
 	c.must(0, "", "pause", "frozen")
 	c.must(0, "", "wait", "frozen", "--for", "state=paused", "--timeout", "30s")
+	t.Logf("pause: paused %s after vmctl pause started (vmctl wait polls every second)", time.Since(asked).Round(time.Millisecond))
 	size := serialLen(t, v, vm)
 	holds(t, "no serial output while paused", 3*time.Second, func() bool { return serialLen(t, v, vm) == size })
 	// The console stayed open through the pause and still shows the screen.
@@ -235,6 +237,7 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("extend: %v, was %v", ext.ExpiresAt, short.ExpiresAt)
 	}
 	c.must(0, "", "wait", "short", "--for", "delete", "--timeout", "90s")
+	t.Logf("expiry: gone %s after expires_at (vmctl wait polls every second)", time.Since(*ext.ExpiresAt).Round(time.Millisecond))
 	if took := time.Since(start); took > 2*time.Minute {
 		t.Fatalf("expired vm gone after %s", took)
 	}
@@ -258,8 +261,10 @@ func TestExpiry(t *testing.T) {
 	if !alive(pid) {
 		t.Fatal("the guest died with vmd")
 	}
+	started := time.Now()
 	v.start()
 	c.must(0, "", "wait", "down", "--for", "delete", "--timeout", "60s")
+	t.Logf("expiry while down: gone %s after vmd was ready again", time.Since(started).Round(time.Millisecond))
 	until(t, "qemu of the vm that expired while vmd was down gone", 10*time.Second, func() bool { return !alive(pid) })
 	if _, err := os.Stat(filepath.Join(v.DataDir, "vms", down.OwnerID, down.ID)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("files of the vm that expired while vmd was down left: %v", err)
