@@ -261,8 +261,8 @@ func TestExpiry(t *testing.T) {
 	if !alive(pid) {
 		t.Fatal("the guest died with vmd")
 	}
-	started := time.Now()
 	v.start()
+	started := time.Now()
 	c.must(0, "", "wait", "down", "--for", "delete", "--timeout", "60s")
 	t.Logf("expiry while down: gone %s after vmd was ready again", time.Since(started).Round(time.Millisecond))
 	until(t, "qemu of the vm that expired while vmd was down gone", 10*time.Second, func() bool { return !alive(pid) })
