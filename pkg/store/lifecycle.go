@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/vmdhq/vmd/pkg/api"
 )
 
 // Lifetimes of VMs (issue 12): expiry, idle stop, per-user TTL limits.
@@ -47,4 +49,31 @@ func (s *sqlStore) SetTTLLimits(ctx context.Context, userID string, l TTLLimits)
 	n, err := s.db.exec(ctx, `UPDATE users SET max_ttl_s = $2, default_ttl_s = $3 WHERE id = $1`,
 		userID, int64(l.Max/time.Second), int64(l.Default/time.Second))
 	return mustAffect(n, err, "set ttl limits of user "+userID)
+}
+
+func (s *sqlStore) ExpireVM(ctx context.Context, id string, at time.Time) (VM, bool, error) {
+	var v VM
+	expired := false
+	err := s.db.inTx(ctx, func(q querier) error {
+		var err error
+		v, err = scanVM(q.queryRow(ctx, `UPDATE vms SET desired = $3, updated_at = $4
+			WHERE id = $1 AND expires_at IS NOT NULL AND expires_at <= $2 AND desired <> $3
+			RETURNING `+vmCols, id, at.UTC(), string(api.DesiredDeleted), now()))
+		if isNoRows(err) {
+			// Not expired (extended meanwhile, or being deleted), or gone.
+			if v, err = scanVM(q.queryRow(ctx, `SELECT `+vmCols+` FROM vms WHERE id = $1`, id)); err != nil {
+				return notFound(err, "vm")
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		expired = true
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, now())
+	})
+	if err != nil {
+		return VM{}, false, fmt.Errorf("expire vm %s: %w", id, err)
+	}
+	return v, expired, nil
 }

@@ -2,9 +2,11 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store"
 )
 
@@ -55,6 +57,27 @@ func testLifecycle(t *testing.T, s store.Store) {
 	got, _ = s.GetVM(ctx, "vm_l1")
 	if got.LastActiveAt == nil || !got.LastActiveAt.Equal(t1) {
 		t.Fatalf("last active %v, want %v (never moved back)", got.LastActiveAt, t1)
+	}
+
+	// ExpireVM acts only on an expiry at or before now, once.
+	soon := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.SetExpiry(ctx, "vm_l1", &soon); err != nil {
+		t.Fatal(err)
+	}
+	if v, expired, err := s.ExpireVM(ctx, "vm_l1", soon.Add(-time.Second)); err != nil || expired || v.Desired != api.DesiredRunning {
+		t.Fatalf("expire before the deadline: %v %v %s", expired, err, v.Desired)
+	}
+	if _, expired, err := s.ExpireVM(ctx, "vm_l2", soon); err != nil || expired {
+		t.Fatalf("expire a vm without expiry: %v %v", expired, err)
+	}
+	if v, expired, err := s.ExpireVM(ctx, "vm_l1", soon); err != nil || !expired || v.Desired != api.DesiredDeleted {
+		t.Fatalf("expire at the deadline: %v %v %s", expired, err, v.Desired)
+	}
+	if _, expired, err := s.ExpireVM(ctx, "vm_l1", soon.Add(time.Hour)); err != nil || expired {
+		t.Fatalf("expired twice: %v %v", expired, err)
+	}
+	if _, _, err := s.ExpireVM(ctx, "nope", soon); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expire a missing vm: %v", err)
 	}
 
 	l, err := s.TTLLimits(ctx, "u1")

@@ -238,6 +238,10 @@ type Store interface {
 
 	// SetExpiry sets (nil: clears) when a VM expires.
 	SetExpiry(ctx context.Context, id string, at *time.Time) (VM, error)
+	// ExpireVM sets desired deleted only if the VM's expiry is at or before
+	// now, in one statement, so an extend that committed first wins;
+	// expired is false (and v the VM as it is) otherwise.
+	ExpireVM(ctx context.Context, id string, now time.Time) (v VM, expired bool, err error)
 	// TouchVM records activity on a VM at at; an older time than the
 	// recorded one changes nothing. It leaves updated_at alone.
 	TouchVM(ctx context.Context, id string, at time.Time) error

@@ -264,12 +264,16 @@ func (r *Reconciler) applyLifetime(ctx context.Context, v *store.VM) (acted bool
 	due := LifetimeDue(*v, r.now())
 	switch {
 	case due.Delete:
-		nv, err := r.cfg.Store.SetDesired(ctx, v.ID, api.DesiredDeleted)
+		// Conditional in the store: an extend that committed since v was read wins.
+		nv, expired, err := r.cfg.Store.ExpireVM(ctx, v.ID, r.now())
 		if err != nil {
 			r.log.Error("reconcile: expire", "vm", v.ID, "err", err)
 			return false
 		}
 		*v = nv
+		if !expired {
+			return false
+		}
 		r.log.Info("reconcile: vm expired", "vm", v.ID, "expires_at", v.ExpiresAt)
 		r.setState(ctx, v, api.StateDeleting, due.Reason)
 		return true
