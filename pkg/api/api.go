@@ -168,6 +168,8 @@ const (
 	StateError        State = "error"
 	StateDeleting     State = "deleting"
 	StateUnknown      State = "unknown"
+	// StatePaused: the guest is frozen (QMP stop); its memory and screen stay.
+	StatePaused State = "paused"
 	// StateDeleted appears only in the change feed (GET /events): the
 	// record is gone, so no VM is ever returned in this state.
 	StateDeleted State = "deleted"
@@ -181,6 +183,8 @@ const (
 	DesiredRunning DesiredState = "running"
 	DesiredStopped DesiredState = "stopped"
 	DesiredDeleted DesiredState = "deleted"
+	// DesiredPaused: the guest's process stays, frozen (POST /vms/{id}/pause).
+	DesiredPaused DesiredState = "paused"
 )
 
 // CreateVMRequest is the body of POST /vms.
@@ -191,6 +195,18 @@ type CreateVMRequest struct {
 	MemoryMB int    `json:"memory_mb,omitempty"`
 	DiskGB   int    `json:"disk_gb,omitempty"`
 	UserData string `json:"userdata,omitempty"`
+	// TTL ("30m", a Go duration) deletes the VM that long after its
+	// creation; "" takes the operator's default, if any.
+	TTL string `json:"ttl,omitempty"`
+	// IdleStop ("30m") stops the VM after that long without a console,
+	// exec, port-forward or API action on it; "" never.
+	IdleStop string `json:"idle_stop,omitempty"`
+}
+
+// ExtendRequest is the body of POST /vms/{id}/extend: the VM then expires
+// TTL from now (not TTL later than before), as e2b's setTimeout does.
+type ExtendRequest struct {
+	TTL string `json:"ttl"`
 }
 
 // VM is a virtual machine as the API returns it.
@@ -209,6 +225,10 @@ type VM struct {
 	CreatedAt    time.Time    `json:"created_at" yaml:"created_at"`
 	UpdatedAt    time.Time    `json:"updated_at" yaml:"updated_at"`
 	Events       []VMEvent    `json:"events,omitempty" yaml:"events,omitempty"`
+	// ExpiresAt is when vmd deletes the VM; absent when it never expires.
+	ExpiresAt *time.Time `json:"expires_at,omitempty" yaml:"expires_at,omitempty"`
+	// IdleStop ("30m0s") is the idle time after which vmd stops it; absent: never.
+	IdleStop string `json:"idle_stop,omitempty" yaml:"idle_stop,omitempty"`
 }
 
 // VMEvent records one state change of a VM.

@@ -59,6 +59,9 @@ func newFakeVMD(t *testing.T) *fakeVMD {
 	mux.HandleFunc("POST /api/v1/vms/{id}/start", f.auth(f.power(api.StateStarting)))
 	mux.HandleFunc("POST /api/v1/vms/{id}/stop", f.auth(f.power(api.StateStopped)))
 	mux.HandleFunc("GET /api/v1/templates", f.auth(f.templates))
+	mux.HandleFunc("POST /api/v1/vms/{id}/pause", f.auth(f.power(api.StatePaused)))
+	mux.HandleFunc("POST /api/v1/vms/{id}/resume", f.auth(f.power(api.StateRunning)))
+	mux.HandleFunc("POST /api/v1/vms/{id}/extend", f.auth(f.extend))
 	mux.HandleFunc("GET /api/v1/events", f.auth(f.events))
 	mux.HandleFunc("GET /api/v1/version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONResp(w, 200, api.Version{Version: "0.9.0", Commit: "abc123"})
@@ -282,6 +285,11 @@ func (f *fakeVMD) create(w http.ResponseWriter, r *http.Request) {
 		ID: "vm_" + strings.ToUpper(req.Name), Name: req.Name, OwnerID: "usr_1", Template: req.Template,
 		CPU: max(req.CPU, 1), MemoryMB: max(req.MemoryMB, 256), DiskGB: max(req.DiskGB, 1),
 		State: api.StateProvisioning, DesiredState: api.DesiredRunning, CreatedAt: fakeNow, UpdatedAt: fakeNow,
+		IdleStop: req.IdleStop,
+	}
+	if d, err := time.ParseDuration(req.TTL); err == nil {
+		at := fakeNow.Add(d)
+		vm.ExpiresAt = &at
 	}
 	f.vms[vm.Name] = vm
 	f.order = append(f.order, vm.Name)
@@ -346,4 +354,25 @@ func (f *fakeVMD) requestLog() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.requests...)
+}
+
+// extend sets expires_at to fakeNow+ttl, as vmd does with its clock.
+func (f *fakeVMD) extend(w http.ResponseWriter, r *http.Request) {
+	var req api.ExtendRequest
+	f.decode(r, &req)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vm := f.find(r.PathValue("id"))
+	d, err := time.ParseDuration(req.TTL)
+	switch {
+	case vm == nil:
+		writeErr(w, 404, api.CodeNotFound, "vm not found")
+		return
+	case err != nil || d < time.Minute:
+		writeErr(w, 422, api.CodeValidation, "ttl: must be at least 1m0s")
+		return
+	}
+	at := fakeNow.Add(d)
+	vm.ExpiresAt = &at
+	writeJSONResp(w, 200, vm)
 }

@@ -49,6 +49,8 @@ func TestParseCreate(t *testing.T) {
 		{"bad cpu", []string{"web", "--template", "tiny", "--cpu", "two"}, CreateOptions{}, true},
 		{"negative", []string{"web", "--template", "tiny", "--memory", "-1"}, CreateOptions{}, true},
 		{"bad output", []string{"web", "--template", "tiny", "-o", "xml"}, CreateOptions{}, true},
+		{"lifetimes", []string{"ci", "-t", "tiny", "--ttl", "30m", "--idle-stop", "10m"},
+			CreateOptions{Name: "ci", Template: "tiny", Timeout: 5 * time.Minute, Output: "table", TTL: "30m", IdleStop: "10m"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

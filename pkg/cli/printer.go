@@ -188,6 +188,8 @@ func stateColor(s api.State) string {
 		return "31" // red
 	case api.StateStopped:
 		return "90" // grey
+	case api.StatePaused:
+		return "36" // cyan: frozen
 	case api.StateDeleting:
 		return "35"
 	default:
@@ -204,6 +206,14 @@ func timeCell(ios *IOStreams, now time.Time, t time.Time) string {
 		return t.UTC().Format(time.RFC3339)
 	}
 	return humanize.Age(now.Sub(t))
+}
+
+// expiresCell is a countdown on a TTY and an RFC 3339 time for scripts.
+func expiresCell(ios *IOStreams, now time.Time, at *time.Time) string {
+	if at != nil && !ios.OutTTY {
+		return at.UTC().Format(time.RFC3339)
+	}
+	return humanize.Expires(now, at)
 }
 
 // humanBytes prints a size in binary units on a TTY and in bytes otherwise.
@@ -231,6 +241,7 @@ func vmTable(ios *IOStreams, now time.Time, vms []api.VM, wide bool) *table {
 	}
 	if wide {
 		t.header = append(t.header, "ID", "OWNER", "NODE", "MESSAGE")
+		t.header = append(t.header, "EXPIRES")
 	}
 	for _, vm := range vms {
 		row := []cell{
@@ -244,6 +255,7 @@ func vmTable(ios *IOStreams, now time.Time, vms []api.VM, wide bool) *table {
 		}
 		if wide {
 			row = append(row, plain(vm.ID, vm.OwnerID, vm.Node, vm.Message)...)
+			row = append(row, cell{text: expiresCell(ios, now, vm.ExpiresAt)})
 		}
 		t.add(row...)
 	}

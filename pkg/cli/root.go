@@ -106,6 +106,9 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdTUI(f, nil),
 		NewCmdVersion(f, nil),
 		NewCmdConfig(f),
+		NewCmdPause(f, nil),
+		NewCmdResume(f, nil),
+		NewCmdExtend(f, nil),
 	)
 	return root, nil
 }

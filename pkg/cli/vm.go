@@ -29,6 +29,8 @@ type CreateOptions struct {
 	Timeout      time.Duration
 	Interval     time.Duration
 	Output       string
+	TTL          string // "30m": deleted that long after creation
+	IdleStop     string // "30m": stopped after that long unused
 }
 
 // NewCmdCreate builds `vmctl create NAME --template T`.
@@ -65,6 +67,8 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 	fl.StringVar(&opts.UserDataFile, "userdata", "", "cloud-init user data file ('-' for stdin)")
 	fl.BoolVar(&opts.Wait, "wait", false, "wait until the VM is running")
 	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long --wait waits")
+	fl.StringVar(&opts.TTL, "ttl", "", "delete the VM this long after creation, e.g. 30m (default: the operator's, if any)")
+	fl.StringVar(&opts.IdleStop, "idle-stop", "", "stop the VM after this long without a console, exec, port-forward or API action, e.g. 30m")
 	addOutputFlag(cmd, &opts.Output)
 	_ = cmd.RegisterFlagCompletionFunc("template", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		c, err := opts.Client()
@@ -87,7 +91,8 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 }
 
 func createRun(ctx context.Context, opts *CreateOptions) error {
-	req := api.CreateVMRequest{Name: opts.Name, Template: opts.Template, CPU: opts.CPU, MemoryMB: opts.MemoryMB, DiskGB: opts.DiskGB}
+	req := api.CreateVMRequest{Name: opts.Name, Template: opts.Template, CPU: opts.CPU, MemoryMB: opts.MemoryMB, DiskGB: opts.DiskGB,
+		TTL: opts.TTL, IdleStop: opts.IdleStop}
 	if opts.UserDataFile != "" {
 		var (
 			b   []byte

@@ -29,6 +29,7 @@ func (w waitCondition) String() string {
 var knownStates = []api.State{
 	api.StatePending, api.StateProvisioning, api.StateStarting, api.StateRunning,
 	api.StateStopping, api.StateStopped, api.StateError, api.StateDeleting,
+	api.StatePaused,
 }
 
 // parseWaitFor reads "state=running" or "delete".

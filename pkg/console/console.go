@@ -139,7 +139,15 @@ type Config struct {
 	StatePoll   time.Duration // how often an open session re-reads its VM's state
 	BufferSize  int           // read buffer of each direction
 	DialWait    time.Duration // how long a refused (EAGAIN) VNC dial is retried
+	// Active, if set, is told that a session of the VM is open: when it
+	// opens and at every state poll while it lasts (vm.Service.Touch, so
+	// an idle-stop VM in use is not stopped).
+	Active func(ctx context.Context, vmID string)
 }
+
+// HasConsole says whether a VM in state s has a console: a running one,
+// and a paused one, whose screen shows the frozen guest.
+func HasConsole(s api.State) bool { return s == api.StateRunning || s == api.StatePaused }
 
 // Console issues console tokens and serves console WebSockets.
 type Console struct {
@@ -214,7 +222,7 @@ func (c *Console) Issue(ctx context.Context, caller store.User, sessionID string
 	if err := vm.Authorize(caller, v); err != nil {
 		return api.ConsoleResponse{}, fmt.Errorf("console: %w", err)
 	}
-	if v.State != api.StateRunning {
+	if !HasConsole(v.State) {
 		return api.ConsoleResponse{}, fmt.Errorf("console of vm %s: %w (it is %s)", v.Name, ErrNotRunning, v.State)
 	}
 	tok, hash, err := newToken()

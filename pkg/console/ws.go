@@ -16,7 +16,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/login"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
@@ -108,6 +107,7 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 	}
 	reserved = false
 	defer forget()
+	c.active(ctx, v.ID)
 	c.run(sctx, ws, vnc, s, g)
 	return nil
 }
@@ -240,7 +240,7 @@ func (c *Console) allowed(ctx context.Context, g Grant) (store.VM, error) {
 	if err := vm.Authorize(u, v); err != nil {
 		return store.VM{}, fmt.Errorf("console of vm %s: %w", g.VMID, err)
 	}
-	if v.State != api.StateRunning {
+	if !HasConsole(v.State) {
 		return store.VM{}, fmt.Errorf("console of vm %s: %w (it is %s)", v.Name, ErrNotRunning, v.State)
 	}
 	return v, nil
@@ -370,11 +370,13 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 				v, err := c.cfg.Store.GetVM(pctx, s.vmID)
 				pcancel()
 				switch {
-				case errors.Is(err, store.ErrNotFound), err == nil && v.State != api.StateRunning:
+				case errors.Is(err, store.ErrNotFound), err == nil && !HasConsole(v.State):
 					cancel(errVMStopped)
 					return
 				case err != nil && ctx.Err() == nil:
 					c.log.Warn("console: poll vm state", "vm", s.vmID, "err", err)
+				case err == nil:
+					c.active(ctx, s.vmID)
 				}
 			}
 		}
@@ -394,4 +396,11 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 		why = cause.Error()
 	}
 	c.log.Info("console: session ended", "vm", s.vmID, "user", s.userID, "reason", why)
+}
+
+// active tells Config.Active that a session of the VM is open.
+func (c *Console) active(ctx context.Context, vmID string) {
+	if c.cfg.Active != nil {
+		c.cfg.Active(ctx, vmID)
+	}
 }

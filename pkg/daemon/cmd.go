@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/version"
 	"github.com/vmdhq/vmd/pkg/vm"
 	"github.com/vmdhq/vmd/pkg/vm/qemu"
@@ -91,6 +92,8 @@ func (s *settings) config() (Config, error) {
 		DefaultQuota: api.Quota{VMs: v.GetInt("quota-vms"), CPUs: v.GetInt("quota-cpus"),
 			MemoryMB: v.GetInt("quota-memory-mb"), DiskGB: v.GetInt("quota-disk-gb")},
 		EventStreamsPerUser: v.GetInt("max-event-streams"),
+		TTL: vm.TTLPolicy{Min: v.GetDuration("min-ttl"), Default: v.GetDuration("default-ttl"),
+			Max: v.GetDuration("max-ttl")},
 	}
 	c.Cluster = s.clusterSettings()
 	return c, c.complete()
@@ -137,6 +140,9 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.Int("quota-memory-mb", 8192, "default quota: memory in MB per user")
 	fs.Int("quota-disk-gb", 100, "default quota: disk in GB per user")
 	fs.Int("max-event-streams", vm.DefaultStreamsPerUser, "open GET /events streams allowed per user (more get 429)")
+	fs.Duration("default-ttl", 0, "lifetime of a VM created without --ttl, unless the user has their own (0: never expires; with --max-ttl set, the maximum)")
+	fs.Duration("max-ttl", 0, "longest VM lifetime (ttl) a user may ask for, unless the user has their own (0: no maximum)")
+	fs.Duration("min-ttl", vm.DefaultMinTTL, "shortest ttl and idle stop accepted; lower it only for tests and CI")
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -221,8 +227,9 @@ func newUserCmd(st *settings, stdin io.Reader, stdout, stderr io.Writer) *cobra.
 	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input")
 
 	var q api.Quota
+	var ttl store.TTLLimits
 	setQuota := &cobra.Command{
-		Use:   "set-quota EMAIL|ID [--vms N] [--cpus N] [--memory-mb MB] [--disk-gb GB]",
+		Use:   "set-quota EMAIL|ID [--vms N] [--cpus N] [--memory-mb MB] [--disk-gb GB] [--max-ttl D] [--default-ttl D]",
 		Short: "Change a user's quota; limits not given stay as they are",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -245,12 +252,28 @@ func newUserCmd(st *settings, stdin io.Reader, stdout, stderr io.Writer) *cobra.
 				if f.Changed("disk-gb") {
 					next.DiskGB = q.DiskGB
 				}
+				lim, err := a.store.TTLLimits(c.Context(), u.ID)
+				if err != nil {
+					return err
+				}
+				if f.Changed("max-ttl") {
+					lim.Max = ttl.Max
+				}
+				if f.Changed("default-ttl") {
+					lim.Default = ttl.Default
+				}
+				if err := vm.CheckTTLLimits(lim); err != nil {
+					return usageError{err}
+				}
 				u, err = a.accounts.SetQuota(c.Context(), u.ID, next)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "quota of %s: vms=%d cpus=%d memory_mb=%d disk_gb=%d\n", u.Email,
-					u.Quota.VMs, u.Quota.CPUs, u.Quota.MemoryMB, u.Quota.DiskGB)
+				if err := a.store.SetTTLLimits(c.Context(), u.ID, lim); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "quota of %s: vms=%d cpus=%d memory_mb=%d disk_gb=%d max_ttl=%s default_ttl=%s\n", u.Email,
+					u.Quota.VMs, u.Quota.CPUs, u.Quota.MemoryMB, u.Quota.DiskGB, ttlText(lim.Max), ttlText(lim.Default))
 				return nil
 			})
 		},
@@ -259,6 +282,8 @@ func newUserCmd(st *settings, stdin io.Reader, stdout, stderr io.Writer) *cobra.
 	setQuota.Flags().IntVar(&q.CPUs, "cpus", 0, "vCPUs")
 	setQuota.Flags().IntVar(&q.MemoryMB, "memory-mb", 0, "memory in MB")
 	setQuota.Flags().IntVar(&q.DiskGB, "disk-gb", 0, "disk in GB")
+	setQuota.Flags().DurationVar(&ttl.Max, "max-ttl", 0, "longest VM lifetime the user may ask for (0: the node's --max-ttl)")
+	setQuota.Flags().DurationVar(&ttl.Default, "default-ttl", 0, "lifetime of the user's VMs created without one (0: the node's --default-ttl)")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -300,4 +325,12 @@ func newUserCmd(st *settings, stdin io.Reader, stdout, stderr io.Writer) *cobra.
 		setDisabled("disable", "Disable a user: no more logins, and every session of theirs ends now", true),
 		setDisabled("enable", "Let a disabled user log in again", false))
 	return cmd
+}
+
+// ttlText shows a per-user TTL limit; 0 defers to the node's flag.
+func ttlText(d time.Duration) string {
+	if d == 0 {
+		return "node-default"
+	}
+	return d.String()
 }

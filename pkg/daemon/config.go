@@ -47,6 +47,8 @@ type Config struct {
 	BrowserTTL     time.Duration
 	CLITTL         time.Duration
 	Cluster        ClusterSettings
+	// TTL is --min-ttl, --default-ttl and --max-ttl: VM lifetimes.
+	TTL vm.TTLPolicy
 }
 
 // defaultDataDir follows the contract: /var/lib/vmd as root, else $XDG_DATA_HOME/vmd.
@@ -125,6 +127,12 @@ func (c *Config) complete() error {
 	}
 	if c.ChangesRetention < 0 {
 		return fmt.Errorf("--changes-retention %s: must not be negative", c.ChangesRetention)
+	}
+	if c.TTL.Min <= 0 || c.TTL.Default < 0 || c.TTL.Max < 0 {
+		return fmt.Errorf("--min-ttl must be above 0, --default-ttl and --max-ttl not negative")
+	}
+	if c.TTL.Max > 0 && c.TTL.Default > c.TTL.Max {
+		return fmt.Errorf("--default-ttl %s is above --max-ttl %s", c.TTL.Default, c.TTL.Max)
 	}
 	if c.QEMUUIDRange != "" {
 		r, err := qemu.ParseUIDRange(c.QEMUUIDRange)

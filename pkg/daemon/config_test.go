@@ -55,6 +55,9 @@ func TestSettingsRejectBadValues(t *testing.T) {
 		{"--restart-policy", "sometimes"},
 		{"--qemu-uid-range", "100"},
 		{"--qemu-uid-range", "0-65535"},
+		{"--min-ttl", "0s"},
+		{"--default-ttl", "3h", "--max-ttl", "2h"},
+		{"--max-ttl", "-1h"},
 	} {
 		if _, err := settingsFor(t, args); err == nil {
 			t.Errorf("%v accepted", args)

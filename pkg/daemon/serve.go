@@ -184,16 +184,18 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer drv.Close() // guests keep running; the next vmd re-adopts them
+	defer drv.Close()   // guests keep running; the next vmd re-adopts them
+	var vms *vm.Service // made below; an open console is activity on its VM
 	cons, err := console.New(console.Config{PublicURL: cfg.PublicURL, Store: a.store,
-		Sockets: console.LayoutSockets{Layout: layout}, Tokens: shared.Tokens, Registry: reg, Log: log})
+		Sockets: console.LayoutSockets{Layout: layout}, Tokens: shared.Tokens, Registry: reg, Log: log,
+		Active: func(ctx context.Context, id string) { vms.Touch(ctx, id) }})
 	if err != nil {
 		return err
 	}
 	defer cons.Close() // Shutdown does not end hijacked WebSocket connections
 	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: a.store, Driver: drv, Node: cfg.NodeName, Layout: layout,
 		RestartPolicy: policy, Logger: log, Observer: vmMetrics, Locker: shared.Locker, StateChanged: func(id string, s api.State) {
-			if s != api.StateRunning {
+			if !console.HasConsole(s) { // a paused VM's console shows the frozen screen
 				cons.CloseVM(id)
 			}
 		}})
@@ -203,8 +205,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stopClu()
 	kicker := &vm.QueueKicker{Store: a.store, Queue: shared.Queue, Local: rec, Node: cfg.NodeName, Log: log}
-	vms := vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
-		Health: clu, Placement: clu})
+	vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
+		Health: clu, Placement: clu, TTL: cfg.TTL})
 	keeper := vm.NewHousekeeper(vm.HousekeeperConfig{Store: a.store, KeepChanges: cfg.ChangesRetention, Logger: log})
 	rctx, stopRec := context.WithCancel(ctx)
 	var workers sync.WaitGroup

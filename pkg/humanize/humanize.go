@@ -23,3 +23,15 @@ func Age(d time.Duration) string {
 		return fmt.Sprintf("%dy", int(d.Hours()/24/365))
 	}
 }
+
+// Expires is the countdown of a VM's expiry: "" when it never expires,
+// "in 29m" before it, "expired" once past (vmd deletes it within seconds).
+func Expires(now time.Time, at *time.Time) string {
+	switch {
+	case at == nil:
+		return ""
+	case !now.Before(*at):
+		return "expired"
+	}
+	return "in " + Age(at.Sub(now))
+}

@@ -16,3 +16,19 @@ func TestAge(t *testing.T) {
 		}
 	}
 }
+
+func TestExpires(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	for _, tc := range []struct {
+		at   *time.Time
+		want string
+	}{
+		{nil, ""}, {at(0), "expired"}, {at(-time.Hour), "expired"}, {at(30 * time.Second), "in 30s"},
+		{at(29*time.Minute + 59*time.Second), "in 29m"}, {at(3 * time.Hour), "in 3h"},
+	} {
+		if got := Expires(now, tc.at); got != tc.want {
+			t.Errorf("Expires(%v) = %q, want %q", tc.at, got, tc.want)
+		}
+	}
+}

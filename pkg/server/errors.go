@@ -43,6 +43,7 @@ func (s *Server) mapError(err error) (int, string, string) {
 		ve     *vm.ValidationError
 		qe     *vm.QuotaError
 		nte    *vm.NameTakenError
+		vce    *vm.ConflictError
 		ce     *vm.CapacityError
 		netErr net.Error
 	)
@@ -116,6 +117,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"
 	case errors.As(err, &nte):
 		return http.StatusConflict, api.CodeConflict, nte.Error()
+	case errors.As(err, &vce):
+		return http.StatusConflict, api.CodeConflict, vce.Message
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, api.CodeConflict, "that conflicts with an existing object (a name already taken?)"
 	case errors.Is(err, vm.ErrTooManyStreams):

@@ -138,6 +138,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"Template", api.Template{}},
 		{"ConsoleResponse", api.ConsoleResponse{}},
 		{"Version", api.Version{}},
+		{"ExtendRequest", api.ExtendRequest{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

@@ -200,6 +200,9 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
+		{http.MethodPost, "/vms/:id/pause", user, s.pauseVM},
+		{http.MethodPost, "/vms/:id/resume", user, s.resumeVM},
+		{http.MethodPost, "/vms/:id/extend", user, s.extendVM},
 	}
 }
 

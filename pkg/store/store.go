@@ -109,13 +109,36 @@ type VM struct {
 	Message   string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// ExpiresAt, if set, is when vmd deletes the VM (its TTL ran out).
+	ExpiresAt *time.Time
+	// IdleStop, if above 0, stops the VM after that long without activity.
+	IdleStop time.Duration
+	// LastActiveAt is the last console, exec, port-forward or API action
+	// on the VM (nil: none since it was created). It is whole seconds
+	// behind at most; TouchVM never moves it back.
+	LastActiveAt *time.Time
 }
 
 // ToAPI returns the VM as the API shows it (events are added by the caller).
 func (v VM) ToAPI() api.VM {
-	return api.VM{ID: v.ID, Name: v.Name, OwnerID: v.OwnerID, Template: v.Template, CPU: v.CPU,
+	out := api.VM{ID: v.ID, Name: v.Name, OwnerID: v.OwnerID, Template: v.Template, CPU: v.CPU,
 		MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, State: v.State, DesiredState: v.Desired,
 		Node: v.Node, Message: v.Message, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
+	if v.ExpiresAt != nil {
+		t := v.ExpiresAt.UTC()
+		out.ExpiresAt = &t
+	}
+	if v.IdleStop > 0 {
+		out.IdleStop = v.IdleStop.String()
+	}
+	return out
+}
+
+// TTLLimits are an operator's limits on one user's VM lifetimes; zero
+// values take the node's defaults (vmd serve --default-ttl, --max-ttl).
+type TTLLimits struct {
+	Max     time.Duration
+	Default time.Duration
 }
 
 // Event is one recorded state change of a VM.
@@ -222,6 +245,20 @@ type Store interface {
 	// PruneChanges deletes the changes recorded before t, but never the
 	// newest one, so IDs keep growing and LastChangeID never goes back.
 	PruneChanges(ctx context.Context, before time.Time) (int64, error)
+
+	// SetExpiry sets (nil: clears) when a VM expires.
+	SetExpiry(ctx context.Context, id string, at *time.Time) (VM, error)
+	// ExpireVM sets desired deleted only if the VM's expiry is at or before
+	// now, in one statement, so an extend that committed first wins;
+	// expired is false (and v the VM as it is) otherwise.
+	ExpireVM(ctx context.Context, id string, now time.Time) (v VM, expired bool, err error)
+	// TouchVM records activity on a VM at at; an older time than the
+	// recorded one changes nothing. It leaves updated_at alone.
+	TouchVM(ctx context.Context, id string, at time.Time) error
+	// TTLLimits returns a user's lifetime limits (zero: the node's defaults).
+	TTLLimits(ctx context.Context, userID string) (TTLLimits, error)
+	// SetTTLLimits replaces them.
+	SetTTLLimits(ctx context.Context, userID string, l TTLLimits) error
 
 	NodeStore
 

@@ -37,6 +37,7 @@ func TestStore(t *testing.T) {
 		{"change feed in commit order", testChangesInCommitOrder},
 		{"usage recount", testRecountUsage},
 		{"change feed pruned", testPruneChanges},
+		{"lifecycle", testLifecycle},
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		for _, c := range cases {

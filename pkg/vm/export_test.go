@@ -1,5 +1,7 @@
 package vm
 
+import "time"
+
 // LockWaiters is how many passes or provisionings hold or wait for a VM's
 // lock, so a test can tell that a delete pass is queued behind a create.
 func (r *Reconciler) LockWaiters(id string) int {
@@ -10,3 +12,6 @@ func (r *Reconciler) LockWaiters(id string) int {
 	}
 	return 0
 }
+
+// SetClock replaces the service's clock (expiry, activity) for a test.
+func (s *Service) SetClock(now func() time.Time) { s.now = now }

@@ -51,6 +51,8 @@ type ReconcilerConfig struct {
 	// removes the VM directories no record owns (a crash between a
 	// record's deletion and its files', or files of another store).
 	Layout Layout
+	// Now, if set, is the clock that expiry and idle stop are decided by (tests).
+	Now func() time.Time
 }
 
 // Observer hears what the reconciler does, for metrics; pkg/metrics.VM is
@@ -371,6 +373,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, first bool) (done
 		r.setState(ctx, &v, api.StateDeleting, "provisioning was interrupted by a vmd restart; rolled back")
 		return r.deleteVM(ctx, v)
 	}
+	r.applyLifetime(ctx, &v)
 	evs := r.takeEvents(id)
 	if v.Desired != api.DesiredStopped {
 		r.clearForce(id)
@@ -382,6 +385,8 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, first bool) (done
 		r.stopVM(ctx, v)
 	case api.DesiredRunning:
 		r.runVM(ctx, v, evs)
+	case api.DesiredPaused:
+		r.pauseVM(ctx, v)
 	}
 	return false
 }
@@ -423,6 +428,7 @@ func (r *Reconciler) deleteVM(ctx context.Context, v store.VM) bool {
 
 func (r *Reconciler) stopVM(ctx context.Context, v store.VM) {
 	d := r.cfg.Driver
+	r.thaw(ctx, &v)
 	if d.Alive(v.ID) {
 		if v.State != api.StateStopping {
 			r.setState(ctx, &v, api.StateStopping, "stopping")
@@ -442,6 +448,7 @@ func (r *Reconciler) stopVM(ctx context.Context, v store.VM) {
 
 func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	d := r.cfg.Driver
+	r.thaw(ctx, &v)
 	if d.Alive(v.ID) {
 		for _, e := range evs {
 			if e.Kind == "RESET" && v.State == api.StateRunning {

@@ -125,6 +125,8 @@ type Service struct {
 	health    NodeHealth  // nil: every node is taken as alive
 	node      string
 	now       func() time.Time
+	ttl       TTLPolicy
+	touched   toucher
 }
 
 // ServiceConfig wires a Service.
@@ -138,12 +140,14 @@ type ServiceConfig struct {
 	Health NodeHealth
 	// Placement, if set, chooses each new VM's node and checks its capacity.
 	Placement Placement
+	// TTL is the node's rules for VM lifetimes (zero: no default or maximum, 1 min minimum).
+	TTL TTLPolicy
 }
 
 // NewService returns a Service; Provisioner and Kicker may be nil.
 func NewService(c ServiceConfig) *Service {
 	return &Service{store: c.Store, templates: c.Templates, prov: c.Provisioner, kick: c.Kicker,
-		health: c.Health, place: c.Placement, node: c.Node, now: time.Now}
+		health: c.Health, place: c.Placement, node: c.Node, now: time.Now, ttl: c.TTL}
 }
 
 // SetKicker wires the reconciler after both exist.
@@ -213,6 +217,9 @@ func (s *Service) create(ctx context.Context, ownerID string, r api.CreateVMRequ
 	v := store.VM{ID: NewID(), OwnerID: ownerID, Name: r.Name, Template: r.Template, CPU: r.CPU,
 		MemoryMB: r.MemoryMB, DiskGB: r.DiskGB, UserData: r.UserData, State: api.StatePending,
 		Desired: api.DesiredRunning, Node: s.node, CreatedAt: now, UpdatedAt: now}
+	if err := s.lifetimes(ctx, ownerID, r, &v); err != nil {
+		return api.VM{}, err
+	}
 	if s.prov != nil {
 		v.State = api.StateProvisioning
 	}
@@ -298,7 +305,7 @@ func (s *Service) provision(ctx context.Context, v store.VM) (store.VM, error) {
 	}
 	if errors.Is(err, ErrNotFound) {
 		// The record went (or is going) under the create: a delete won.
-		return store.VM{}, fmt.Errorf("vm %s was deleted while it was being created: %w", v.Name, ErrConflict)
+		return store.VM{}, conflictf("vm %s was deleted while it was being created", v.Name)
 	}
 	return store.VM{}, err
 }
@@ -436,8 +443,9 @@ func (s *Service) setDesired(ctx context.Context, caller store.User, ref string,
 		return api.VM{}, err
 	}
 	if v.Desired == api.DesiredDeleted {
-		return api.VM{}, fmt.Errorf("vm %s is being deleted: %w", v.Name, ErrConflict)
+		return api.VM{}, conflictf("vm %s is being deleted", v.Name)
 	}
+	s.Touch(ctx, v.ID) // an owner's action: the VM is in use
 	if v, err = s.store.SetDesired(ctx, v.ID, d); err != nil {
 		return api.VM{}, fmt.Errorf("set %s %s: %w", v.ID, d, err)
 	}

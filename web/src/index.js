@@ -58,6 +58,12 @@ function ago(ts) {
   return new Date(ts).toLocaleDateString();
 }
 
+// expiresIn is the countdown to a VM's expiry (vmd deletes it then).
+function expiresIn(ts) {
+  const m = Math.ceil((new Date(ts).getTime() - Date.now()) / 60000);
+  return m <= 0 ? 'expires now' : m < 120 ? `expires in ${m} min` : `expires in ${Math.floor(m / 60)} h`;
+}
+
 const busyStates = new Set(['pending', 'provisioning', 'starting', 'stopping', 'deleting']);
 
 async function act(button, f) {
@@ -94,13 +100,13 @@ function vmRow(vm) {
     el('button', { type: 'button', class: 'small', 'data-action': action, 'aria-label': `${label} ${vm.name}`, ...attrs }, label);
   const start = button('start', 'Start', { disabled: !stopped });
   start.addEventListener('click', () => act(start, () => post(`/vms/${id}/start`)));
-  const stop = button('stop', 'Stop', { disabled: !(running || vm.state === 'starting') });
+  const stop = button('stop', 'Stop', { disabled: !(running || vm.state === 'starting' || vm.state === 'paused') });
   stop.addEventListener('click', () => act(stop, () => post(`/vms/${id}/stop`)));
   const remove = button('delete', 'Delete', { class: 'small danger', disabled: vm.state === 'deleting' });
   remove.addEventListener('click', () => {
     if (confirm(`Delete the VM "${vm.name}" and its disk? This cannot be undone.`)) act(remove, () => del(`/vms/${id}`));
   });
-  const consoleLink = running
+  const consoleLink = running || vm.state === 'paused' // a paused VM's console shows the frozen screen
     ? el('a', { class: 'button small', href: `/console/${id}`, target: '_blank', rel: 'noopener', 'data-action': 'console', 'aria-label': `Console ${vm.name}` }, 'Console')
     : button('console', 'Console', { disabled: true, title: 'The console opens once the VM runs' });
   const sub = note(vm);
@@ -108,7 +114,8 @@ function vmRow(vm) {
     'tr',
     { 'data-vm': vm.id, 'data-name': vm.name, 'data-state': vm.state },
     el('td', { class: 'name' }, el('strong', { class: 'vm-name ellipsis', title: vm.name }, vm.name), el('div', { class: 'muted mono ellipsis', title: vm.id }, vm.id)),
-    el('td', { 'data-label': 'State' }, el('div', {}, badge, sub ? el('div', { class: 'muted small-text sub', 'data-note': '' }, sub) : null)),
+    el('td', { 'data-label': 'State' }, el('div', {}, badge, sub ? el('div', { class: 'muted small-text sub', 'data-note': '' }, sub) : null,
+      vm.expires_at ? el('div', { class: 'muted small-text', 'data-expires': vm.expires_at }, expiresIn(vm.expires_at)) : null)),
     el('td', { 'data-label': 'Template' }, vm.template),
     el('td', { 'data-label': 'CPUs' }, vm.cpu),
     el('td', { 'data-label': 'Memory' }, fmtMB(vm.memory_mb)),
@@ -124,7 +131,8 @@ function renderVMs(vms) {
   let prev = null;
   for (const vm of vms) {
     seen.add(vm.id);
-    const sig = JSON.stringify([vm.name, vm.state, vm.ready, vm.message, vm.template, vm.cpu, vm.memory_mb, vm.disk_gb, ago(vm.created_at)]);
+    const sig = JSON.stringify([vm.name, vm.state, vm.ready, vm.message, vm.template, vm.cpu, vm.memory_mb, vm.disk_gb, ago(vm.created_at),
+      vm.expires_at && expiresIn(vm.expires_at)]);
     let r = rows.get(vm.id);
     // Rebuild a row only when it changed, so a button under the pointer stays put.
     if (!r || r.sig !== sig) {
