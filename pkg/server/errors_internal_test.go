@@ -42,7 +42,7 @@ func TestMapError(t *testing.T) {
 		{"validation", fmt.Errorf("create: %w", &vm.ValidationError{Field: "cpu", Message: "must be between 1 and 64"}), 422, api.CodeValidation, "cpu: must be between 1 and 64"},
 		{"not found", wrap(store.ErrNotFound), 404, api.CodeNotFound, ""},
 		{"name taken", fmt.Errorf("create vm web: %w", &vm.NameTakenError{Name: "web"}), 409, api.CodeConflict, "a VM named web already exists"},
-		{"state conflict", fmt.Errorf("pause vm_1: %w", &vm.ConflictError{Message: "vm web is stopped: only a running VM can be paused"}), 409, api.CodeConflict, "vm web is stopped: only a running VM can be paused"},
+		{"state conflict", fmt.Errorf("pause vm_1: %w", &vm.ConflictError{Message: "vm db is stopped: only a running VM can be paused"}), 409, api.CodeConflict, "vm db is stopped: only a running VM can be paused"},
 		{"quota with its limit", fmt.Errorf("create: %w", &store.QuotaError{Resource: "memory", Unit: "MB", Asked: 10000000, Left: 8064, Limit: 8192}), 403, api.CodeQuotaExceeded, "memory: 10000000 MB asked, 8064 MB left of 8192"},
 		{"capacity", fmt.Errorf("place: %w", &vm.CapacityError{Demand: api.Quota{CPUs: 1, MemoryMB: 256, DiskGB: 1}, Nodes: 2}), 503, api.CodeNoCapacity, ""},
 		{"event streams", wrap(vm.ErrTooManyStreams), 429, api.CodeRateLimited, ""},
