@@ -2,12 +2,20 @@
 # build-image.sh OUT builds the tiny test template (a BIOS-bootable qcow2) from
 # Debian packages only: the Debian cloud kernel (fetched with apt-get download,
 # unpacked with dpkg -x), busybox-static and SYSLINUX on a FAT file system made
-# in a plain file, so no root, mount or loop device is needed.
+# in a plain file, so no root, mount or loop device is needed. Debian's
+# dropbear (installed) and qemu-ga (downloaded) binaries are copied in with
+# the libraries ldd names. After `vmd-tiny: booted` the guest brings up, in background:
+# DHCP on eth0 ("vmd-tiny: ip ADDR"), qemu-ga on org.qemu.guest_agent.0, and
+# dropbear with root's keys from the NoCloud seed (one "vmd-tiny: hostkey TYPE
+# B64" line per host key once it listens). docs/IMAGES.md describes both templates.
 #
 # Disk layout (no partition table: SeaBIOS boots the FAT boot sector that
 # `syslinux --install` writes):
 #   [0, 32 MiB)           FAT16 "VMDTINY": ldlinux.sys/.c32, syslinux.cfg, vmlinuz, initrd.gz
 #   sector 65536 (32 MiB) boot counter, one sector "vmd-tiny-boot N\n" NUL-padded
+#   sectors 65544, 65545  SSH host keys, one sector each:
+#                         "vmd-tiny-hostkey ed25519|ecdsa BASE64\n" (dropbear's
+#                         key files, made at first boot)
 #   up to 33 MiB          zero
 # The counter lives outside the file system so the guest updates it with one
 # sector write and never mounts anything read-write: a hard kill of QEMU can
@@ -25,6 +33,7 @@ OUT=$1
 FAT_MIB=32
 DISK_MIB=33
 COUNTER_SECTOR=$((FAT_MIB * 2048))
+HOSTKEY_SECTOR=$((COUNTER_SECTOR + 8))
 CACHE=${VMD_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmd-image}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
@@ -36,7 +45,7 @@ need() {
 		fi
 	done
 }
-need apt-get apt-cache dpkg cpio gzip perl mkfs.vfat syslinux mcopy qemu-img
+need apt-get apt-cache dpkg cpio gzip perl mkfs.vfat syslinux mcopy qemu-img ldd
 # Not "--list | grep -q": under pipefail, grep quitting early can fail the pipe.
 if ! "$BUSYBOX" --list 2>/dev/null | grep -x cttyhack >/dev/null; then
 	echo "build-image: $BUSYBOX is not a static busybox with cttyhack; run make deps" >&2
@@ -81,6 +90,27 @@ else
 	echo "build-image: apt-cache failed; using cached $(basename "$DEB")"
 fi
 echo "build-image: kernel from $(basename "$DEB")"
+
+# fetch_deb PKG prints the cached .deb of PKG, downloading it on first use.
+# (qemu-guest-agent is fetched, not installed on the build host: installing
+# it there would try to start a host agent.)
+fetch_deb() {
+	local f
+	f=$(ls -1 "$CACHE"/"$1"_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
+	if [ -z "$f" ]; then
+		echo "build-image: downloading $1" >&2
+		mkdir -p "$WORK/dl"
+		chmod 0777 "$WORK/dl"
+		(cd "$WORK/dl" && apt-get download -q "$1" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+		f=$(ls -1 "$WORK/dl"/"$1"_*_amd64.deb 2>/dev/null | head -1 || true)
+		[ -n "$f" ] || { echo "build-image: apt-get download $1 failed" >&2; exit 1; }
+		mv "$f" "$CACHE/"
+		f="$CACHE/$(basename "$f")"
+	fi
+	echo "$f"
+}
+QGA_DEB=$(fetch_deb qemu-guest-agent)
+dpkg -x "$QGA_DEB" "$WORK/qga"
 dpkg -x "$DEB" "$WORK/k"
 KVER=$(ls -1 "$WORK/k/lib/modules" | head -1)
 VMLINUZ="$WORK/k/boot/vmlinuz-$KVER"
@@ -129,17 +159,31 @@ EARLY=("${ORDER[@]}")
 ORDER=()
 for m in button evdev; do add_module "$m"; done
 ACPI=("${ORDER[@]}")
-# ata_piix waits for its port probe inside insmod, so the seed modules load
-# last.
+# ata_piix waits for its port probe inside insmod, so the CD modules load
+# last, and only when the seed is not a virtio disk (it is on q35).
 ORDER=()
-for m in isofs ata_piix sr_mod; do add_module "$m"; done
+for m in isofs; do add_module "$m"; done
+SEEDFS=("${ORDER[@]}")
+ORDER=()
+for m in ata_piix sr_mod; do add_module "$m"; done
 SEED=("${ORDER[@]}")
-for m in "${EARLY[@]}" "${ACPI[@]}" "${SEED[@]}"; do
+# The NIC (virtio_net needs net_failover, which needs failover) and the
+# virtio-serial port of the guest agent, loaded after `booted` too.
+ORDER=()
+for m in virtio_net; do add_module "$m"; done
+NET=("${ORDER[@]}")
+ORDER=()
+for m in virtio_console; do add_module "$m"; done
+SERIAL=("${ORDER[@]}")
+for m in "${EARLY[@]}" "${ACPI[@]}" "${SEEDFS[@]}" "${SEED[@]}" "${NET[@]}" "${SERIAL[@]}"; do
 	cp "${MODPATH[$m]}" "$ROOT/lib/modules/$m.ko"
 done
 printf '%s\n' "${EARLY[@]}" >"$ROOT/etc/modules.early"
 printf '%s\n' "${ACPI[@]}" >"$ROOT/etc/modules.acpi"
+printf '%s\n' "${SEEDFS[@]}" >"$ROOT/etc/modules.seedfs"
 printf '%s\n' "${SEED[@]}" >"$ROOT/etc/modules.seed"
+printf '%s\n' "${NET[@]}" >"$ROOT/etc/modules.net"
+printf '%s\n' "${SERIAL[@]}" >"$ROOT/etc/modules.serial"
 
 # --- initramfs ----------------------------------------------------------------
 cp "$BUSYBOX" "$ROOT/bin/busybox"
@@ -147,6 +191,27 @@ cp "$BUSYBOX" "$ROOT/bin/busybox"
 "$BUSYBOX" --list | grep -vx busybox |
 	(cd "$ROOT/bin" && perl -ne 'chomp; symlink("busybox", $_) or die "symlink $_: $!\n"')
 for a in init poweroff reboot halt; do ln -sf ../bin/busybox "$ROOT/sbin/$a"; done
+
+# copy_elf SRC DEST copies a dynamic binary to DEST in the initramfs with
+# every library ldd names (and the loader); the build host is the same
+# Debian release, so these are Debian's own builds.
+copy_elf() {
+	local l
+	[ -x "$1" ] || { echo "build-image: $1 missing; run make deps" >&2; exit 1; }
+	mkdir -p "$ROOT$(dirname "$2")"
+	cp "$1" "$ROOT$2"
+	if ldd "$1" | grep -q 'not found'; then
+		echo "build-image: $1: $(ldd "$1" | grep 'not found' | tr -s '\t\n' '  '); run make deps" >&2
+		exit 1
+	fi
+	for l in $(ldd "$1" | sed -n -e 's/.*=> \(\/[^ ]*\) .*/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
+		mkdir -p "$ROOT$(dirname "$l")"
+		[ -e "$ROOT$l" ] || cp -L "$l" "$ROOT$l"
+	done
+}
+copy_elf /usr/sbin/dropbear /usr/sbin/dropbear
+copy_elf /usr/bin/dropbearkey /usr/bin/dropbearkey
+copy_elf "$WORK/qga/usr/sbin/qemu-ga" /usr/sbin/qemu-ga
 
 cat >"$ROOT/init" <<EOF
 #!/bin/sh
@@ -210,33 +275,226 @@ tty1::respawn:-/bin/sh
 ::shutdown:/bin/sync
 EOF
 
+printf 'HOSTKEY_SECTOR=%d\n' "$HOSTKEY_SECTOR" >"$ROOT/etc/vmd-tiny.conf"
+
 cat >"$ROOT/etc/rc.late" <<'EOF'
 #!/bin/sh
-# Extras that must not delay the boot line: the ACPI power button (so QMP
-# system_powerdown shuts the guest down) and the NoCloud seed, in background.
+# Extras that must not delay the boot line, each in its own background job:
+# the ACPI power button (so QMP system_powerdown shuts the guest down), the
+# NIC with DHCP, the guest agent, and the NoCloud seed with the SSH server.
+. /etc/vmd-tiny.conf
+# say prints one line (one write) on the serial port and the VGA console; the
+# shells' prompts are already up, so it starts on a fresh line.
+say() {
+	printf '\n%s\n' "$*" >/dev/ttyS0 2>/dev/null
+	printf '\n%s\n' "$*" >/dev/tty0 2>/dev/null
+}
+load() { while read -r m; do insmod "/lib/modules/$m.ko" 2>/dev/null; done <"/etc/modules.$1"; }
+
 (
-	while read -r m; do insmod /lib/modules/$m.ko 2>/dev/null; done </etc/modules.acpi
+	load acpi
 	acpid
-	while read -r m; do insmod /lib/modules/$m.ko 2>/dev/null; done </etc/modules.seed
+) </dev/null >/dev/null 2>&1 &
+
+# Network: DHCP on eth0 when the VM has a NIC; /etc/udhcpc.script configures
+# it and prints "vmd-tiny: ip ADDR".
+(
+	load net
+	ip link set lo up
 	i=0
-	dev=""
-	while [ $i -lt 30 ]; do
-		dev=$(findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null)
-		[ -n "$dev" ] && break
+	while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 20 ]; do
+		usleep 50000
+		i=$((i + 1))
+	done
+	if [ -e /sys/class/net/eth0 ]; then
+		udhcpc -i eth0 -s /etc/udhcpc.script -b -t 30 -T 1 -A 3 -p /var/run/udhcpc.eth0.pid
+	fi
+) </dev/null >/dev/null 2>&1 &
+
+# Guest agent on the virtio-serial port org.qemu.guest_agent.0, when the VM
+# has one. No udev here: make the /dev/virtio-ports link udev would make.
+(
+	load serial
+	port=""
+	i=0
+	while [ -z "$port" ] && [ $i -lt 40 ]; do
+		for n in /sys/class/virtio-ports/*/name; do
+			[ "$(cat "$n" 2>/dev/null)" = org.qemu.guest_agent.0 ] || continue
+			port=${n%/name}
+			port=${port##*/}
+		done
+		[ -n "$port" ] || usleep 50000
+		i=$((i + 1))
+	done
+	if [ -n "$port" ]; then
+		i=0
+		while [ ! -c "/dev/$port" ] && [ $i -lt 40 ]; do
+			usleep 50000
+			i=$((i + 1))
+		done
+		mkdir -p /dev/virtio-ports
+		ln -sf "../$port" /dev/virtio-ports/org.qemu.guest_agent.0
+		qemu-ga -d -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \
+			-f /var/run/qemu-ga.pid -l /var/log/qemu-ga.log
+	fi
+) </dev/null >/dev/null 2>&1 &
+
+# SSH: host keys kept on the disk (so they survive reboots and stay in the
+# user's known_hosts), the seed's keys for root, then dropbear; the hostkey
+# lines come last, when dropbear listens. Two key types: dropbear 2022.83
+# with only an ed25519 key still offers rsa-sha2-256 and aborts when a client
+# (Go's x/crypto/ssh) prefers it; with an ECDSA key too such clients pick
+# ECDSA. (An RSA key would take ~4 s to make under TCG.)
+(
+	mkdir -p /etc/dropbear /root/.ssh
+	chmod 0700 /root /root/.ssh
+	keys="/etc/dropbear/dropbear_ed25519_host_key /etc/dropbear/dropbear_ecdsa_host_key"
+	# The keys (read back, or made) while the seed is looked for.
+	(
+		sector=$HOSTKEY_SECTOR
+		for key in $keys; do
+			type=${key#/etc/dropbear/dropbear_}
+			type=${type%_host_key}
+			if [ -b /dev/vda ]; then
+				blob=$(dd if=/dev/vda bs=512 skip="$sector" count=1 2>/dev/null | tr -d '\0' | head -n 1)
+				case $blob in
+				"vmd-tiny-hostkey $type "*) echo "${blob#vmd-tiny-hostkey $type }" | base64 -d >"$key" 2>/dev/null ;;
+				esac
+			fi
+			if ! dropbearkey -y -f "$key" >/dev/null 2>&1; then
+				rm -f "$key"
+				dropbearkey -t "$type" -f "$key" >/dev/null 2>&1
+				if [ -b /dev/vda ]; then
+					printf 'vmd-tiny-hostkey %s %s\n' "$type" "$(base64 -w 0 "$key")" |
+						dd of=/dev/vda bs=512 seek="$sector" count=1 conv=sync,fsync 2>/dev/null
+				fi
+			fi
+			sector=$((sector + 1))
+		done
+	) &
+	keygen=$!
+
+	# On q35 the seed is a virtio disk, already there: the CD drivers
+	# (ata_piix probes its ports for a while) only when it is not found.
+	load seedfs
+	dev=$(findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null)
+	[ -n "$dev" ] || load seed
+	i=0
+	while [ -z "$dev" ] && [ $i -lt 30 ]; do
 		usleep 100000
+		dev=$(findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null)
 		i=$((i + 1))
 	done
 	if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /mnt/seed 2>/dev/null; then
 		if [ -f /mnt/seed/user-data ]; then
-			line=$(head -n 1 /mnt/seed/user-data)
-			# The shells' prompts are already up: start on a fresh line.
-			printf '\nvmd-tiny: user-data: %s\n' "$line" >/dev/ttyS0 2>/dev/null
-			printf '\nvmd-tiny: user-data: %s\n' "$line" >/dev/tty0 2>/dev/null
+			say "vmd-tiny: user-data: $(head -n 1 /mnt/seed/user-data)"
 		fi
+		h=$(sed -n 's/^local-hostname: *//p' /mnt/seed/meta-data 2>/dev/null | head -n 1)
+		[ -n "$h" ] && hostname "$h"
+		{
+			[ -f /mnt/seed/meta-data ] && seed-keys /mnt/seed/meta-data
+			[ "$(head -n 1 /mnt/seed/user-data 2>/dev/null)" = "#cloud-config" ] && seed-keys /mnt/seed/user-data
+		} | awk '!seen[$0]++' >/root/.ssh/authorized_keys
+		chmod 0600 /root/.ssh/authorized_keys
 	fi
+
+	wait $keygen
+	dropbear $(for k in $keys; do echo "-r $k"; done) -s -P /var/run/dropbear.pid
+	for k in $keys; do
+		say "vmd-tiny: hostkey $(dropbearkey -y -f "$k" | grep -E '^(ssh-|ecdsa-)' | cut -d ' ' -f 1,2)"
+	done
 ) </dev/null >/dev/null 2>&1 &
 EOF
 chmod 0755 "$ROOT/etc/rc.late"
+
+# seed-keys FILE prints the OpenSSH public keys listed under
+# ssh_authorized_keys (cloud-config, also inside a users: entry) or
+# public-keys (meta-data), in block or flow style: a few lines of awk, not a
+# YAML parser, for the shapes cloud-init documents.
+cat >"$ROOT/bin/seed-keys" <<'EOF'
+#!/bin/sh
+exec awk '
+function indent(s) { match(s, /^[ \t]*/); return RLENGTH }
+function emit(s,   k) {
+	while (match(s, /(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp[0-9]+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+\/=]+( [^"'"'"',\]}]*)?/)) {
+		k = substr(s, RSTART, RLENGTH)
+		sub(/[ \t]+$/, "", k)
+		print k
+		s = substr(s, RSTART + RLENGTH)
+	}
+}
+{
+	line = $0
+	sub(/\r$/, "", line)
+	if (inblk) {
+		if (line ~ /^[ \t]*(#.*)?$/) next
+		ind = indent(line)
+		if (ind > kind || (ind == kind && line ~ /^[ \t]*- /)) { emit(line); next }
+		inblk = 0
+	}
+	if (match(line, /(ssh_authorized_keys|ssh-authorized-keys|public-keys)["'"'"']?[ \t]*:/)) {
+		pre = substr(line, 1, RSTART - 1)
+		if (pre ~ /^[ \t{,"'"'"']*(- )?[ \t"'"'"']*$/) {
+			kind = length(pre)
+			sub(/["'"'"']$/, "", pre)
+			kind = length(pre)
+			emit(substr(line, RSTART + RLENGTH))
+			inblk = 1
+		}
+	}
+}' "$@"
+EOF
+chmod 0755 "$ROOT/bin/seed-keys"
+
+# busybox udhcpc runs this on each DHCP event.
+cat >"$ROOT/etc/udhcpc.script" <<'EOF'
+#!/bin/sh
+say() {
+	printf '\n%s\n' "$*" >/dev/ttyS0 2>/dev/null
+	printf '\n%s\n' "$*" >/dev/tty0 2>/dev/null
+}
+case $1 in
+deconfig)
+	ip -4 addr flush dev "$interface"
+	ip link set "$interface" up
+	;;
+bound | renew)
+	old=$(cat "/var/run/udhcpc.$interface.ip" 2>/dev/null)
+	if [ "$old" != "$ip/${mask:-24}" ]; then
+		ip -4 addr flush dev "$interface"
+		ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+	fi
+	while ip route del default dev "$interface" 2>/dev/null; do :; done
+	for r in $router; do
+		ip route add default via "$r" dev "$interface" && break
+	done
+	{
+		[ -n "$domain" ] && echo "search $domain"
+		for d in $dns; do echo "nameserver $d"; done
+	} >/etc/resolv.conf
+	echo "$ip/${mask:-24}" >"/var/run/udhcpc.$interface.ip"
+	[ "$old" != "$ip/${mask:-24}" ] && say "vmd-tiny: ip $ip"
+	;;
+esac
+exit 0
+EOF
+chmod 0755 "$ROOT/etc/udhcpc.script"
+
+# qemu-ga's guest-shutdown runs "/sbin/shutdown -P|-H|-r +0 MESSAGE"; busybox
+# has no shutdown, so map it onto poweroff/halt/reboot (they signal init).
+cat >"$ROOT/sbin/shutdown" <<'EOF'
+#!/bin/sh
+act=poweroff
+for a in "$@"; do
+	case $a in
+	-r) act=reboot ;;
+	-H) act=halt ;;
+	-P | -h) act=poweroff ;;
+	esac
+done
+exec "/sbin/$act"
+EOF
+chmod 0755 "$ROOT/sbin/shutdown"
 
 # busybox acpid runs /etc/acpi/PWRF/00000080 on the power button's KEY_POWER.
 printf '#!/bin/sh\nexec /sbin/poweroff\n' >"$ROOT/etc/acpi/PWRF/00000080"
@@ -248,6 +506,7 @@ PS1='vmd-tiny:\w# '
 cd /root
 EOF
 echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOT/etc/passwd"
+echo /bin/sh >"$ROOT/etc/shells"
 echo 'root:x:0:' >"$ROOT/etc/group"
 echo vmd-tiny >"$ROOT/etc/hostname"
 

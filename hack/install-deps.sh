@@ -1,7 +1,9 @@
 #!/bin/sh
 # install-deps.sh installs, where missing, the Debian packages vmd needs to run
 # guests (QEMU) and to build the test image (kernel unpacking, SYSLINUX on FAT,
-# busybox initramfs, NoCloud seed ISOs), and the headless Chromium (with a
+# busybox initramfs, dropbear and the libraries of qemu-ga (downloaded, not
+# installed) whose binaries the tiny image carries, NoCloud seed ISOs, debootstrap and sfdisk for the Debian
+# template), and the headless Chromium (with a
 # font) that the browser tests in test/e2e drive, and websockify (numpy is its
 # fast path) that bench/console.sh compares the console proxy with, and tmux
 # that the TUI test in test/e2e runs vmctl tui in, and nginx that the deploy
@@ -24,6 +26,14 @@ dosfstools
 cpio
 gzip
 busybox-static
+dropbear-bin
+libglib2.0-0
+liburing2
+libnuma1
+libudev1
+debootstrap
+fdisk
+e2fsprogs
 xorriso
 genisoimage
 dpkg

@@ -61,3 +61,26 @@ func TinyImage(t testing.TB) string {
 	}
 	return img
 }
+
+var buildDebian sync.Once
+
+// DebianImage returns images/debian-12.qcow2, running `make image-debian`
+// once if it is missing (minutes, as root), and fails the test when it still is.
+func DebianImage(t testing.TB) string {
+	t.Helper()
+	NeedQEMU(t)
+	root := RepoRoot(t)
+	img := filepath.Join(root, "images", "debian-12.qcow2")
+	buildDebian.Do(func() {
+		if _, err := os.Stat(img); err == nil {
+			return
+		}
+		if out, err := exec.Command("make", "-C", root, "image-debian").CombinedOutput(); err != nil {
+			t.Logf("make image-debian: %v\n%s", err, out)
+		}
+	})
+	if _, err := os.Stat(img); err != nil {
+		t.Fatalf("debian image: %v (run `make image-debian` as root)", err)
+	}
+	return img
+}
