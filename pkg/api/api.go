@@ -162,6 +162,13 @@ type VM struct {
 	CreatedAt    time.Time    `json:"created_at" yaml:"created_at"`
 	UpdatedAt    time.Time    `json:"updated_at" yaml:"updated_at"`
 	Events       []VMEvent    `json:"events,omitempty" yaml:"events,omitempty"`
+	// Ready is true once the guest agent answers guest-ping, or, for a
+	// guest without one, once its serial port printed the template's ready
+	// line; false again when the guest stops or reboots.
+	Ready bool `json:"ready" yaml:"ready"`
+	// Addresses are the guest's IP addresses with prefix length
+	// ("10.0.2.15/24"), from its agent, loopback left out; [] before known.
+	Addresses []string `json:"addresses" yaml:"addresses"`
 }
 
 // VMEvent records one state change of a VM.
@@ -183,6 +190,8 @@ type Change struct {
 	DesiredState DesiredState `json:"desired_state" yaml:"desired_state"`
 	Message      string       `json:"message" yaml:"message"`
 	Time         time.Time    `json:"time" yaml:"time"`
+	// Ready is the VM's readiness after the change (see VM.Ready).
+	Ready bool `json:"ready" yaml:"ready"`
 }
 
 // EventTypeVM is the SSE event name of a Change on GET /events.

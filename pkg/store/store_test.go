@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,7 @@ func TestStore(t *testing.T) {
 		{"change feed in commit order", testChangesInCommitOrder},
 		{"usage recount", testRecountUsage},
 		{"change feed pruned", testPruneChanges},
+		{"guest readiness and addresses", testGuest},
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		for _, c := range cases {
@@ -326,7 +328,7 @@ func testVMs(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != vms[0] {
+	if !reflect.DeepEqual(got, vms[0]) {
 		t.Fatalf("get vm:\n got %+v\nwant %+v", got, vms[0])
 	}
 	got, err = s.GetVMByName(ctx, "u1", "cache")
