@@ -91,6 +91,8 @@ func (s *settings) config() (Config, error) {
 		DefaultQuota: api.Quota{VMs: v.GetInt("quota-vms"), CPUs: v.GetInt("quota-cpus"),
 			MemoryMB: v.GetInt("quota-memory-mb"), DiskGB: v.GetInt("quota-disk-gb")},
 		EventStreamsPerUser: v.GetInt("max-event-streams"),
+		GuestOpsPerUser:     v.GetInt("max-guest-ops"),
+		MaxUpload:           v.GetInt64("max-upload"),
 	}
 	c.Cluster = s.clusterSettings()
 	return c, c.complete()
@@ -137,6 +139,8 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.Int("quota-memory-mb", 8192, "default quota: memory in MB per user")
 	fs.Int("quota-disk-gb", 100, "default quota: disk in GB per user")
 	fs.Int("max-event-streams", vm.DefaultStreamsPerUser, "open GET /events streams allowed per user (more get 429)")
+	fs.Int("max-guest-ops", vm.DefaultGuestOps, "concurrent vmctl exec and cp per user (more get 429)")
+	fs.Int64("max-upload", vm.DefaultMaxUpload, "bytes one vmctl cp into a guest may carry (more get 413)")
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {

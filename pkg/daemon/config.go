@@ -35,6 +35,9 @@ type Config struct {
 	StopTimeout   time.Duration
 	// EventStreamsPerUser caps each user's open GET /events streams.
 	EventStreamsPerUser int
+	// GuestOpsPerUser caps each user's concurrent execs and copies; MaxUpload one upload's bytes.
+	GuestOpsPerUser int
+	MaxUpload       int64
 	RestartPolicy       string
 	// ChangesRetention is how long the change feed behind GET /events keeps an entry.
 	ChangesRetention time.Duration

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,6 +44,7 @@ func (s *Server) mapError(err error) (int, string, string) {
 	var fe *account.FieldError
 	var ve *vm.ValidationError
 	var qe *vm.QuotaError
+	var gfe *vm.GuestFileError
 	var netErr net.Error
 	switch {
 	case errors.As(err, &ae):
@@ -78,6 +80,23 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, api.CodeConflict, err.Error()
+	case errors.As(err, &gfe):
+		status := http.StatusConflict
+		code := api.CodeConflict
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			status, code = http.StatusForbidden, api.CodeForbidden
+		case errors.Is(err, fs.ErrNotExist):
+			status, code = http.StatusNotFound, api.CodeNotFound
+		}
+		return status, code, gfe.Error()
+	case errors.Is(err, vm.ErrAgentUnavailable):
+		return http.StatusServiceUnavailable, api.CodeAgentUnavailable,
+			"the guest agent is not answering: the guest has none, it is still booting, or it is stuck"
+	case errors.Is(err, vm.ErrNotRunning):
+		return http.StatusConflict, api.CodeConflict, err.Error()
+	case errors.Is(err, vm.ErrTooManyGuestOps):
+		return http.StatusTooManyRequests, api.CodeRateLimited, err.Error()
 	case errors.Is(err, vm.ErrTooManyStreams):
 		return http.StatusTooManyRequests, api.CodeRateLimited, err.Error()
 	case errors.Is(err, vm.ErrForbidden):

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,7 +136,11 @@ func New(cfg Config) (*Server, error) {
 		}
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
 	}
-	e.Use(s.requestID, s.accessLog, middleware.Recover(), middleware.BodyLimit("1M"), s.securityHeaders)
+	e.Use(s.requestID, s.accessLog, middleware.Recover(), middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M",
+		// Uploads stream to the guest and have their own limit (putFile).
+		Skipper: func(c echo.Context) bool {
+			return c.Request().Method == http.MethodPut && strings.HasSuffix(c.Path(), "/files")
+		}}), s.securityHeaders)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
@@ -194,6 +199,9 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
+		{http.MethodPost, "/vms/:id/exec", user, s.onVMNode(s.execVM)},
+		{http.MethodPut, "/vms/:id/files", user, s.onVMNode(s.putFile)},
+		{http.MethodGet, "/vms/:id/files", user, s.onVMNode(s.getFile)},
 	}
 }
 

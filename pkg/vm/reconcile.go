@@ -436,19 +436,21 @@ func (r *Reconciler) stopVM(ctx context.Context, v store.VM) {
 		r.takeEvents(v.ID)
 	}
 	if v.State != api.StateStopped {
-		r.setState(ctx, &v, api.StateStopped, "stopped")
+		msg := "stopped"
+		if sr, ok := d.(StopReporter); ok {
+			if how := sr.StopPath(v.ID); how != "" {
+				msg = "stopped by " + how
+			}
+		}
+		r.setState(ctx, &v, api.StateStopped, msg)
 	}
 }
 
 func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	d := r.cfg.Driver
 	if d.Alive(v.ID) {
-		for _, e := range evs {
-			if e.Kind == "RESET" && v.State == api.StateRunning {
-				r.setState(ctx, &v, api.StateRunning, "guest reset")
-			}
-		}
 		r.markRunning(ctx, &v)
+		r.guestEvents(ctx, &v, evs)
 		return
 	}
 	r.launchOutcome(v.ID, false) // a guest gone before its monitor said running

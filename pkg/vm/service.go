@@ -125,6 +125,8 @@ type Service struct {
 	health    NodeHealth  // nil: every node is taken as alive
 	node      string
 	now       func() time.Time
+	guest     GuestConfig // exec and files through the guest agent
+	ops       guestOps
 }
 
 // ServiceConfig wires a Service.
