@@ -207,6 +207,9 @@ type Template struct {
 	SizeBytes int64     `json:"size_bytes" yaml:"size_bytes"`
 	SHA256    string    `json:"sha256" yaml:"sha256"`
 	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+	// ReadyLine is the serial line that makes a guest of this template
+	// without an agent ready; absent: the default, "vmd-tiny: booted".
+	ReadyLine string `json:"ready_line,omitempty" yaml:"ready_line,omitempty"`
 }
 
 // ConsoleResponse is the body of GET /vms/{id}/console.

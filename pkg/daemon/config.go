@@ -35,9 +35,6 @@ type Config struct {
 	StopTimeout   time.Duration
 	// EventStreamsPerUser caps each user's open GET /events streams.
 	EventStreamsPerUser int
-	// GuestOpsPerUser caps each user's concurrent execs and copies; MaxUpload one upload's bytes.
-	GuestOpsPerUser int
-	MaxUpload       int64
 	RestartPolicy       string
 	// ChangesRetention is how long the change feed behind GET /events keeps an entry.
 	ChangesRetention time.Duration
@@ -50,6 +47,9 @@ type Config struct {
 	BrowserTTL     time.Duration
 	CLITTL         time.Duration
 	Cluster        ClusterSettings
+	// GuestOpsPerUser caps each user's concurrent execs and copies; MaxUpload one upload's bytes.
+	GuestOpsPerUser int
+	MaxUpload       int64
 }
 
 // defaultDataDir follows the contract: /var/lib/vmd as root, else $XDG_DATA_HOME/vmd.

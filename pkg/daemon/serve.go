@@ -192,7 +192,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer cons.Close() // Shutdown does not end hijacked WebSocket connections
 	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: a.store, Driver: drv, Node: cfg.NodeName, Layout: layout,
-		RestartPolicy: policy, Logger: log, Observer: vmMetrics, Locker: shared.Locker, StateChanged: func(id string, s api.State) {
+		RestartPolicy: policy, Logger: log, Observer: vmMetrics, Locker: shared.Locker, ReadyLine: a.catalog.ReadyLine, StateChanged: func(id string, s api.State) {
 			if s != api.StateRunning {
 				cons.CloseVM(id)
 			}

@@ -47,6 +47,8 @@ type ReconcilerConfig struct {
 	StateChanged func(id string, s api.State)
 	// Observer, if set, hears timings and launch outcomes (vmd's metrics).
 	Observer Observer
+	// ReadyLine, if set, names a template's ready line ("" for the default).
+	ReadyLine func(template string) string
 	// Layout, if set, is where this node keeps VM files: on start, Run
 	// removes the VM directories no record owns (a crash between a
 	// record's deletion and its files', or files of another store).
@@ -355,7 +357,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, first bool) (done
 	}
 	d := r.cfg.Driver
 	if first {
-		if ok, err := d.Adopt(ctx, SpecOf(v)); err != nil {
+		if ok, err := d.Adopt(ctx, r.spec(v)); err != nil {
 			r.log.Warn("reconcile: adopt", "vm", id, "err", err)
 		} else if ok {
 			r.log.Info("reconcile: adopted running guest", "vm", id)
@@ -512,7 +514,7 @@ const launchAttempts = 3
 func (r *Reconciler) launch(ctx context.Context, v *store.VM) error {
 	var err error
 	for i := 1; i <= launchAttempts; i++ {
-		if err = r.cfg.Driver.Launch(ctx, SpecOf(*v)); err == nil || ctx.Err() != nil {
+		if err = r.cfg.Driver.Launch(ctx, r.spec(*v)); err == nil || ctx.Err() != nil {
 			return err
 		}
 		if i < launchAttempts {

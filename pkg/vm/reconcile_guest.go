@@ -45,6 +45,17 @@ func (r *Reconciler) guestEvents(ctx context.Context, v *store.VM, evs []GuestEv
 	}
 }
 
+// spec is SpecOf(v) with the template's ready line, for a launch or adoption.
+func (r *Reconciler) spec(v store.VM) GuestSpec {
+	s := SpecOf(v)
+	if r.cfg.ReadyLine != nil {
+		if l := r.cfg.ReadyLine(v.Template); l != "" {
+			s.ReadyLine = l
+		}
+	}
+	return s
+}
+
 func (r *Reconciler) setGuest(ctx context.Context, v *store.VM, ready bool, addrs []string, msg string) {
 	nv, err := r.cfg.Store.SetGuest(ctx, v.ID, ready, addrs, msg)
 	if err != nil {
