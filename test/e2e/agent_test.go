@@ -105,8 +105,9 @@ func TestGuestAgent(t *testing.T) {
 			t.Fatalf("cp to %s: exit %d, stderr %q", dst, code, errOut)
 		}
 	}
-	_, errOut, code = alice.run("", "cp", small, "web:/proc/version")
-	if code == 0 || !strings.Contains(errOut, "permission denied or read-only") {
+	alice.must(0, "", "exec", "web", "--", "sh", "-c", "mkdir -p /ro && mount -t tmpfs -o ro tmpfs /ro")
+	_, errOut, code = alice.run("", "cp", small, "web:/ro/x")
+	if code != 4 || !strings.Contains(errOut, "/ro/x in the guest: permission denied or read-only file system") {
 		t.Fatalf("cp to a read-only file: exit %d, stderr %q", code, errOut)
 	}
 	_, errOut, code = alice.run("", "cp", "web:/no/such/file", filepath.Join(dir, "none"))
