@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/vm"
@@ -67,6 +70,31 @@ func (g *guest) closeAgent() {
 	}
 }
 
+// serialFromFile, in the runtime dir, keeps where this boot's serial output
+// starts, so a vmd that adopts a guest still booting can tell its ready line.
+const serialFromFile = "serial.from"
+
+func (d *Driver) saveSerialFrom(id string, off int64) {
+	p := filepath.Join(d.cfg.Layout.RuntimeDir(id), serialFromFile)
+	if err := os.WriteFile(p, []byte(strconv.FormatInt(off, 10)), 0o600); err != nil {
+		d.log.Warn("keep serial offset", "vm", id, "err", err)
+	}
+}
+
+// loadSerialFrom is saveSerialFrom's offset, -1 when unknown (the agent
+// alone then says ready).
+func (d *Driver) loadSerialFrom(id string) int64 {
+	b, err := os.ReadFile(filepath.Join(d.cfg.Layout.RuntimeDir(id), serialFromFile))
+	if err != nil {
+		return -1
+	}
+	off, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || off < 0 {
+		return -1
+	}
+	return off
+}
+
 // serialSize is the serial log's size now: the start of the next boot's output.
 func serialSize(path string) int64 {
 	st, err := os.Stat(path)
@@ -83,7 +111,7 @@ func serialSize(path string) int64 {
 func (d *Driver) watchReady(g *guest, serial, readyLine string, serialFrom int64) {
 	ready := false
 	var addrs []string
-	nextAddr := time.Now()
+	nextAddr, addrWait := time.Now(), addrPollFirst
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	for {
@@ -95,8 +123,9 @@ func (d *Driver) watchReady(g *guest, serial, readyLine string, serialFrom int64
 		case <-d.quit:
 			return
 		case <-g.reset:
-			ready, addrs, nextAddr = false, nil, time.Now()
+			ready, addrs, nextAddr, addrWait = false, nil, time.Now(), addrPollFirst
 			serialFrom = serialSize(serial)
+			d.saveSerialFrom(g.id, serialFrom)
 			// A reset may come with the ready line already printed; the
 			// log size read here is after the reset event, which is enough.
 		case <-tick.C:
@@ -113,11 +142,16 @@ func (d *Driver) watchReady(g *guest, serial, readyLine string, serialFrom int64
 				addrs = got
 				d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventAddresses, Addresses: got})
 			}
-			if err == nil && len(got) > 0 {
-				nextAddr = time.Now().Add(addrPollLater)
-			} else {
-				nextAddr = time.Now().Add(addrPollFirst)
+			switch {
+			case err == nil && len(got) > 0:
+				addrWait = addrPollLater
+			case err == nil:
+				addrWait = addrPollFirst // no DHCP lease yet
+			default:
+				// No agent (a guest ready by its serial line): ask less and less often.
+				addrWait = min(addrWait*2, addrPollLater)
 			}
+			nextAddr = time.Now().Add(addrWait)
 		}
 	}
 }

@@ -156,3 +156,20 @@ func nextEvent(t *testing.T, events <-chan vm.GuestEvent, id, kind string, limit
 		}
 	}
 }
+
+// TestSerialFromKept: the offset of a boot's serial output survives for an
+// adopting driver; without one, adoption leaves readiness to the agent.
+func TestSerialFromKept(t *testing.T) {
+	l := testLayout(t)
+	d := newDriver(t, l)
+	if err := os.MkdirAll(l.RuntimeDir("vm_x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.loadSerialFrom("vm_x"); got != -1 {
+		t.Fatalf("offset without a file = %d", got)
+	}
+	d.saveSerialFrom("vm_x", 12345)
+	if got := newDriver(t, l).loadSerialFrom("vm_x"); got != 12345 {
+		t.Fatalf("offset = %d, want 12345", got)
+	}
+}

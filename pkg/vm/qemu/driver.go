@@ -331,6 +331,7 @@ func (d *Driver) Launch(ctx context.Context, s Spec) error {
 		}
 		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}
+	d.saveSerialFrom(s.ID, serialFrom)
 	d.withAgent(g, inv, serialFrom)
 	d.mu.Lock()
 	d.guests[s.ID] = g
@@ -511,7 +512,8 @@ func (d *Driver) Adopt(ctx context.Context, s Spec) (bool, error) {
 	// Not our child, so no Wait: watch /proc for its end instead. Started
 	// after the dial, so a SHUTDOWN the monitor reads is seen by ended.
 	go d.watch(g)
-	d.withAgent(g, inv, -1) // its boot is long past: the agent alone says ready
+	// Where its boot's serial output began, if the launching vmd kept it.
+	d.withAgent(g, inv, d.loadSerialFrom(s.ID))
 	d.mu.Lock()
 	d.guests[s.ID] = g
 	d.mu.Unlock()
