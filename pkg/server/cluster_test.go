@@ -32,6 +32,7 @@ import (
 type clusterNode struct {
 	url string
 	reg *cluster.Registry
+	vms *vm.Service
 }
 
 func startClusterNode(t *testing.T, st store.Store, name string, secret []byte, capa cluster.Capacity) *clusterNode {
@@ -73,7 +74,7 @@ func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []by
 		t.Fatal(err)
 	}
 	h = s
-	return &clusterNode{url: hs.URL, reg: reg}
+	return &clusterNode{url: hs.URL, reg: reg, vms: vms}
 }
 
 func clusterDo(t *testing.T, method, url, token string, body any, hdr map[string]string) (int, []byte) {
