@@ -23,6 +23,10 @@ const (
 	pingTimeout   = 1500 * time.Millisecond
 	addrPollFirst = 2 * time.Second
 	addrPollLater = 30 * time.Second
+	// agentGrace is how long after the serial ready line an agent gets to
+	// answer before the line alone makes the guest ready: agents start
+	// after it, and ready is to mean exec works when the guest has one.
+	agentGrace = 10 * time.Second
 	// shutdownAsk bounds the guest-shutdown try of a stop: a guest whose
 	// agent does not answer goes on to ACPI at once.
 	shutdownAsk = 3 * time.Second
@@ -110,6 +114,7 @@ func serialSize(path string) int64 {
 // starts it over. It ends with the guest, or when a stop begins.
 func (d *Driver) watchReady(g *guest, serial, readyLine string, serialFrom int64) {
 	ready := false
+	var lineSeen time.Time // when this boot's ready line was first seen
 	var addrs []string
 	nextAddr, addrWait := time.Now(), addrPollFirst
 	tick := time.NewTicker(readyPoll)
@@ -123,7 +128,7 @@ func (d *Driver) watchReady(g *guest, serial, readyLine string, serialFrom int64
 		case <-d.quit:
 			return
 		case <-g.reset:
-			ready, addrs, nextAddr, addrWait = false, nil, time.Now(), addrPollFirst
+			ready, lineSeen, addrs, nextAddr, addrWait = false, time.Time{}, nil, time.Now(), addrPollFirst
 			serialFrom = serialSize(serial)
 			d.saveSerialFrom(g.id, serialFrom)
 			// A reset may come with the ready line already printed; the
@@ -131,7 +136,7 @@ func (d *Driver) watchReady(g *guest, serial, readyLine string, serialFrom int64
 		case <-tick.C:
 		}
 		if !ready {
-			if why := d.readyNow(g, serial, readyLine, serialFrom); why != "" {
+			if why := d.readyNow(g, serial, readyLine, serialFrom, &lineSeen); why != "" {
 				ready = true
 				d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventReady, Message: why})
 			}
@@ -157,15 +162,20 @@ func (d *Driver) watchReady(g *guest, serial, readyLine string, serialFrom int64
 }
 
 // readyNow says why the guest is ready now, or "" when it is not yet.
-func (d *Driver) readyNow(g *guest, serial, readyLine string, from int64) string {
+// The serial line counts once agentGrace has passed since it was first
+// seen (lineSeen) without an agent answering.
+func (d *Driver) readyNow(g *guest, serial, readyLine string, from int64, lineSeen *time.Time) string {
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	err := g.agent.Ping(ctx)
 	cancel()
 	if err == nil {
 		return "ready: the guest agent answers"
 	}
-	if readyLine != "" && from >= 0 && serialHas(serial, from, readyLine) {
-		return fmt.Sprintf("ready: the serial port printed %q", readyLine)
+	if lineSeen.IsZero() && readyLine != "" && from >= 0 && serialHas(serial, from, readyLine) {
+		*lineSeen = time.Now()
+	}
+	if !lineSeen.IsZero() && time.Since(*lineSeen) >= agentGrace {
+		return fmt.Sprintf("ready: the serial port printed %q (no guest agent answered within %s)", readyLine, agentGrace)
 	}
 	return ""
 }
