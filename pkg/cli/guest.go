@@ -229,9 +229,7 @@ func copyOut(ctx context.Context, c *client.Client, opts *CopyOptions, name, p s
 	}
 	defer body.Close()
 	if opts.Dst == "-" {
-		bar := newProgress(opts.IO, name+":"+p+" →", -1)
-		bar.tty = false // stdout is the data
-		_, err := io.Copy(opts.IO.Out, body)
+		_, err := io.Copy(opts.IO.Out, body) // no bar: stdout is the data
 		return err
 	}
 	dst := opts.Dst
