@@ -1,8 +1,8 @@
 #!/bin/bash
 # all.sh is `make bench`: the Go micro benchmarks, the console proxy
 # against websockify, VM creation through vmd, adoption of 20 guests after
-# kill -9 of vmd and the read API on both
-# stores, in that order, then a summary of the figures. A failing part is
+# kill -9 of vmd, the read API on both stores and the guest agent
+# (exec round trip, cp both ways), in that order, then a summary of the figures. A failing part is
 # reported and the others still run; the exit status is non-zero if any
 # failed. Needs bin/vmd (make build), images/tiny.qcow2 (make image), the
 # local PostgreSQL and websockify (make deps). About 5 minutes on 2 cores.
@@ -39,6 +39,7 @@ step console ./bench/console.sh
 step create ./bench/create.sh
 step adopt ./bench/adopt.sh
 step api ./bench/api.sh
+step agent ./bench/agent.sh
 
 echo
 echo "=== summary ($(nproc) cores, $(uname -r), $($GO version | cut -d' ' -f3), $(date -u +%F))"
@@ -52,6 +53,8 @@ echo "-- adoption of 20 guests after kill -9 of vmd (TCG)"
 grep -E '^adopt->' "$logs/adopt" || true
 echo "-- read API"
 grep -E '^(sqlite|postgres) ' "$logs/api" || true
+echo "-- guest agent (TCG)"
+grep -E '^(exec-true|cp-in|cp-out) ' "$logs/agent" || true
 echo "-- time: ${times[*]}"
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "=== FAILED: ${failed[*]}"

@@ -3,7 +3,11 @@
 // so the server, pkg/client, vmctl's printers and the TUI all share one copy.
 package api
 
-import "time"
+import (
+	"encoding/base64"
+	"time"
+	"unicode/utf8"
+)
 
 // BasePath is the prefix of every API route.
 const BasePath = "/api/v1"
@@ -229,6 +233,13 @@ type VM struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty" yaml:"expires_at,omitempty"`
 	// IdleStop ("30m0s") is the idle time after which vmd stops it; absent: never.
 	IdleStop string `json:"idle_stop,omitempty" yaml:"idle_stop,omitempty"`
+	// Ready is true once the guest agent answers guest-ping, or, for a
+	// guest without one, once its serial port printed the template's ready
+	// line; false again when the guest stops or reboots.
+	Ready bool `json:"ready" yaml:"ready"`
+	// Addresses are the guest's IP addresses with prefix length
+	// ("10.0.2.15/24"), from its agent, loopback left out; [] before known.
+	Addresses []string `json:"addresses" yaml:"addresses"`
 }
 
 // VMEvent records one state change of a VM.
@@ -250,6 +261,8 @@ type Change struct {
 	DesiredState DesiredState `json:"desired_state" yaml:"desired_state"`
 	Message      string       `json:"message" yaml:"message"`
 	Time         time.Time    `json:"time" yaml:"time"`
+	// Ready is the VM's readiness after the change (see VM.Ready).
+	Ready bool `json:"ready" yaml:"ready"`
 }
 
 // EventTypeVM is the SSE event name of a Change on GET /events.
@@ -261,6 +274,9 @@ type Template struct {
 	SizeBytes int64     `json:"size_bytes" yaml:"size_bytes"`
 	SHA256    string    `json:"sha256" yaml:"sha256"`
 	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+	// ReadyLine is the serial line that makes a guest of this template
+	// without an agent ready; absent: the default, "vmd-tiny: booted".
+	ReadyLine string `json:"ready_line,omitempty" yaml:"ready_line,omitempty"`
 }
 
 // ConsoleResponse is the body of GET /vms/{id}/console.
@@ -290,3 +306,80 @@ const (
 	DefaultMemoryMB = 256
 	DefaultDiskGB   = 1
 )
+
+// ExecRequest is the body of POST /vms/{id}/exec.
+type ExecRequest struct {
+	// Command is the program and its arguments; the program is absolute or
+	// looked up in the guest agent's PATH. No shell is involved.
+	Command []string `json:"command"`
+	// Stdin is written to the command's standard input, which is then
+	// closed; StdinEncoding says how it is encoded: EncodingUTF8 (or
+	// empty) for text as is, EncodingBase64 for any bytes.
+	Stdin         string `json:"stdin,omitempty"`
+	StdinEncoding string `json:"stdin_encoding,omitempty"`
+	// Timeout is a Go duration ("30s"; default 30s, at most 1h). The
+	// command is killed in the guest when it runs longer.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// ExecResponse is how a command run by POST /vms/{id}/exec ended.
+type ExecResponse struct {
+	// ExitCode is the command's exit status: 128+N when signal N ended it,
+	// 127 when the program was not found, ExitTimedOut when it was killed
+	// for its timeout.
+	ExitCode int `json:"exit_code"`
+	Signal   int `json:"signal,omitempty"`
+	// Stdout and Stderr are the captured output, as text when it is valid
+	// UTF-8 (the encoding field then absent), else standard base64 with
+	// the encoding field set to EncodingBase64.
+	Stdout         string `json:"stdout"`
+	Stderr         string `json:"stderr"`
+	StdoutEncoding string `json:"stdout_encoding,omitempty"`
+	StderrEncoding string `json:"stderr_encoding,omitempty"`
+	// Truncated says output was cut off at the server's cap (see Message).
+	Truncated bool `json:"truncated,omitempty"`
+	// TimedOut says the command was killed for its timeout.
+	TimedOut bool `json:"timed_out,omitempty"`
+	// Message explains a result that is not the command's own: not found,
+	// timed out, output cut off.
+	Message string `json:"message,omitempty"`
+}
+
+// Encodings of ExecRequest.Stdin and ExecResponse's output.
+const (
+	EncodingUTF8   = "utf-8"
+	EncodingBase64 = "base64"
+)
+
+// ExitTimedOut is ExecResponse.ExitCode of a command killed for its
+// timeout, as timeout(1) reports it.
+const ExitTimedOut = 124
+
+// EncodeOutput encodes captured output by the rule of ExecResponse: text
+// when valid UTF-8 (encoding ""), else base64 (EncodingBase64).
+func EncodeOutput(b []byte) (s, encoding string) {
+	if utf8.Valid(b) {
+		return string(b), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), EncodingBase64
+}
+
+// DecodeOutput reverses EncodeOutput.
+func DecodeOutput(s, encoding string) ([]byte, error) {
+	if encoding == EncodingBase64 {
+		return DecodeBase64(s)
+	}
+	return []byte(s), nil
+}
+
+// DecodeBase64 reads standard base64, padded.
+func DecodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+
+// CodeAgentUnavailable: the guest has no agent, or it does not answer (503).
+const CodeAgentUnavailable = "agent_unavailable"
+
+// FileResponse is the answer of PUT /vms/{id}/files: the guest file written.
+type FileResponse struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}

@@ -19,6 +19,10 @@ const (
 	ExitAuth         = 4
 	ExitQuotaOrClash = 5
 	ExitTimeout      = 6
+	// ExitAgentUnavailable: the VM's guest agent is absent or not
+	// answering (exec, cp). Above the range shells give commands' own
+	// statuses meaning, as docker exec's 125.
+	ExitAgentUnavailable = 125
 )
 
 // FlagError is a misuse of flags or arguments; Main prints usage and exits 2.
@@ -57,8 +61,11 @@ func ExitCode(err error) int {
 		te *TimeoutError
 		nf *NotFoundError
 		ae *AuthError
+		se *ExitStatusError
 	)
 	switch {
+	case errors.As(err, &se):
+		return se.Code
 	case errors.As(err, &fe):
 		return ExitUsage
 	case errors.As(err, &te):
@@ -69,6 +76,8 @@ func ExitCode(err error) int {
 		return ExitAuth
 	}
 	switch client.ErrorCode(err) {
+	case api.CodeAgentUnavailable:
+		return ExitAgentUnavailable
 	case api.CodeNotFound:
 		return ExitNotFound
 	case api.CodeUnauthenticated, api.CodeForbidden, api.CodeCSRF, api.CodeEmailUnverified, api.CodeInvalidLogin:

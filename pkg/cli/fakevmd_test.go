@@ -19,6 +19,8 @@ import (
 type fakeVMD struct {
 	t   *testing.T
 	srv *httptest.Server
+	// files are the guest files of vmctl cp, by "vm:path".
+	files map[string][]byte
 
 	mu sync.Mutex
 	// token that authenticates; "" disables auth checks
@@ -45,7 +47,7 @@ var fakeNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
 func newFakeVMD(t *testing.T) *fakeVMD {
 	t.Helper()
-	f := &fakeVMD{t: t, token: "tok", vms: map[string]*api.VM{}, quotaVMs: 5, progress: map[string]int{}}
+	f := &fakeVMD{t: t, token: "tok", vms: map[string]*api.VM{}, quotaVMs: 5, progress: map[string]int{}, files: map[string][]byte{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/auth/signup", f.signup)
 	mux.HandleFunc("POST /api/v1/auth/verify", f.verify)
@@ -63,6 +65,9 @@ func newFakeVMD(t *testing.T) *fakeVMD {
 	mux.HandleFunc("POST /api/v1/vms/{id}/resume", f.auth(f.power(api.StateRunning)))
 	mux.HandleFunc("POST /api/v1/vms/{id}/extend", f.auth(f.extend))
 	mux.HandleFunc("GET /api/v1/events", f.auth(f.events))
+	mux.HandleFunc("POST /api/v1/vms/{id}/exec", f.auth(f.exec))
+	mux.HandleFunc("PUT /api/v1/vms/{id}/files", f.auth(f.putFile))
+	mux.HandleFunc("GET /api/v1/vms/{id}/files", f.auth(f.getFile))
 	mux.HandleFunc("GET /api/v1/version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONResp(w, 200, api.Version{Version: "0.9.0", Commit: "abc123"})
 	})

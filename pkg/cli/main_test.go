@@ -39,6 +39,8 @@ func TestExitCode(t *testing.T) {
 		{apiErr(api.CodeBadRequest), ExitError},
 		{apiErr(api.CodeInternal), ExitError},
 		{apiErr(api.CodeRateLimited), ExitError},
+		{apiErr(api.CodeAgentUnavailable), ExitAgentUnavailable},
+		{&ExitStatusError{Code: 42}, 42},
 		{errors.New(`unknown command "x" for "vmctl"`), ExitUsage},
 		{errors.New(`required flag(s) "template" not set`), ExitUsage},
 	}

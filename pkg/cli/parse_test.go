@@ -43,6 +43,11 @@ func TestParseCreate(t *testing.T) {
 			CreateOptions{Name: "web", Template: "tiny", Timeout: 5 * time.Minute, Output: "table"}, false},
 		{"all flags", []string{"db", "-t", "tiny", "--cpu", "2", "--memory", "1024", "--disk", "5", "--userdata", "u.yaml", "--wait", "--timeout", "30s", "-o", "json"},
 			CreateOptions{Name: "db", Template: "tiny", CPU: 2, MemoryMB: 1024, DiskGB: 5, UserDataFile: "u.yaml", Wait: true, Timeout: 30 * time.Second, Output: "json"}, false},
+		{"wait ready", []string{"web", "-t", "tiny", "--wait=ready"},
+			CreateOptions{Name: "web", Template: "tiny", Wait: true, WaitReady: true, Timeout: 5 * time.Minute, Output: "table"}, false},
+		{"wait running", []string{"web", "-t", "tiny", "--wait=running"},
+			CreateOptions{Name: "web", Template: "tiny", Wait: true, Timeout: 5 * time.Minute, Output: "table"}, false},
+		{"wait bad value", []string{"web", "-t", "tiny", "--wait=booted"}, CreateOptions{}, true},
 		{"no template", []string{"web"}, CreateOptions{}, true},
 		{"no name", []string{"--template", "tiny"}, CreateOptions{}, true},
 		{"two names", []string{"a", "b", "--template", "tiny"}, CreateOptions{}, true},
@@ -131,6 +136,27 @@ func TestParseSimpleCommands(t *testing.T) {
 				return nil
 			})
 		}, []string{"web", "--for=delete", "--timeout", "10s"}, result{"web", [2]any{waitCondition{deleted: true}, 10 * time.Second}}, false},
+		{"wait ready", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdWait(f, func(_ context.Context, o *WaitOptions) error {
+				*got = result{o.Name, [2]any{o.For, o.Timeout}}
+				return nil
+			})
+		}, []string{"web", "--for", "condition=ready"}, result{"web", [2]any{waitCondition{state: "running", ready: true}, 2 * time.Minute}}, false},
+		{"wait bad condition", func(f *Factory, got *result) *cobra.Command { return NewCmdWait(f, nil) }, []string{"web", "--for", "condition=up"}, result{}, true},
+		{"exec", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdExec(f, func(_ context.Context, o *ExecOptions) error {
+				*got = result{o.Name, [3]any{strings.Join(o.Command, " "), o.Stdin, o.Timeout}}
+				return nil
+			})
+		}, []string{"web", "-i", "--timeout", "5s", "--", "sh", "-c", "exit 3"}, result{"web", [3]any{"sh -c exit 3", true, 5 * time.Second}}, false},
+		{"exec no command", func(f *Factory, got *result) *cobra.Command { return NewCmdExec(f, nil) }, []string{"web"}, result{}, true},
+		{"exec two names", func(f *Factory, got *result) *cobra.Command { return NewCmdExec(f, nil) }, []string{"web", "db", "--", "true"}, result{}, true},
+		{"exec bad timeout", func(f *Factory, got *result) *cobra.Command { return NewCmdExec(f, nil) }, []string{"web", "--timeout", "0s", "--", "true"}, result{}, true},
+		{"cp in", func(f *Factory, got *result) *cobra.Command {
+			return NewCmdCopy(f, func(_ context.Context, o *CopyOptions) error { *got = result{o.Src, o.Dst}; return nil })
+		}, []string{"./a:b", "web:/tmp/a"}, result{"./a:b", "web:/tmp/a"}, false},
+		{"cp both local", func(f *Factory, got *result) *cobra.Command { return NewCmdCopy(f, nil) }, []string{"a", "b"}, result{}, true},
+		{"cp both guests", func(f *Factory, got *result) *cobra.Command { return NewCmdCopy(f, nil) }, []string{"a:/x", "b:/y"}, result{}, true},
 		{"wait bad state", func(f *Factory, got *result) *cobra.Command { return NewCmdWait(f, nil) }, []string{"web", "--for", "state=flying"}, result{}, true},
 		{"wait bad for", func(f *Factory, got *result) *cobra.Command { return NewCmdWait(f, nil) }, []string{"web", "--for", "running"}, result{}, true},
 		{"wait no for", func(f *Factory, got *result) *cobra.Command { return NewCmdWait(f, nil) }, []string{"web"}, result{}, true},

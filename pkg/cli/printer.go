@@ -240,7 +240,7 @@ func vmTable(ios *IOStreams, now time.Time, vms []api.VM, wide bool) *table {
 		t.header[6] = "CREATED"
 	}
 	if wide {
-		t.header = append(t.header, "ID", "OWNER", "NODE", "MESSAGE")
+		t.header = append(t.header, "ID", "OWNER", "NODE", "READY", "ADDRESSES", "MESSAGE")
 		t.header = append(t.header, "EXPIRES")
 	}
 	for _, vm := range vms {
@@ -254,7 +254,7 @@ func vmTable(ios *IOStreams, now time.Time, vms []api.VM, wide bool) *table {
 			{text: timeCell(ios, now, vm.CreatedAt)},
 		}
 		if wide {
-			row = append(row, plain(vm.ID, vm.OwnerID, vm.Node, vm.Message)...)
+			row = append(row, plain(vm.ID, vm.OwnerID, vm.Node, readyCell(vm), addressesCell(vm.Addresses), vm.Message)...)
 			row = append(row, cell{text: expiresCell(ios, now, vm.ExpiresAt)})
 		}
 		t.add(row...)
@@ -280,4 +280,27 @@ func printVMs(ios *IOStreams, now time.Time, format string, vms []api.VM, data a
 	default:
 		return vmTable(ios, now, vms, format == formatWide).render(ios)
 	}
+}
+
+// readyCell says whether a running VM's guest is ready; "-" when not running.
+func readyCell(vm api.VM) string {
+	switch {
+	case vm.State != api.StateRunning:
+		return "-"
+	case vm.Ready:
+		return "yes"
+	}
+	return "booting"
+}
+
+// addressesCell lists a VM's addresses without their prefix lengths.
+func addressesCell(addrs []string) string {
+	if len(addrs) == 0 {
+		return "-"
+	}
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i], _, _ = strings.Cut(a, "/")
+	}
+	return strings.Join(out, ",")
 }

@@ -28,7 +28,10 @@ func Main(ctx context.Context, args []string, ios *IOStreams, version string) in
 		return ExitOK
 	}
 	code := ExitCode(err)
+	var status *ExitStatusError
 	switch {
+	case errors.As(err, &status):
+		// a guest command's own exit status: it has said what it had to
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		fmt.Fprintln(ios.ErrOut, "cancelled")
 	default:
@@ -109,6 +112,8 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdPause(f, nil),
 		NewCmdResume(f, nil),
 		NewCmdExtend(f, nil),
+		NewCmdExec(f, nil),
+		NewCmdCopy(f, nil),
 	)
 	return root, nil
 }

@@ -17,6 +17,7 @@ var fakeExpiry = fakeNow.Add(2 * time.Hour) // 30 min after the tests' now
 func seedVMs(f *fakeVMD) {
 	f.addVM(api.VM{ID: "vm_01WEB", Name: "web", OwnerID: "usr_1", Template: "tiny", CPU: 1, MemoryMB: 256, DiskGB: 1,
 		State: api.StateRunning, DesiredState: api.DesiredRunning, Node: "node-a", CreatedAt: fakeNow, UpdatedAt: fakeNow,
+		Ready: true, Addresses: []string{"10.0.2.15/24", "fec0::5054:ff:fe12:3456/64"},
 		Events: []api.VMEvent{{Time: fakeNow, State: api.StateRunning, Message: "booted"}}, ExpiresAt: &fakeExpiry})
 	f.addVM(api.VM{ID: "vm_02DATABASE", Name: "database", OwnerID: "usr_1", Template: "tiny", CPU: 4, MemoryMB: 4096, DiskGB: 20,
 		State: api.StateError, DesiredState: api.DesiredRunning, Message: "qemu exited: 1", CreatedAt: fakeNow.Add(-50 * time.Hour), UpdatedAt: fakeNow})

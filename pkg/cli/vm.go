@@ -31,6 +31,8 @@ type CreateOptions struct {
 	Output       string
 	TTL          string // "30m": deleted that long after creation
 	IdleStop     string // "30m": stopped after that long unused
+	// WaitReady: --wait=ready, wait for the guest to be ready too.
+	WaitReady bool
 }
 
 // NewCmdCreate builds `vmctl create NAME --template T`.
@@ -65,7 +67,8 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 	fl.IntVar(&opts.MemoryMB, "memory", 0, fmt.Sprintf("memory in MB (server default %d)", api.DefaultMemoryMB))
 	fl.IntVar(&opts.DiskGB, "disk", 0, fmt.Sprintf("disk size in GB (server default %d)", api.DefaultDiskGB))
 	fl.StringVar(&opts.UserDataFile, "userdata", "", "cloud-init user data file ('-' for stdin)")
-	fl.BoolVar(&opts.Wait, "wait", false, "wait until the VM is running")
+	fl.Var(&waitFlag{wait: &opts.Wait, ready: &opts.WaitReady}, "wait", "wait until the VM is running (--wait=ready: and its guest is ready)")
+	fl.Lookup("wait").NoOptDefVal = "running"
 	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long --wait waits")
 	fl.StringVar(&opts.TTL, "ttl", "", "delete the VM this long after creation, e.g. 30m (default: the operator's, if any)")
 	fl.StringVar(&opts.IdleStop, "idle-stop", "", "stop the VM after this long without a console, exec, port-forward or API action, e.g. 30m")
@@ -124,7 +127,7 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 		if ref == "" {
 			ref = vm.Name
 		}
-		got, werr := waitForVM(ctx, c, ref, waitCondition{state: api.StateRunning}, opts.Timeout, opts.Interval)
+		got, werr := waitForVM(ctx, c, ref, waitCondition{state: api.StateRunning, ready: opts.WaitReady}, opts.Timeout, opts.Interval)
 		if got != nil {
 			vm = got
 		}
@@ -382,3 +385,33 @@ func deleteRun(ctx context.Context, opts *DeleteOptions) error {
 	opts.IO.Infof("vm %s: deleted\n", opts.Name)
 	return nil
 }
+
+// waitFlag is create's --wait: bare (or =running, =true) waits for
+// running, =ready for the guest being ready as well, =false not at all.
+type waitFlag struct{ wait, ready *bool }
+
+func (w *waitFlag) String() string {
+	switch {
+	case w.wait == nil || !*w.wait:
+		return ""
+	case *w.ready:
+		return "ready"
+	}
+	return "running"
+}
+
+func (w *waitFlag) Set(s string) error {
+	switch s {
+	case "running", "true":
+		*w.wait, *w.ready = true, false
+	case "ready":
+		*w.wait, *w.ready = true, true
+	case "false":
+		*w.wait, *w.ready = false, false
+	default:
+		return fmt.Errorf("--wait takes running or ready, got %q", s)
+	}
+	return nil
+}
+
+func (w *waitFlag) Type() string { return "running|ready" }

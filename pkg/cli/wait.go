@@ -13,17 +13,30 @@ import (
 	"github.com/vmdhq/vmd/pkg/client"
 )
 
-// waitCondition is what `--for` asks: a state, or the VM being gone.
+// waitCondition is what `--for` asks: a state, the VM being gone, or
+// (ready) running with its guest ready.
 type waitCondition struct {
 	state   api.State
 	deleted bool
+	ready   bool
 }
 
 func (w waitCondition) String() string {
 	if w.deleted {
 		return "delete"
 	}
+	if w.ready {
+		return "condition=ready"
+	}
 	return "state=" + string(w.state)
+}
+
+// holds reports whether vm is where cond wants it.
+func (w waitCondition) holds(vm *api.VM) bool {
+	if w.ready {
+		return vm.State == api.StateRunning && vm.Ready
+	}
+	return !w.deleted && vm.State == w.state
 }
 
 var knownStates = []api.State{
@@ -37,9 +50,15 @@ func parseWaitFor(s string) (waitCondition, error) {
 	if s == "delete" || s == "deleted" {
 		return waitCondition{deleted: true}, nil
 	}
+	if c, ok := strings.CutPrefix(s, "condition="); ok {
+		if c != "ready" {
+			return waitCondition{}, flagErrorf("unknown condition %q: the one condition is ready", c)
+		}
+		return waitCondition{state: api.StateRunning, ready: true}, nil
+	}
 	v, ok := strings.CutPrefix(s, "state=")
 	if !ok {
-		return waitCondition{}, flagErrorf("--for must be state=STATE or delete, got %q", s)
+		return waitCondition{}, flagErrorf("--for must be state=STATE, condition=ready or delete, got %q", s)
 	}
 	for _, st := range knownStates {
 		if string(st) == v {
@@ -69,9 +88,14 @@ func NewCmdWait(f *Factory, runF func(context.Context, *WaitOptions) error) *cob
 	opts := &WaitOptions{IO: f.IOStreams, Client: f.Client, Interval: time.Second}
 	var forFlag string
 	cmd := &cobra.Command{
-		Use:   "wait NAME --for state=STATE|delete",
-		Short: "Block until a VM reaches a state or is deleted",
+		Use:   "wait NAME --for state=STATE|condition=ready|delete",
+		Short: "Block until a VM reaches a state, is ready or is deleted",
+		Long: `Block until a VM reaches a state, is ready or is deleted.
+
+condition=ready waits until the VM runs and its guest is ready: its agent
+answers, or (without one) its serial port printed the template's ready line.`,
 		Example: `  vmctl wait web --for state=running --timeout 2m
+  vmctl wait web --for condition=ready
   vmctl wait web --for delete`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeVMNames(f),
@@ -94,10 +118,10 @@ func NewCmdWait(f *Factory, runF func(context.Context, *WaitOptions) error) *cob
 			return waitRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&forFlag, "for", "", "condition: state=STATE or delete")
+	cmd.Flags().StringVar(&forFlag, "for", "", "condition: state=STATE, condition=ready or delete")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 2*time.Minute, "give up after this long (exit 6)")
 	_ = cmd.RegisterFlagCompletionFunc("for", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		out := []string{"delete"}
+		out := []string{"delete", "condition=ready"}
 		for _, st := range knownStates {
 			out = append(out, "state="+string(st))
 		}
@@ -117,6 +141,8 @@ func waitRun(ctx context.Context, opts *WaitOptions) error {
 	}
 	if opts.For.deleted {
 		opts.IO.Infof("vm %s: deleted\n", opts.Name)
+	} else if opts.For.ready {
+		opts.IO.Infof("vm %s: ready\n", vm.Name)
 	} else {
 		opts.IO.Infof("vm %s: %s\n", vm.Name, vm.State)
 	}
@@ -212,11 +238,11 @@ func waitOnFeed(ctx context.Context, c *client.Client, ref string, cond waitCond
 			}
 			return vm, true, fmt.Errorf("vm %s was deleted while waiting for %s", vm.Name, cond)
 		}
-		vm.State, vm.DesiredState, vm.Message, vm.UpdatedAt = ch.State, ch.DesiredState, ch.Message, ch.Time
+		vm.State, vm.DesiredState, vm.Message, vm.UpdatedAt, vm.Ready = ch.State, ch.DesiredState, ch.Message, ch.Time, ch.Ready
 		if done, err := vmMeets(vm, cond); done {
 			if err == nil {
 				// The full record, with its events, for whoever prints it.
-				if full, gerr := c.GetVM(ctx, vm.ID); gerr == nil && full.State == vm.State {
+				if full, gerr := c.GetVM(ctx, vm.ID); gerr == nil && cond.holds(full) {
 					vm = full
 				}
 			}
@@ -237,7 +263,7 @@ func vmMeets(vm *api.VM, cond waitCondition) (bool, error) {
 	if cond.deleted {
 		return false, nil
 	}
-	if vm.State == cond.state {
+	if cond.holds(vm) {
 		return true, nil
 	}
 	if vm.State == api.StateError {
@@ -269,7 +295,7 @@ func pollForVM(ctx context.Context, c *client.Client, ref string, cond waitCondi
 		switch {
 		case err == nil:
 			last = vm
-			if !cond.deleted && vm.State == cond.state {
+			if cond.holds(vm) {
 				return vm, nil
 			}
 			if vm.State == api.StateError && !cond.deleted {

@@ -94,6 +94,8 @@ func (s *settings) config() (Config, error) {
 		EventStreamsPerUser: v.GetInt("max-event-streams"),
 		TTL: vm.TTLPolicy{Min: v.GetDuration("min-ttl"), Default: v.GetDuration("default-ttl"),
 			Max: v.GetDuration("max-ttl")},
+		GuestOpsPerUser:     v.GetInt("max-guest-ops"),
+		MaxUpload:           v.GetInt64("max-upload"),
 	}
 	c.Cluster = s.clusterSettings()
 	return c, c.complete()
@@ -143,6 +145,8 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.Duration("default-ttl", 0, "lifetime of a VM created without --ttl, unless the user has their own (0: never expires; with --max-ttl set, the maximum)")
 	fs.Duration("max-ttl", 0, "longest VM lifetime (ttl) a user may ask for, unless the user has their own (0: no maximum)")
 	fs.Duration("min-ttl", vm.DefaultMinTTL, "shortest ttl and idle stop accepted; lower it only for tests and CI")
+	fs.Int("max-guest-ops", vm.DefaultGuestOps, "concurrent vmctl exec and cp per user (more get 429)")
+	fs.Int64("max-upload", vm.DefaultMaxUpload, "bytes one vmctl cp into a guest may carry (more get 413)")
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {

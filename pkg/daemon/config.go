@@ -49,6 +49,9 @@ type Config struct {
 	Cluster        ClusterSettings
 	// TTL is --min-ttl, --default-ttl and --max-ttl: VM lifetimes.
 	TTL vm.TTLPolicy
+	// GuestOpsPerUser caps each user's concurrent execs and copies; MaxUpload one upload's bytes.
+	GuestOpsPerUser int
+	MaxUpload       int64
 }
 
 // defaultDataDir follows the contract: /var/lib/vmd as root, else $XDG_DATA_HOME/vmd.

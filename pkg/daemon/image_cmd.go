@@ -9,7 +9,8 @@ import (
 
 func newImageCmd(st *settings, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Short: "Manage templates (base images) of this node"}
-	cmd.AddCommand(&cobra.Command{
+	var readyLine string
+	imp := &cobra.Command{
 		Use:   "import NAME FILE",
 		Short: "Register a qcow2 file as template NAME (copied, checksummed, read-only)",
 		Args:  cobra.ExactArgs(2),
@@ -19,11 +20,18 @@ func newImageCmd(st *settings, stdout, stderr io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if c.Flags().Changed("ready-line") {
+					if err := a.catalog.SetReadyLine(t.Name, readyLine); err != nil {
+						return err
+					}
+				}
 				fmt.Fprintf(stdout, "imported template %s (%d bytes, sha256 %s)\n", t.Name, t.SizeBytes, t.SHA256)
 				return nil
 			})
 		},
-	}, &cobra.Command{
+	}
+	imp.Flags().StringVar(&readyLine, "ready-line", "", `serial line that makes a guest without a guest agent ready (default "vmd-tiny: booted")`)
+	cmd.AddCommand(imp, &cobra.Command{
 		Use:   "list",
 		Short: "List templates",
 		Args:  cobra.NoArgs,

@@ -194,7 +194,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer cons.Close() // Shutdown does not end hijacked WebSocket connections
 	rec := vm.NewReconciler(vm.ReconcilerConfig{Store: a.store, Driver: drv, Node: cfg.NodeName, Layout: layout,
-		RestartPolicy: policy, Logger: log, Observer: vmMetrics, Locker: shared.Locker, StateChanged: func(id string, s api.State) {
+		RestartPolicy: policy, Logger: log, Observer: vmMetrics, Locker: shared.Locker, ReadyLine: a.catalog.ReadyLine, StateChanged: func(id string, s api.State) {
 			if !console.HasConsole(s) { // a paused VM's console shows the frozen screen
 				cons.CloseVM(id)
 			}
@@ -207,6 +207,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	kicker := &vm.QueueKicker{Store: a.store, Queue: shared.Queue, Local: rec, Node: cfg.NodeName, Log: log}
 	vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
 		Health: clu, Placement: clu, TTL: cfg.TTL})
+	vms.SetGuest(vm.GuestConfig{Agents: drv, OpsPerUser: cfg.GuestOpsPerUser, MaxUpload: cfg.MaxUpload})
 	keeper := vm.NewHousekeeper(vm.HousekeeperConfig{Store: a.store, KeepChanges: cfg.ChangesRetention, Logger: log})
 	rctx, stopRec := context.WithCancel(ctx)
 	var workers sync.WaitGroup

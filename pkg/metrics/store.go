@@ -151,6 +151,11 @@ func (t *timedStore) SetNode(ctx context.Context, id, node string) error {
 	return t.Store.SetNode(ctx, id, node)
 }
 
+func (t *timedStore) SetGuest(ctx context.Context, id string, ready bool, addresses []string, message string) (store.VM, error) {
+	defer t.since("set_guest", time.Now())
+	return t.Store.SetGuest(ctx, id, ready, addresses, message)
+}
+
 func (t *timedStore) DeleteVM(ctx context.Context, id string) error {
 	defer t.since("delete_vm", time.Now())
 	return t.Store.DeleteVM(ctx, id)

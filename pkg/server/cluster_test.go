@@ -33,6 +33,7 @@ type clusterNode struct {
 	url string
 	reg *cluster.Registry
 	srv *httptest.Server
+	vms *vm.Service
 }
 
 func startClusterNode(t *testing.T, st store.Store, name string, secret []byte, capa cluster.Capacity) *clusterNode {
@@ -74,7 +75,7 @@ func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []by
 		t.Fatal(err)
 	}
 	h = s
-	return &clusterNode{url: hs.URL, reg: reg, srv: hs}
+	return &clusterNode{url: hs.URL, reg: reg, srv: hs, vms: vms}
 }
 
 func clusterDo(t *testing.T, method, url, token string, body any, hdr map[string]string) (int, []byte) {

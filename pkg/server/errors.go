@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"strconv"
@@ -45,6 +46,7 @@ func (s *Server) mapError(err error) (int, string, string) {
 		nte    *vm.NameTakenError
 		vce    *vm.ConflictError
 		ce     *vm.CapacityError
+		gfe    *vm.GuestFileError
 		netErr net.Error
 	)
 	switch {
@@ -121,6 +123,23 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusConflict, api.CodeConflict, vce.Message
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, api.CodeConflict, "that conflicts with an existing object (a name already taken?)"
+	case errors.As(err, &gfe):
+		status := http.StatusConflict
+		code := api.CodeConflict
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			status, code = http.StatusForbidden, api.CodeForbidden
+		case errors.Is(err, fs.ErrNotExist):
+			status, code = http.StatusNotFound, api.CodeNotFound
+		}
+		return status, code, gfe.Error()
+	case errors.Is(err, vm.ErrAgentUnavailable):
+		return http.StatusServiceUnavailable, api.CodeAgentUnavailable,
+			"the guest agent is not answering: the guest has none, it is still booting, or it is stuck"
+	case errors.Is(err, vm.ErrNotRunning):
+		return http.StatusConflict, api.CodeConflict, "the vm is not running: start it first"
+	case errors.Is(err, vm.ErrTooManyGuestOps):
+		return http.StatusTooManyRequests, api.CodeRateLimited, "too many guest agent operations at once: wait for one to end"
 	case errors.Is(err, vm.ErrTooManyStreams):
 		return http.StatusTooManyRequests, api.CodeRateLimited, "too many open event streams: close one first"
 	case errors.Is(err, vm.ErrForbidden):

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -137,7 +138,11 @@ func New(cfg Config) (*Server, error) {
 		}
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
 	}
-	e.Use(s.requestID, s.accessLog, middleware.Recover(), middleware.BodyLimit("1M"), s.securityHeaders)
+	e.Use(s.requestID, s.accessLog, middleware.Recover(), middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M",
+		// Uploads stream to the guest and have their own limit (putFile).
+		Skipper: func(c echo.Context) bool {
+			return c.Request().Method == http.MethodPut && strings.HasSuffix(c.Path(), "/files")
+		}}), s.securityHeaders)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
@@ -203,6 +208,9 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/vms/:id/pause", user, s.pauseVM},
 		{http.MethodPost, "/vms/:id/resume", user, s.resumeVM},
 		{http.MethodPost, "/vms/:id/extend", user, s.extendVM},
+		{http.MethodPost, "/vms/:id/exec", user, s.onVMNode(s.execVM)},
+		{http.MethodPut, "/vms/:id/files", user, s.onVMNode(s.putFile)},
+		{http.MethodGet, "/vms/:id/files", user, s.onVMNode(s.getFile)},
 	}
 }
 

@@ -70,7 +70,7 @@ func (s *sqlStore) ExpireVM(ctx context.Context, id string, at time.Time) (VM, b
 			return err
 		}
 		expired = true
-		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, now())
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, v.Ready, now())
 	})
 	if err != nil {
 		return VM{}, false, fmt.Errorf("expire vm %s: %w", id, err)

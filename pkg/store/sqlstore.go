@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -198,17 +199,22 @@ func (s *sqlStore) RevokeUserSessions(ctx context.Context, userID, exceptID stri
 
 const vmCols = `id, owner_id, name, template, cpu, memory_mb, disk_gb, user_data,
 	state, desired, node, message, created_at, updated_at,
-	expires_at, idle_stop_s, last_active_at`
+	expires_at, idle_stop_s, last_active_at, ready, addresses`
 
 func scanVM(s scanner) (VM, error) {
 	var v VM
-	var state, desired string
+	var state, desired, addrs string
 	var idleS int64
 	err := s.Scan(&v.ID, &v.OwnerID, &v.Name, &v.Template, &v.CPU, &v.MemoryMB, &v.DiskGB, &v.UserData,
 		&state, &desired, &v.Node, &v.Message, &v.CreatedAt, &v.UpdatedAt,
-		&v.ExpiresAt, &idleS, &v.LastActiveAt)
+		&v.ExpiresAt, &idleS, &v.LastActiveAt, &v.Ready, &addrs)
 	v.State, v.Desired = api.State(state), api.DesiredState(desired)
 	v.IdleStop = time.Duration(idleS) * time.Second
+	if err == nil && addrs != "" && addrs != "[]" {
+		if jerr := json.Unmarshal([]byte(addrs), &v.Addresses); jerr != nil {
+			return v, fmt.Errorf("addresses of vm %s: %w", v.ID, jerr)
+		}
+	}
 	return v, err
 }
 
@@ -245,16 +251,16 @@ func (s *sqlStore) CreateVMPlaced(ctx context.Context, v VM, place Placer) (VM, 
 			}
 		}
 		if _, err := q.exec(ctx, `INSERT INTO vms (`+vmCols+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, '[]')`,
 			v.ID, v.OwnerID, v.Name, v.Template, v.CPU, v.MemoryMB, v.DiskGB, v.UserData,
 			string(v.State), string(v.Desired), v.Node, v.Message, v.CreatedAt, v.UpdatedAt,
-			v.ExpiresAt, int64(v.IdleStop/time.Second), v.LastActiveAt); err != nil {
+			v.ExpiresAt, int64(v.IdleStop/time.Second), v.LastActiveAt, false); err != nil {
 			return err
 		}
 		if err := addEvent(ctx, q, v.ID, v.CreatedAt, v.State, v.Message); err != nil {
 			return err
 		}
-		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, v.CreatedAt)
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, false, v.CreatedAt)
 	})
 	if err != nil {
 		return VM{}, fmt.Errorf("create vm %s for user %s: %w", v.Name, v.OwnerID, err)
@@ -318,14 +324,14 @@ func addEvent(ctx context.Context, q querier, vmID string, at time.Time, st api.
 // addChange appends to the change feed; it must be the transaction's last
 // statement, since on PostgreSQL it holds the feed's lock until commit.
 func (s *sqlStore) addChange(ctx context.Context, q querier, ownerID, vmID, name string,
-	st api.State, d api.DesiredState, msg string, at time.Time) error {
+	st api.State, d api.DesiredState, msg string, ready bool, at time.Time) error {
 	if s.dl.changeLock != "" {
 		if _, err := q.exec(ctx, s.dl.changeLock); err != nil {
 			return fmt.Errorf("take change feed lock: %w", err)
 		}
 	}
-	if _, err := q.exec(ctx, `INSERT INTO changes (owner_id, vm_id, vm_name, state, desired, message, time)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, ownerID, vmID, name, string(st), string(d), msg, at); err != nil {
+	if _, err := q.exec(ctx, `INSERT INTO changes (owner_id, vm_id, vm_name, state, desired, message, time, ready)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, ownerID, vmID, name, string(st), string(d), msg, at, ready); err != nil {
 		return fmt.Errorf("record change: %w", err)
 	}
 	return nil
@@ -377,7 +383,7 @@ func (s *sqlStore) SetDesired(ctx context.Context, id string, d api.DesiredState
 		if err != nil {
 			return notFound(err, "vm")
 		}
-		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, at)
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, v.Ready, at)
 	})
 	if err != nil {
 		return VM{}, fmt.Errorf("set desired state of vm %s: %w", id, err)
@@ -390,18 +396,52 @@ func (s *sqlStore) SetState(ctx context.Context, id string, st api.State, messag
 	at := now()
 	err := s.db.inTx(ctx, func(q querier) error {
 		var err error
-		v, err = scanVM(q.queryRow(ctx, `UPDATE vms SET state = $2, message = $3, updated_at = $4 WHERE id = $1 RETURNING `+vmCols,
-			id, string(st), message, at))
+		v, err = scanVM(q.queryRow(ctx, `UPDATE vms SET state = $2, message = $3, updated_at = $4,
+			ready = CASE WHEN state = 'running' AND $2 = 'running' THEN ready ELSE $5 END,
+			addresses = CASE WHEN state = 'running' AND $2 = 'running' THEN addresses ELSE '[]' END
+			WHERE id = $1 RETURNING `+vmCols,
+			id, string(st), message, at, false))
 		if err != nil {
 			return notFound(err, "vm")
 		}
 		if err := addEvent(ctx, q, id, at, st, message); err != nil {
 			return err
 		}
-		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, at)
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, v.Message, v.Ready, at)
 	})
 	if err != nil {
 		return VM{}, fmt.Errorf("set state of vm %s: %w", id, err)
+	}
+	return v, nil
+}
+
+func (s *sqlStore) SetGuest(ctx context.Context, id string, ready bool, addresses []string, message string) (VM, error) {
+	if addresses == nil {
+		addresses = []string{}
+	}
+	addrs, err := json.Marshal(addresses)
+	if err != nil {
+		return VM{}, fmt.Errorf("set guest of vm %s: %w", id, err)
+	}
+	var v VM
+	at := now()
+	err = s.db.inTx(ctx, func(q querier) error {
+		var err error
+		v, err = scanVM(q.queryRow(ctx, `UPDATE vms SET ready = $2, addresses = $3, updated_at = $4
+			WHERE id = $1 RETURNING `+vmCols, id, ready, string(addrs), at))
+		if err != nil {
+			return notFound(err, "vm")
+		}
+		if message == "" {
+			return nil
+		}
+		if err := addEvent(ctx, q, id, at, v.State, message); err != nil {
+			return err
+		}
+		return s.addChange(ctx, q, v.OwnerID, v.ID, v.Name, v.State, v.Desired, message, v.Ready, at)
+	})
+	if err != nil {
+		return VM{}, fmt.Errorf("set guest of vm %s: %w", id, err)
 	}
 	return v, nil
 }
@@ -427,7 +467,7 @@ func (s *sqlStore) DeleteVM(ctx context.Context, id string) error {
 		if err := mustAffect(n, err, "release usage of user "+owner); err != nil {
 			return err
 		}
-		return s.addChange(ctx, q, owner, id, name, api.StateDeleted, api.DesiredState(desired), "deleted", now())
+		return s.addChange(ctx, q, owner, id, name, api.StateDeleted, api.DesiredState(desired), "deleted", false, now())
 	})
 	if err != nil {
 		return fmt.Errorf("delete vm %s: %w", id, err)
@@ -463,7 +503,7 @@ func (s *sqlStore) ListEvents(ctx context.Context, vmID string) ([]Event, error)
 	return out, nil
 }
 
-const changeCols = `id, owner_id, vm_id, vm_name, state, desired, message, time`
+const changeCols = `id, owner_id, vm_id, vm_name, state, desired, message, time, ready`
 
 func (s *sqlStore) ListChanges(ctx context.Context, ownerID string, afterID int64, limit int) ([]Change, error) {
 	if limit <= 0 || limit > MaxChangesPerList {
@@ -489,7 +529,7 @@ func (s *sqlStore) ListChanges(ctx context.Context, ownerID string, afterID int6
 	for rs.Next() {
 		var c Change
 		var st, desired string
-		if err := rs.Scan(&c.ID, &c.OwnerID, &c.VMID, &c.VMName, &st, &desired, &c.Message, &c.Time); err != nil {
+		if err := rs.Scan(&c.ID, &c.OwnerID, &c.VMID, &c.VMName, &st, &desired, &c.Message, &c.Time, &c.Ready); err != nil {
 			return nil, fmt.Errorf("list changes after %d: %w", afterID, err)
 		}
 		c.State, c.Desired = api.State(st), api.DesiredState(desired)

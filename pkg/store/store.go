@@ -117,13 +117,22 @@ type VM struct {
 	// on the VM (nil: none since it was created). It is whole seconds
 	// behind at most; TouchVM never moves it back.
 	LastActiveAt *time.Time
+	// Ready and Addresses are what the guest agent (or the serial ready
+	// line) said of the running guest; false and empty once it leaves running.
+	Ready     bool
+	Addresses []string
 }
 
 // ToAPI returns the VM as the API shows it (events are added by the caller).
 func (v VM) ToAPI() api.VM {
+	addrs := v.Addresses
+	if addrs == nil {
+		addrs = []string{}
+	}
 	out := api.VM{ID: v.ID, Name: v.Name, OwnerID: v.OwnerID, Template: v.Template, CPU: v.CPU,
 		MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, State: v.State, DesiredState: v.Desired,
-		Node: v.Node, Message: v.Message, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
+		Node: v.Node, Message: v.Message, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
+		Ready: v.Ready, Addresses: addrs}
 	if v.ExpiresAt != nil {
 		t := v.ExpiresAt.UTC()
 		out.ExpiresAt = &t
@@ -161,12 +170,13 @@ type Change struct {
 	Desired api.DesiredState
 	Message string
 	Time    time.Time
+	Ready   bool
 }
 
 // ToAPI returns the change as GET /events sends it.
 func (c Change) ToAPI() api.Change {
 	return api.Change{ID: c.ID, VMID: c.VMID, VMName: c.VMName, State: c.State, DesiredState: c.Desired,
-		Message: c.Message, Time: c.Time}
+		Message: c.Message, Time: c.Time, Ready: c.Ready}
 }
 
 // MaxChangesPerList bounds one ListChanges call.
@@ -225,6 +235,10 @@ type Store interface {
 	// SetState records the actual state, a message and the node, and appends an event.
 	SetState(ctx context.Context, id string, s api.State, message string) (VM, error)
 	SetNode(ctx context.Context, id, node string) error
+	// SetGuest records whether the running guest is ready and its
+	// addresses. With a message it also appends an event and a change
+	// (readiness turning); without, it only updates (addresses refreshed).
+	SetGuest(ctx context.Context, id string, ready bool, addresses []string, message string) (VM, error)
 	// DeleteVM removes the record and its events and gives its resources back
 	// to the owner's usage, in one transaction. The change feed keeps a
 	// last entry in state api.StateDeleted.

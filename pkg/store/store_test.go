@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,7 @@ func TestStore(t *testing.T) {
 		{"usage recount", testRecountUsage},
 		{"change feed pruned", testPruneChanges},
 		{"lifecycle", testLifecycle},
+		{"guest readiness and addresses", testGuest},
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		for _, c := range cases {
@@ -327,7 +329,7 @@ func testVMs(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != vms[0] {
+	if !reflect.DeepEqual(got, vms[0]) {
 		t.Fatalf("get vm:\n got %+v\nwant %+v", got, vms[0])
 	}
 	got, err = s.GetVMByName(ctx, "u1", "cache")

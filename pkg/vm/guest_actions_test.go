@@ -64,6 +64,7 @@ func TestReconcilerGuestActions(t *testing.T) {
 			waitSerial(t, serial, "vmd-tiny: booted", bootLimit)
 			// The serial shell's prompt: init has started the shells, tty1's too.
 			waitSerial(t, serial, "vmd-tiny:~# ", bootLimit)
+			waitReady(t, st, v.ID, true, bootLimit)
 			tc.action(t, n.drv, v.ID)
 			if tc.reboot {
 				waitSerial(t, serial, "vmd-tiny: boot 2", bootLimit)
@@ -72,6 +73,9 @@ func TestReconcilerGuestActions(t *testing.T) {
 					t.Fatalf("reboot replaced the process: pid %d, was %d", p, pid)
 				}
 				waitMessage(t, n, u, v.ID, "guest reset", 10*time.Second)
+				// Readiness goes with the reset and comes back with the new boot.
+				waitMessage(t, n, u, v.ID, "not ready: the guest reset", 10*time.Second)
+				waitReady(t, st, v.ID, true, bootLimit)
 				if got.Desired != api.DesiredRunning {
 					t.Fatalf("desired %s after reboot", got.Desired)
 				}
@@ -124,4 +128,17 @@ func waitMessage(t *testing.T, n *node, owner store.User, id, msg string, limit 
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("no %q among the events after %v:\n%s", msg, limit, eventMessages(t, n, owner, id))
+}
+
+// waitReady waits until the VM's recorded readiness is want.
+func waitReady(t *testing.T, st store.Store, id string, want bool, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		if v, err := st.GetVM(context.Background(), id); err == nil && v.Ready == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("vm %s not ready=%v after %v", id, want, limit)
 }

@@ -17,6 +17,7 @@ const (
 	QEMULog    = "qemu.log"   // QEMU's own stdout and stderr
 	QMPSocket  = "qmp.sock"   // in the runtime dir
 	VNCSocket  = "vnc.sock"   // in the runtime dir
+	QGASocket  = "qga.sock"   // in the runtime dir: the guest agent's virtio-serial port
 )
 
 // maxSocketPath is sun_path's size less its terminating NUL.
@@ -54,7 +55,7 @@ func (l Layout) VMFile(ownerID, id, name string) string {
 // RuntimeDir is the directory of one VM's sockets.
 func (l Layout) RuntimeDir(id string) string { return filepath.Join(l.RunDir, id) }
 
-// Socket is the path of one of a VM's sockets (QMPSocket or VNCSocket).
+// Socket is the path of one of a VM's sockets (QMPSocket, VNCSocket, QGASocket).
 func (l Layout) Socket(id, name string) string { return filepath.Join(l.RuntimeDir(id), name) }
 
 // Check reports a layout whose socket paths would be too long for a VM id of idLen bytes.

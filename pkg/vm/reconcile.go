@@ -47,6 +47,8 @@ type ReconcilerConfig struct {
 	StateChanged func(id string, s api.State)
 	// Observer, if set, hears timings and launch outcomes (vmd's metrics).
 	Observer Observer
+	// ReadyLine, if set, names a template's ready line ("" for the default).
+	ReadyLine func(template string) string
 	// Layout, if set, is where this node keeps VM files: on start, Run
 	// removes the VM directories no record owns (a crash between a
 	// record's deletion and its files', or files of another store).
@@ -357,7 +359,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, first bool) (done
 	}
 	d := r.cfg.Driver
 	if first {
-		if ok, err := d.Adopt(ctx, SpecOf(v)); err != nil {
+		if ok, err := d.Adopt(ctx, r.spec(v)); err != nil {
 			r.log.Warn("reconcile: adopt", "vm", id, "err", err)
 		} else if ok {
 			r.log.Info("reconcile: adopted running guest", "vm", id)
@@ -442,7 +444,13 @@ func (r *Reconciler) stopVM(ctx context.Context, v store.VM) {
 		r.takeEvents(v.ID)
 	}
 	if v.State != api.StateStopped {
-		r.setState(ctx, &v, api.StateStopped, "stopped")
+		msg := "stopped"
+		if sr, ok := d.(StopReporter); ok {
+			if how := sr.StopPath(v.ID); how != "" {
+				msg = "stopped by " + how
+			}
+		}
+		r.setState(ctx, &v, api.StateStopped, msg)
 	}
 }
 
@@ -450,12 +458,8 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	d := r.cfg.Driver
 	r.thaw(ctx, &v)
 	if d.Alive(v.ID) {
-		for _, e := range evs {
-			if e.Kind == "RESET" && v.State == api.StateRunning {
-				r.setState(ctx, &v, api.StateRunning, "guest reset")
-			}
-		}
 		r.markRunning(ctx, &v)
+		r.guestEvents(ctx, &v, evs)
 		return
 	}
 	r.launchOutcome(v.ID, false) // a guest gone before its monitor said running
@@ -517,7 +521,7 @@ const launchAttempts = 3
 func (r *Reconciler) launch(ctx context.Context, v *store.VM) error {
 	var err error
 	for i := 1; i <= launchAttempts; i++ {
-		if err = r.cfg.Driver.Launch(ctx, SpecOf(*v)); err == nil || ctx.Err() != nil {
+		if err = r.cfg.Driver.Launch(ctx, r.spec(*v)); err == nil || ctx.Err() != nil {
 			return err
 		}
 		if i < launchAttempts {

@@ -2,8 +2,10 @@ package vm
 
 import (
 	"context"
+	"errors"
 
 	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/vm/qga"
 )
 
 // Driver runs this node's guests (qemu.Driver). The reconciler decides what
@@ -50,12 +52,18 @@ type GuestSpec struct {
 	MemoryMB int
 	DiskGB   int    // the overlay's size; never below the base image's
 	UserData string // cloud-init user-data; "" for no seed
+	// ReadyLine is the serial line that makes a guest without an agent
+	// ready (the template's; DefaultReadyLine when the template names none).
+	ReadyLine string
 }
+
+// DefaultReadyLine is the tiny test image's line once its init has run.
+const DefaultReadyLine = "vmd-tiny: booted"
 
 // SpecOf is the one conversion from a VM's record to what its driver is told.
 func SpecOf(v store.VM) GuestSpec {
 	return GuestSpec{ID: v.ID, OwnerID: v.OwnerID, Hostname: v.Name,
-		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData}
+		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData, ReadyLine: DefaultReadyLine}
 }
 
 // GuestExit is how a guest's process ended.
@@ -75,8 +83,37 @@ type GuestEvent struct {
 	// from inside it; on EventExited: it powered itself off).
 	Guest   bool
 	Message string
+	// Addresses are the guest's addresses on an EventAddresses.
+	Addresses []string
 }
 
 // EventExited is the Kind of a GuestEvent sent when a guest's process is
 // gone; the driver sends it only once Exit can answer for that process.
 const EventExited = "EXITED"
+
+// Kinds of GuestEvent the driver sends about a guest's inside, as it
+// learns it off the reconcile loop (a hung agent holds up nothing).
+const (
+	// EventReady: the guest agent answered, or the serial port printed the
+	// ready line; Message says which.
+	EventReady = "READY"
+	// EventAddresses: the agent reported these addresses (loopback left out).
+	EventAddresses = "ADDRESSES"
+)
+
+// GuestAgent is the optional ability of a Driver to reach a running
+// guest's agent (qemu.Driver has it). It fails with ErrNoGuest when the
+// VM has no live process here.
+type GuestAgent interface {
+	Agent(id string) (qga.Agent, error)
+}
+
+// ErrNoGuest: the VM has no running guest on this node.
+var ErrNoGuest = errors.New("the vm is not running")
+
+// StopReporter is the optional ability of a Driver to say how its last
+// Stop of a VM ended the guest ("guest agent (guest-shutdown)", "ACPI
+// power button", "quit", "SIGKILL"), once, for the VM's events.
+type StopReporter interface {
+	StopPath(id string) string
+}

@@ -127,6 +127,8 @@ type Service struct {
 	now       func() time.Time
 	ttl       TTLPolicy
 	touched   toucher
+	guest     GuestConfig // exec and files through the guest agent
+	ops       guestOps
 }
 
 // ServiceConfig wires a Service.

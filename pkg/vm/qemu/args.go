@@ -29,6 +29,7 @@ type Invocation struct {
 	PIDFile string
 	QMP     string // unix socket
 	VNC     string // unix socket
+	QGA     string // unix socket of the guest agent's port; "" for none
 }
 
 // sandbox denies what a guest's QEMU never needs. It must not be combined
@@ -66,6 +67,14 @@ func Args(s Invocation) []string {
 		"-pidfile", s.PIDFile,
 		"-sandbox", sandbox,
 	)
+	if s.QGA != "" {
+		// The guest agent's virtio-serial port, which qemu-ga finds by this
+		// name; QEMU listens and vmd connects (one client at a time).
+		a = append(a,
+			"-chardev", "socket,id=qga0,path="+escape(s.QGA)+",server=on,wait=off",
+			"-device", "virtio-serial-pci",
+			"-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0")
+	}
 	return a
 }
 
@@ -81,7 +90,7 @@ func (s Invocation) validate() error {
 		return fmt.Errorf("cpu %d, memory %d MB: must be positive", s.CPU, s.MemoryMB)
 	case s.Disk == "" || s.Serial == "" || s.PIDFile == "" || s.QMP == "" || s.VNC == "":
 		return fmt.Errorf("disk, serial, pid file and sockets are required")
-	case strings.Contains(s.VNC, ",") || strings.Contains(s.QMP, ","):
+	case strings.Contains(s.VNC, ",") || strings.Contains(s.QMP, ",") || strings.Contains(s.QGA, ","):
 		return fmt.Errorf("socket paths must not contain commas")
 	}
 	return nil

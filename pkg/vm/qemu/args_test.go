@@ -17,6 +17,8 @@ func TestArgs(t *testing.T) {
 	commas.Disk = "/d,x/disk.qcow2"
 	kvm := base
 	kvm.Accel = "kvm"
+	agent := base
+	agent.QGA = "/r/qga.sock"
 	tests := []struct {
 		name    string
 		spec    Invocation
@@ -34,7 +36,7 @@ func TestArgs(t *testing.T) {
 			{"-chardev", "file,id=serial0,path=/d/serial.log,append=on"}, {"-serial", "chardev:serial0"},
 			{"-pidfile", "/d/qemu.pid"},
 			{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
-		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S",
+		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S", "virtio-serial-pci",
 			// A guest's reboot resets in place; its poweroff ends the process.
 			"-no-reboot", "-no-shutdown"}},
 		{"seed", withSeed, [][]string{
@@ -43,6 +45,11 @@ func TestArgs(t *testing.T) {
 		}, nil},
 		{"comma in path", commas, [][]string{{"-drive", "if=none,id=disk0,file=/d,,x/disk.qcow2,format=qcow2"}}, nil},
 		{"kvm", kvm, [][]string{{"-accel", "kvm"}}, nil},
+		{"guest agent", agent, [][]string{
+			{"-chardev", "socket,id=qga0,path=/r/qga.sock,server=on,wait=off"},
+			{"-device", "virtio-serial-pci"},
+			{"-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"},
+		}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

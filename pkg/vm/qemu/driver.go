@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/qga"
 )
 
 // Config sets up a Driver. Zero values take the defaults noted.
@@ -51,6 +52,7 @@ type Driver struct {
 	mu     sync.Mutex
 	guests map[string]*guest
 	notify func(vm.GuestEvent)
+	stops  map[string]string // per VM: how its last Stop ended it (StopPath)
 	closed bool
 	quit   chan struct{} // closed by Close: stops watchers of adopted guests
 }
@@ -70,6 +72,11 @@ type guest struct {
 
 	poweredOff atomic.Bool  // QEMU said the guest shut itself down
 	exit       vm.GuestExit // how it ended: written before exited closes, read after
+
+	agent    *qga.Client   // the guest agent's one connection; set before the guest is known
+	reset    chan struct{} // a RESET: readiness starts over (capacity 1)
+	stopping chan struct{} // closed when a Stop begins: readiness is no longer watched
+	stopOnce sync.Once
 }
 
 // New checks c and returns a Driver.
@@ -99,7 +106,7 @@ func New(c Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("qemu driver: %w", err)
 	}
-	d := &Driver{cfg: c, log: c.Logger, own: own, guests: map[string]*guest{}, quit: make(chan struct{})}
+	d := &Driver{cfg: c, log: c.Logger, own: own, guests: map[string]*guest{}, stops: map[string]string{}, quit: make(chan struct{})}
 	for _, dir := range []string{filepath.Join(c.Layout.DataDir, vm.VMsDir), c.Layout.RunDir} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return nil, fmt.Errorf("qemu driver: %w", err)
@@ -168,6 +175,7 @@ func (d *Driver) Close() error {
 	d.mu.Unlock()
 	for _, g := range gs {
 		g.closeMonitor()
+		g.closeAgent()
 	}
 	return nil
 }
@@ -185,6 +193,7 @@ func (d *Driver) forget(g *guest) {
 	}
 	d.mu.Unlock()
 	g.closeMonitor()
+	g.closeAgent()
 }
 
 func (g *guest) alive() bool {
@@ -228,7 +237,8 @@ func (d *Driver) invocation(s Spec) Invocation {
 		Serial:  l.VMFile(s.OwnerID, s.ID, vm.SerialFile),
 		PIDFile: l.VMFile(s.OwnerID, s.ID, vm.PIDFile),
 		QMP:     l.Socket(s.ID, vm.QMPSocket),
-		VNC:     l.Socket(s.ID, vm.VNCSocket)}
+		VNC:     l.Socket(s.ID, vm.VNCSocket),
+		QGA:     l.Socket(s.ID, vm.QGASocket)}
 	if seed := l.VMFile(s.OwnerID, s.ID, vm.SeedFile); fileExists(seed) {
 		inv.Seed = seed
 	}
@@ -293,6 +303,7 @@ func (d *Driver) Launch(ctx context.Context, s Spec) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Setsid rather than -daemonize, which the sandbox kills; no Pdeathsig, so guests outlive vmd.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
+	serialFrom := serialSize(inv.Serial) // this boot's output starts here
 	err = cmd.Start()
 	logf.Close()
 	if err != nil {
@@ -320,6 +331,8 @@ func (d *Driver) Launch(ctx context.Context, s Spec) error {
 		}
 		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}
+	d.saveSerialFrom(s.ID, serialFrom)
+	d.withAgent(g, inv, serialFrom)
 	d.mu.Lock()
 	d.guests[s.ID] = g
 	d.mu.Unlock()
@@ -349,6 +362,7 @@ func (d *Driver) ended(g *guest, msg string) {
 		g.exit.Message = "guest powered off"
 	}
 	close(g.exited)
+	g.closeAgent()
 	d.emit(vm.GuestEvent{ID: g.id, Kind: vm.EventExited, Guest: g.exit.PoweredOff, Message: g.exit.Message})
 }
 
@@ -409,6 +423,12 @@ func (g *guest) monitor(ctx context.Context, d *Driver) (Monitor, error) {
 		}
 		if poweredOff(ge) {
 			g.poweredOff.Store(true)
+		}
+		if ge.Kind == "RESET" && g.reset != nil {
+			select {
+			case g.reset <- struct{}{}:
+			default:
+			}
 		}
 		d.emit(ge)
 	})
@@ -492,6 +512,8 @@ func (d *Driver) Adopt(ctx context.Context, s Spec) (bool, error) {
 	// Not our child, so no Wait: watch /proc for its end instead. Started
 	// after the dial, so a SHUTDOWN the monitor reads is seen by ended.
 	go d.watch(g)
+	// Where its boot's serial output began, if the launching vmd kept it.
+	d.withAgent(g, inv, d.loadSerialFrom(s.ID))
 	d.mu.Lock()
 	d.guests[s.ID] = g
 	d.mu.Unlock()
@@ -585,6 +607,9 @@ func (d *Driver) Stop(ctx context.Context, id string, force <-chan struct{}) err
 		}
 		return !g.alive()
 	}
+	if g.stopping != nil {
+		g.stopOnce.Do(func() { close(g.stopping) })
+	}
 	// Each QMP step gets its own short deadline: a hung QEMU must not hold the stop up.
 	step := func(cmd string) bool {
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -595,16 +620,27 @@ func (d *Driver) Stop(ctx context.Context, id string, force <-chan struct{}) err
 	select {
 	case <-force:
 	default:
-		if step("system_powerdown") && d.awaitPowerdown(ctx, g, step, force) {
+		// The agent first: a guest without an ACPI handler (or still
+		// booting) shuts down cleanly when asked from inside. It gets half
+		// the stop timeout before the power button joins in.
+		if d.askShutdown(ctx, g) && d.awaitPowerdown(ctx, g, nil, force, d.cfg.StopTimeout/2) {
+			d.noteStop(id, "guest agent (guest-shutdown)")
+			return nil
+		}
+		if step("system_powerdown") && d.awaitPowerdown(ctx, g, step, force, d.cfg.StopTimeout) {
+			d.noteStop(id, "ACPI power button")
 			return nil
 		}
 	}
 	if g.alive() && step("quit") && wait(3*time.Second, nil) {
+		d.noteStop(id, "quit")
 		return nil
 	}
 	if !g.alive() {
+		d.noteStop(id, "quit")
 		return nil
 	}
+	d.noteStop(id, "SIGKILL")
 	// quit went unanswered (or QEMU is hung): kill it, as Incus does.
 	if err := syscall.Kill(g.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop %s: kill %d: %w", id, g.pid, err)
@@ -620,8 +656,8 @@ func (d *Driver) Stop(ctx context.Context, id string, force <-chan struct{}) err
 // awaitPowerdown waits StopTimeout for the guest to go, pressing the power
 // button again now and then: a guest still booting has no handler for the
 // first press yet, and ACPI does not queue it.
-func (d *Driver) awaitPowerdown(ctx context.Context, g *guest, step func(string) bool, force <-chan struct{}) bool {
-	deadline := time.NewTimer(d.cfg.StopTimeout)
+func (d *Driver) awaitPowerdown(ctx context.Context, g *guest, step func(string) bool, force <-chan struct{}, limit time.Duration) bool {
+	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	again := time.NewTicker(3 * time.Second)
 	defer again.Stop()
@@ -630,7 +666,9 @@ func (d *Driver) awaitPowerdown(ctx context.Context, g *guest, step func(string)
 		case <-g.exited:
 			return true
 		case <-again.C:
-			step("system_powerdown")
+			if step != nil { // nil: waiting on the agent's shutdown, no button
+				step("system_powerdown")
+			}
 		case <-deadline.C:
 			return !g.alive()
 		case <-force:
@@ -655,6 +693,7 @@ func (d *Driver) Destroy(ctx context.Context, s Spec) error {
 	if err := d.Stop(ctx, s.ID, closedChan); err != nil {
 		errs = append(errs, err)
 	}
+	d.StopPath(s.ID) // nobody asks how a destroyed guest went
 	errs = append(errs, os.RemoveAll(d.cfg.Layout.RuntimeDir(s.ID)),
 		os.RemoveAll(d.cfg.Layout.VMDir(s.OwnerID, s.ID)))
 	// The owner's dir goes with its last VM; failing because it is not empty is fine.

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmdhq/vmd/pkg/api"
+)
+
+// exec of the fake guest: "cat" echoes stdin, "fail N" exits N with a
+// line on stderr, "none" is the agent absent.
+func (f *fakeVMD) exec(w http.ResponseWriter, r *http.Request) {
+	var req api.ExecRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeErr(w, 400, api.CodeBadRequest, "bad json")
+		return
+	}
+	switch req.Command[0] {
+	case "none":
+		writeErr(w, 503, api.CodeAgentUnavailable, "the guest agent is not answering")
+	case "cat":
+		in, _ := api.DecodeOutput(req.Stdin, req.StdinEncoding)
+		out, enc := api.EncodeOutput(in)
+		writeJSONResp(w, 200, api.ExecResponse{Stdout: out, StdoutEncoding: enc})
+	default:
+		writeJSONResp(w, 200, api.ExecResponse{ExitCode: 42, Stderr: "oops\n", Message: "output was cut off"})
+	}
+}
+
+func (f *fakeVMD) putFile(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	f.files[r.PathValue("id")+":"+r.URL.Query().Get("path")] = b
+	f.mu.Unlock()
+	writeJSONResp(w, 200, api.FileResponse{Path: r.URL.Query().Get("path"), Size: int64(len(b))})
+}
+
+func (f *fakeVMD) getFile(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	b, ok := f.files[r.PathValue("id")+":"+r.URL.Query().Get("path")]
+	f.mu.Unlock()
+	if !ok {
+		writeErr(w, 404, api.CodeNotFound, "no such file or directory")
+		return
+	}
+	_, _ = w.Write(b)
+}
+
+func TestExecRun(t *testing.T) {
+	e := newTestEnv(t)
+	in := "a\xffb"
+	e.in.WriteString(in)
+	err := execRun(context.Background(), &ExecOptions{IO: e.f.IOStreams, Client: e.f.Client, Name: "web", Command: []string{"cat"}, Stdin: true})
+	if err != nil || e.out.String() != in {
+		t.Fatalf("cat: %q, %v", e.out.String(), err)
+	}
+	e.out.Reset()
+	err = execRun(context.Background(), &ExecOptions{IO: e.f.IOStreams, Client: e.f.Client, Name: "web", Command: []string{"fail"}})
+	if ExitCode(err) != 42 || e.errOut.String() != "oops\nvmctl: output was cut off\n" {
+		t.Fatalf("fail: exit %d, stderr %q", ExitCode(err), e.errOut.String())
+	}
+	err = execRun(context.Background(), &ExecOptions{IO: e.f.IOStreams, Client: e.f.Client, Name: "web", Command: []string{"none"}})
+	if ExitCode(err) != ExitAgentUnavailable || !strings.Contains(err.Error(), "not answering") {
+		t.Fatalf("no agent: exit %d, %v", ExitCode(err), err)
+	}
+}
+
+func TestCopyRun(t *testing.T) {
+	e := newTestEnv(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(src, []byte("hello guest"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp := func(a, b string) error {
+		return copyRun(context.Background(), &CopyOptions{IO: e.f.IOStreams, Client: e.f.Client, Src: a, Dst: b})
+	}
+	if err := cp(src, "web:/tmp/"); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(e.fake.files["web:/tmp/notes.txt"]); got != "hello guest" {
+		t.Fatalf("guest file = %q", got)
+	}
+	into := t.TempDir()
+	if err := cp("web:/tmp/notes.txt", into); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(into, "notes.txt")); string(b) != "hello guest" {
+		t.Fatalf("copied into a directory: %q", b)
+	}
+	back := filepath.Join(dir, "back.txt")
+	if err := cp("web:/tmp/notes.txt", back); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(back); string(b) != "hello guest" {
+		t.Fatalf("copied back %q", b)
+	}
+	if err := cp("web:/none", filepath.Join(dir, "none")); ExitCode(err) != ExitNotFound {
+		t.Fatalf("missing guest file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "none")); err == nil {
+		t.Fatal("a failed copy left a file")
+	}
+	// Off a terminal there is no progress bar on stderr.
+	if strings.Contains(e.errOut.String(), "MB/s") {
+		t.Fatalf("progress off a tty: %q", e.errOut.String())
+	}
+}
