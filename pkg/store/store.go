@@ -192,8 +192,8 @@ type Store interface {
 	// SetState records the actual state, a message and the node, and appends an event.
 	SetState(ctx context.Context, id string, s api.State, message string) (VM, error)
 	SetNode(ctx context.Context, id, node string) error
-	// DeleteVM removes the record and its events and gives its resources back
-	// to the owner's usage, in one transaction. The change feed keeps a
+	// DeleteVM removes the record, its events and its snapshots' records and
+	// gives their resources back to the owner's usage, in one transaction. The change feed keeps a
 	// last entry in state api.StateDeleted.
 	DeleteVM(ctx context.Context, id string) error
 	ListEvents(ctx context.Context, vmID string) ([]Event, error)
@@ -214,6 +214,7 @@ type Store interface {
 	PruneChanges(ctx context.Context, before time.Time) (int64, error)
 
 	NodeStore
+	SnapshotStore
 
 	// Ping checks the connection, for /readyz.
 	Ping(ctx context.Context) error
