@@ -144,6 +144,9 @@ type CreateVMRequest struct {
 	MemoryMB int    `json:"memory_mb,omitempty"`
 	DiskGB   int    `json:"disk_gb,omitempty"`
 	UserData string `json:"userdata,omitempty"`
+	// From, "name" or "name@snapshot", makes the VM a clone: its disk starts
+	// as that VM's (stopped, or its disk as it is now) or that snapshot's.
+	From string `json:"from,omitempty"`
 }
 
 // VM is a virtual machine as the API returns it.
@@ -162,6 +165,7 @@ type VM struct {
 	CreatedAt    time.Time    `json:"created_at" yaml:"created_at"`
 	UpdatedAt    time.Time    `json:"updated_at" yaml:"updated_at"`
 	Events       []VMEvent    `json:"events,omitempty" yaml:"events,omitempty"`
+	Snapshots    []Snapshot   `json:"snapshots,omitempty" yaml:"snapshots,omitempty"`
 }
 
 // VMEvent records one state change of a VM.
@@ -222,4 +226,36 @@ const (
 	DefaultCPU      = 1
 	DefaultMemoryMB = 256
 	DefaultDiskGB   = 1
+)
+
+// Snapshot is one snapshot of a VM, as GET /vms/{id}/snapshots lists it.
+type Snapshot struct {
+	Name string `json:"name" yaml:"name"`
+	// Consistency says what the disk holds: "stopped" (taken while the VM
+	// was off), "frozen" (running, file systems frozen by the guest agent),
+	// "crash" (running, as after a power cut) or "memory" (running, with
+	// its memory and device state: restore resumes there).
+	Consistency string `json:"consistency" yaml:"consistency"`
+	Memory      bool   `json:"memory" yaml:"memory"`
+	// SizeGB is what the snapshot counts against the owner's disk quota.
+	SizeGB    int       `json:"size_gb" yaml:"size_gb"`
+	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+}
+
+// CreateSnapshotRequest is the body of POST /vms/{id}/snapshots.
+type CreateSnapshotRequest struct {
+	Name string `json:"name"`
+	// Memory saves the running VM's memory and device state too.
+	Memory bool `json:"memory,omitempty"`
+	// Keep, if set, is how many snapshots the VM keeps from now on (0: no
+	// limit); the oldest beyond it are deleted after this one is taken.
+	Keep *int `json:"keep,omitempty"`
+}
+
+// Snapshot consistencies.
+const (
+	ConsistencyStopped = "stopped"
+	ConsistencyFrozen  = "frozen"
+	ConsistencyCrash   = "crash"
+	ConsistencyMemory  = "memory"
 )

@@ -33,6 +33,9 @@ type SnapshotStore interface {
 	DeleteSnapshot(ctx context.Context, vmID, name string) error
 	// ListSnapshots lists a VM's snapshots, pending ones too, oldest first.
 	ListSnapshots(ctx context.Context, vmID string) ([]Snapshot, error)
+	// ListOwnerSnapshots lists the snapshots of one owner's VMs (every VM's
+	// when ownerID is ""), pending ones too, oldest first.
+	ListOwnerSnapshots(ctx context.Context, ownerID string) ([]Snapshot, error)
 	// SetSnapshotKeep sets how many snapshots the VM keeps (0: no limit).
 	SetSnapshotKeep(ctx context.Context, vmID string, keep int) error
 	// SnapshotKeep is the VM's retention (0 when never set).
@@ -101,17 +104,31 @@ func (s *sqlStore) ListSnapshots(ctx context.Context, vmID string) ([]Snapshot, 
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots of vm %s: %w", vmID, err)
 	}
+	return scanSnapshots(rs, "vm "+vmID)
+}
+
+func (s *sqlStore) ListOwnerSnapshots(ctx context.Context, ownerID string) ([]Snapshot, error) {
+	rs, err := s.db.query(ctx, `SELECT s.vm_id, s.name, s.size_gb, s.memory, s.consistency, s.pending, s.created_at
+		FROM snapshots s JOIN vms v ON v.id = s.vm_id WHERE $1 = '' OR v.owner_id = $1
+		ORDER BY s.created_at, s.vm_id, s.name`, ownerID)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots of user %s: %w", ownerID, err)
+	}
+	return scanSnapshots(rs, "user "+ownerID)
+}
+
+func scanSnapshots(rs rows, of string) ([]Snapshot, error) {
 	defer rs.Close()
 	var out []Snapshot
 	for rs.Next() {
 		var sn Snapshot
 		if err := rs.Scan(&sn.VMID, &sn.Name, &sn.SizeGB, &sn.Memory, &sn.Consistency, &sn.Pending, &sn.CreatedAt); err != nil {
-			return nil, fmt.Errorf("list snapshots of vm %s: %w", vmID, err)
+			return nil, fmt.Errorf("list snapshots of %s: %w", of, err)
 		}
 		out = append(out, sn)
 	}
 	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("list snapshots of vm %s: %w", vmID, err)
+		return nil, fmt.Errorf("list snapshots of %s: %w", of, err)
 	}
 	return out, nil
 }

@@ -73,6 +73,12 @@ func testSnapshotRecords(t *testing.T, s store.Store) {
 			t.Fatalf("snapshot %d: got %+v, want %+v", i, got[i], want[i])
 		}
 	}
+	if all, err := s.ListOwnerSnapshots(ctx, "u1"); err != nil || len(all) != 2 || all[0] != want[0] {
+		t.Fatalf("owner's snapshots: %+v %v", all, err)
+	}
+	if none, err := s.ListOwnerSnapshots(ctx, "u2"); err != nil || len(none) != 0 {
+		t.Fatalf("another owner's snapshots: %+v %v", none, err)
+	}
 	if err := s.DeleteSnapshot(ctx, "v1", "a"); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ type Invocation struct {
 	PIDFile string
 	QMP     string // unix socket
 	VNC     string // unix socket
+	LoadVM  string // a memory snapshot to start at (-loadvm); "" boots
 }
 
 // sandbox denies what a guest's QEMU never needs. It must not be combined
@@ -66,6 +67,9 @@ func Args(s Invocation) []string {
 		"-pidfile", s.PIDFile,
 		"-sandbox", sandbox,
 	)
+	if s.LoadVM != "" {
+		a = append(a, "-loadvm", s.LoadVM)
+	}
 	return a
 }
 
