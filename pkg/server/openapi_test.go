@@ -134,6 +134,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"Template", api.Template{}},
 		{"ConsoleResponse", api.ConsoleResponse{}},
 		{"Version", api.Version{}},
+		{"Snapshot", api.Snapshot{}},
+		{"CreateSnapshotRequest", api.CreateSnapshotRequest{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

@@ -194,6 +194,10 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
+		{http.MethodGet, "/vms/:id/snapshots", user, s.onOwner(s.listSnapshots)},
+		{http.MethodPost, "/vms/:id/snapshots", user, s.onOwner(s.createSnapshot)},
+		{http.MethodPost, "/vms/:id/snapshots/:snap/restore", user, s.onOwner(s.restoreSnapshot)},
+		{http.MethodDelete, "/vms/:id/snapshots/:snap", user, s.onOwner(s.deleteSnapshot)},
 	}
 }
 
