@@ -104,6 +104,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdTUI(f, nil),
 		NewCmdVersion(f, nil),
 		NewCmdConfig(f),
+		NewCmdSnapshot(f, nil),
 	)
 	return root, nil
 }

@@ -25,6 +25,7 @@ type CreateOptions struct {
 	MemoryMB     int
 	DiskGB       int
 	UserDataFile string
+	From         string // NAME or NAME@SNAPSHOT: a clone
 	Wait         bool
 	Timeout      time.Duration
 	Interval     time.Duration
@@ -35,15 +36,16 @@ type CreateOptions struct {
 func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) *cobra.Command {
 	opts := &CreateOptions{IO: f.IOStreams, Client: f.Client, Now: f.Now, Interval: time.Second}
 	cmd := &cobra.Command{
-		Use:   "create NAME --template TEMPLATE",
+		Use:   "create NAME (--template TEMPLATE | --from VM[@SNAPSHOT])",
 		Short: "Create a virtual machine",
 		Example: `  vmctl create web --template tiny
-  vmctl create db --template debian --cpu 2 --memory 2048 --disk 20 --userdata cloud-init.yaml --wait`,
+  vmctl create db --template debian --cpu 2 --memory 2048 --disk 20 --userdata cloud-init.yaml --wait
+  vmctl create web2 --from web@before-upgrade`,
 		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if opts.Template == "" {
-				return flagErrorf("--template is required")
+			if opts.Template == "" && opts.From == "" {
+				return flagErrorf("--template is required (or --from VM[@SNAPSHOT] for a clone)")
 			}
 			if opts.CPU < 0 || opts.MemoryMB < 0 || opts.DiskGB < 0 {
 				return flagErrorf("--cpu, --memory and --disk must not be negative")
@@ -65,6 +67,7 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 	fl.StringVar(&opts.UserDataFile, "userdata", "", "cloud-init user data file ('-' for stdin)")
 	fl.BoolVar(&opts.Wait, "wait", false, "wait until the VM is running")
 	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long --wait waits")
+	fl.StringVar(&opts.From, "from", "", "clone VM[@SNAPSHOT]: the disk starts as that VM's (or snapshot's); sizes default to its")
 	addOutputFlag(cmd, &opts.Output)
 	_ = cmd.RegisterFlagCompletionFunc("template", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		c, err := opts.Client()
@@ -87,7 +90,8 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 }
 
 func createRun(ctx context.Context, opts *CreateOptions) error {
-	req := api.CreateVMRequest{Name: opts.Name, Template: opts.Template, CPU: opts.CPU, MemoryMB: opts.MemoryMB, DiskGB: opts.DiskGB}
+	req := api.CreateVMRequest{Name: opts.Name, Template: opts.Template, CPU: opts.CPU, MemoryMB: opts.MemoryMB, DiskGB: opts.DiskGB,
+		From: opts.From}
 	if opts.UserDataFile != "" {
 		var (
 			b   []byte
