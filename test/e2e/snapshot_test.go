@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/rfb"
+	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -316,5 +317,87 @@ func TestMemorySnapshot(t *testing.T) {
 	v.waitSerial(t, vm, "again-6", 30*time.Second)
 	if n := v.serialCount(vm, "vmd-tiny: boot 2"); n != 0 {
 		t.Fatal("the stopped guest booted instead of resuming at the snapshot")
+	}
+}
+
+// TestSnapshotSurvivesVMDKill kills vmd with SIGKILL while a memory
+// snapshot is being taken (its record written pending, QEMU saving): the
+// next vmd lists only what the qcow2 file holds, never the half-made
+// snapshot, counts only that against the quota, and the VM still boots.
+func TestSnapshotSurvivesVMDKill(t *testing.T) {
+	v := startVMD(t, storetest.Backends()[1])
+	st, err := store.Open(context.Background(), v.DBURL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c := loggedIn(t, v, "ada@example.com")
+	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "512", "--wait", "--timeout", "2m")
+	vm := getVM(t, c, "web")
+	v.waitSerial(t, vm, "vmd-tiny: booted", 90*time.Second)
+
+	cmd := exec.Command(filepath.Join(binDir, "vmctl"), "snapshot", "create", "web", "cut", "--memory")
+	cmd.Env = c.env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pending := false
+	for deadline := time.Now().Add(60 * time.Second); !pending && time.Now().Before(deadline); {
+		sns, err := st.ListSnapshots(context.Background(), vm.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = len(sns) == 1 && sns[0].Pending
+	}
+	if !pending {
+		t.Fatal("no pending snapshot record seen")
+	}
+	v.kill()
+	_ = cmd.Wait() // its request died with vmd
+
+	v.start()
+	// The first pass after the start reconciles the records with the disk.
+	var listed, disk []string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		sns, err := st.ListSnapshots(context.Background(), vm.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := []string{}
+		for _, s := range sns {
+			if !s.Pending {
+				names = append(names, s.Name)
+			}
+		}
+		listed, disk = snapshotNames(listSnapshots(t, c, "web")), v.diskSnapshots(t, vm)
+		if len(names) == len(sns) && strings.Join(listed, ",") == strings.Join(disk, ",") {
+			break
+		}
+	}
+	if strings.Join(listed, ",") != strings.Join(disk, ",") {
+		t.Fatalf("after the restart vmd lists %v, the qcow2 file holds %v", listed, disk)
+	}
+	if !strings.Contains(v.log.String(), "removing a snapshot an earlier vmd did not finish") {
+		t.Fatal("the next vmd did not remove the pending snapshot")
+	}
+	t.Logf("after the restart: listed %v, qcow2 %v", listed, disk)
+	sizes := 0
+	for _, s := range listSnapshots(t, c, "web") {
+		sizes += s.SizeGB
+	}
+	if got := me(t, c).Usage.DiskGB; got != 1+sizes {
+		t.Fatalf("disk usage %d, want the VM's 1 GB and its snapshots' %d", got, sizes)
+	}
+	// A snapshot of the same name can be taken now, and the VM boots.
+	c.must(0, "", "wait", "web", "--for", "state=running", "--timeout", "60s")
+	if len(listed) == 0 {
+		c.must(0, "", "snapshot", "create", "web", "cut")
+	}
+	c.must(0, "", "stop", "web", "--force")
+	c.must(0, "", "wait", "web", "--for", "state=stopped", "--timeout", "60s")
+	c.must(0, "", "start", "web")
+	v.waitSerial(t, vm, "vmd-tiny: boot 2", 90*time.Second)
+	if d, l := v.diskSnapshots(t, vm), snapshotNames(listSnapshots(t, c, "web")); strings.Join(d, ",") != "cut" || strings.Join(l, ",") != "cut" {
+		t.Fatalf("qcow2 snapshots %v, listed %v", d, l)
 	}
 }
