@@ -17,6 +17,8 @@ func TestArgs(t *testing.T) {
 	commas.Disk = "/d,x/disk.qcow2"
 	kvm := base
 	kvm.Accel = "kvm"
+	loadvm := base
+	loadvm.LoadVM = "warm"
 	tests := []struct {
 		name    string
 		spec    Invocation
@@ -43,6 +45,9 @@ func TestArgs(t *testing.T) {
 		}, nil},
 		{"comma in path", commas, [][]string{{"-drive", "if=none,id=disk0,file=/d,,x/disk.qcow2,format=qcow2"}}, nil},
 		{"kvm", kvm, [][]string{{"-accel", "kvm"}}, nil},
+		// A memory snapshot's restore starts the guest at it; a plain launch boots.
+		{"loadvm", loadvm, [][]string{{"-loadvm", "warm"}}, nil},
+		{"boots", base, nil, []string{"-loadvm"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
