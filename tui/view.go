@@ -108,7 +108,7 @@ func (m Model) bar(label string, used, limit int, unit string, width int) string
 	return s
 }
 
-var columns = []string{"NAME", "STATE", "TEMPLATE", "CPU", "MEMORY", "NODE", "AGE"}
+var columns = []string{"NAME", "STATE", "TEMPLATE", "CPU", "MEMORY", "NODE", "AGE", "SNAPS"}
 
 // tableRows is how many VM rows fit under the table's header.
 func (m Model) tableRows() int {
@@ -135,6 +135,7 @@ func (m Model) tableView() string {
 		cells[r] = []string{
 			vm.Name, string(vm.State), vm.Template, fmt.Sprint(vm.CPU),
 			fmt.Sprintf("%dMB", vm.MemoryMB), vm.Node, age(m.now, vm.CreatedAt),
+			fmt.Sprint(len(vm.Snapshots)),
 		}
 		for i, c := range cells[r] {
 			widths[i] = max(widths[i], ansi.StringWidth(c))
