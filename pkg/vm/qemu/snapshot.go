@@ -157,7 +157,9 @@ func (d *Driver) DiskSnapshots(ctx context.Context, s Spec) ([]string, error) {
 // holds above it, so the clone is as small as src and shares no file with it.
 func (d *Driver) ProvisionClone(ctx context.Context, s Spec, base string, src Spec, snap string) error {
 	return d.provision(ctx, s, base, func(disk, base string, info imageInfo) error {
-		args := []string{"convert", "-q", "-U", "-f", "qcow2", "-O", "qcow2", "-B", base, "-F", "qcow2"}
+		// -W -m 8: out-of-order writes with 8 coroutines; reading a snapshot
+		// one request at a time took 11 s for 1 GB, this 1.3 s.
+		args := []string{"convert", "-q", "-U", "-W", "-m", "8", "-f", "qcow2", "-O", "qcow2", "-B", base, "-F", "qcow2"}
 		if snap != "" {
 			args = append(args, "-l", "snapshot.name="+snap)
 		}
