@@ -201,9 +201,6 @@ func (s *Service) CreateHere(ctx context.Context, ownerID string, r api.CreateVM
 func (s *Service) create(ctx context.Context, ownerID string, r api.CreateVMRequest, only string) (api.VM, error) {
 	var from *cloneSource
 	if r.From != "" {
-		if !dnslabel.Valid(r.Name) {
-			return api.VM{}, &ValidationError{"name", dnslabel.Rule}
-		}
 		var err error
 		if from, err = s.cloneFrom(ctx, ownerID, &r); err != nil {
 			return api.VM{}, err

@@ -196,7 +196,11 @@ type StateConflictError struct {
 }
 
 func (e *StateConflictError) Error() string {
-	return fmt.Sprintf("cannot %s vm %s while it is %s; wait until it is running or stopped", e.Op, e.VM, e.State)
+	msg := fmt.Sprintf("cannot %s vm %s while it is %s", e.Op, e.VM, e.State)
+	if e.State != api.StateRunning && e.State != api.StateStopped {
+		msg += "; wait until it is running or stopped"
+	}
+	return msg
 }
 
 // Unwrap lets errors.Is(err, ErrConflict) find it.

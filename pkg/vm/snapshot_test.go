@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 	"github.com/vmdhq/vmd/pkg/vm/qemu"
 )
@@ -153,4 +154,62 @@ func snapNames(sns []api.Snapshot) []string {
 		out = append(out, s.Name)
 	}
 	return out
+}
+
+// TestCloneAdmission checks what a create with "from" takes from its
+// source and refuses, on a records-only service (no driver).
+func TestCloneAdmission(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	svc := vm.NewService(vm.ServiceConfig{Store: st, Templates: templates{"/nonexistent"}, Node: "n1"})
+	u := newUser(t, st)
+	ctx := context.Background()
+	src, err := svc.Create(ctx, u.ID, api.CreateVMRequest{Name: "src", Template: "tiny", CPU: 2, MemoryMB: 512, DiskGB: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateSnapshot(ctx, store.Snapshot{VMID: src.ID, Name: "made", SizeGB: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FinishSnapshot(ctx, src.ID, "made", api.ConsistencyStopped); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateSnapshot(ctx, store.Snapshot{VMID: src.ID, Name: "half", SizeGB: 1}); err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct {
+		name  string
+		req   api.CreateVMRequest
+		field string
+	}{
+		{"no such vm", api.CreateVMRequest{Name: "c1", From: "nope"}, "from"},
+		{"bad syntax", api.CreateVMRequest{Name: "c1", From: "src@Bad_Snap"}, "from"},
+		{"missing snapshot", api.CreateVMRequest{Name: "c1", From: "src@nope"}, "from"},
+		{"pending snapshot", api.CreateVMRequest{Name: "c1", From: "src@half"}, "from"},
+		{"other template", api.CreateVMRequest{Name: "c1", From: "src", Template: "debian"}, "template"},
+		{"smaller disk", api.CreateVMRequest{Name: "c1", From: "src", DiskGB: 2}, "disk_gb"},
+		{"bad name", api.CreateVMRequest{Name: "C_1", From: "src"}, "name"},
+	}
+	for _, c := range bad {
+		_, err := svc.Create(ctx, u.ID, c.req)
+		var ve *vm.ValidationError
+		if !errors.As(err, &ve) || ve.Field != c.field {
+			t.Errorf("%s: %v, want a validation error on %s", c.name, err, c.field)
+		}
+	}
+	c, err := svc.Create(ctx, u.ID, api.CreateVMRequest{Name: "copy", From: "src@made"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Template != "tiny" || c.CPU != 2 || c.MemoryMB != 512 || c.DiskGB != 3 {
+		t.Fatalf("clone did not take its source's template and sizes: %+v", c)
+	}
+	got, err := st.GetUser(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Admitted like any create: two VMs of 3 GB and the two snapshot records.
+	if got.Usage != (api.Quota{VMs: 2, CPUs: 4, MemoryMB: 1024, DiskGB: 3 + 3 + 2}) {
+		t.Fatalf("usage after the clone: %+v", got.Usage)
+	}
 }
