@@ -324,6 +324,8 @@ func TestMemorySnapshot(t *testing.T) {
 // snapshot is being taken (its record written pending, QEMU saving): the
 // next vmd lists only what the qcow2 file holds, never the half-made
 // snapshot, counts only that against the quota, and the VM still boots.
+// Then again while a stopped VM is being started at a memory snapshot:
+// the VM ends up running, its snapshots as they were.
 func TestSnapshotSurvivesVMDKill(t *testing.T) {
 	v := startVMD(t, storetest.Backends()[1])
 	st, err := store.Open(context.Background(), v.DBURL, "")
@@ -399,5 +401,34 @@ func TestSnapshotSurvivesVMDKill(t *testing.T) {
 	v.waitSerial(t, vm, "vmd-tiny: boot 2", 90*time.Second)
 	if d, l := v.diskSnapshots(t, vm), snapshotNames(listSnapshots(t, c, "web")); strings.Join(d, ",") != "cut" || strings.Join(l, ",") != "cut" {
 		t.Fatalf("qcow2 snapshots %v, listed %v", d, l)
+	}
+
+	// Killed in a restore: a stopped VM being started at a memory snapshot.
+	c.must(0, "", "wait", "web", "--for", "state=running", "--timeout", "60s")
+	c.must(0, "", "snapshot", "create", "web", "warm", "--memory")
+	c.must(0, "", "stop", "web", "--force")
+	c.must(0, "", "wait", "web", "--for", "state=stopped", "--timeout", "60s")
+	cmd = exec.Command(filepath.Join(binDir, "vmctl"), "snapshot", "restore", "web", "warm")
+	cmd.Env = c.env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restoring := false
+	for deadline := time.Now().Add(60 * time.Second); !restoring && time.Now().Before(deadline); {
+		rec, err := st.GetVM(context.Background(), vm.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restoring = rec.Message == "restoring snapshot warm"
+	}
+	if !restoring {
+		t.Fatal("the restore was never seen under way")
+	}
+	v.kill()
+	_ = cmd.Wait()
+	v.start()
+	c.must(0, "", "wait", "web", "--for", "state=running", "--timeout", "90s")
+	if d, l := v.diskSnapshots(t, vm), snapshotNames(listSnapshots(t, c, "web")); strings.Join(d, ",") != "cut,warm" || strings.Join(l, ",") != "cut,warm" {
+		t.Fatalf("after a restore cut short: qcow2 snapshots %v, listed %v", d, l)
 	}
 }
