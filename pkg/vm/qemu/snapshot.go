@@ -24,7 +24,25 @@ func (d *Driver) disk(s Spec) string { return d.cfg.Layout.VMFile(s.OwnerID, s.I
 
 // qemuImg runs qemu-img and returns its error with what it printed.
 func (d *Driver) qemuImg(ctx context.Context, args ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, d.cfg.QEMUImg, args...).Output()
+	return d.qemuImgAs(ctx, nil, args...)
+}
+
+// guestImg runs qemu-img on s's own disk as s's uid (as QEMU runs): the
+// overlay is the guest's to write, so a root qemu-img must not parse it.
+func (d *Driver) guestImg(ctx context.Context, s Spec, args ...string) ([]byte, error) {
+	uid, err := dirOwner(d.cfg.Layout.VMDir(s.OwnerID, s.ID))
+	if err != nil {
+		return nil, fmt.Errorf("qemu-img %s: %w", args[0], err)
+	}
+	return d.qemuImgAs(ctx, d.cred(uid), args...)
+}
+
+func (d *Driver) qemuImgAs(ctx context.Context, cred *syscall.Credential, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, d.cfg.QEMUImg, args...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -71,7 +89,7 @@ func (d *Driver) Snapshot(ctx context.Context, s Spec, name string, memory bool)
 	case m == nil && memory:
 		return fmt.Errorf("snapshot %s of %s: a memory snapshot needs a running guest", name, s.ID)
 	case m == nil:
-		_, err = d.qemuImg(ctx, "snapshot", "-q", "-c", name, d.disk(s))
+		_, err = d.guestImg(ctx, s, "snapshot", "-q", "-c", name, d.disk(s))
 	case memory:
 		err = d.snapshotJob(ctx, m, "snapshot-save", name)
 	default:
@@ -92,7 +110,7 @@ func (d *Driver) RestoreSnapshot(ctx context.Context, s Spec, name string) error
 		return fmt.Errorf("restore %s of %s: %w", name, s.ID, err)
 	}
 	if m == nil {
-		_, err = d.qemuImg(ctx, "snapshot", "-q", "-a", name, d.disk(s))
+		_, err = d.guestImg(ctx, s, "snapshot", "-q", "-a", name, d.disk(s))
 	} else {
 		err = d.snapshotJob(ctx, m, "snapshot-load", name)
 	}
@@ -118,7 +136,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, s Spec, name string) error 
 		return fmt.Errorf("delete snapshot %s of %s: %w", name, s.ID, err)
 	}
 	if m == nil {
-		_, err = d.qemuImg(ctx, "snapshot", "-q", "-d", name, d.disk(s))
+		_, err = d.guestImg(ctx, s, "snapshot", "-q", "-d", name, d.disk(s))
 	} else {
 		_, err = m.Run(ctx, "blockdev-snapshot-delete-internal-sync", map[string]any{"device": diskDevice, "name": name})
 	}
@@ -132,7 +150,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, s Spec, name string) error 
 // header of a disk a running guest holds open; its snapshot table is
 // rewritten in one step, so a reader sees the old or the new one.
 func (d *Driver) DiskSnapshots(ctx context.Context, s Spec) ([]string, error) {
-	out, err := d.qemuImg(ctx, "info", "-U", "--output=json", "-f", "qcow2", d.disk(s))
+	out, err := d.guestImg(ctx, s, "info", "-U", "--output=json", "-f", "qcow2", d.disk(s))
 	if err != nil {
 		return nil, fmt.Errorf("snapshots of %s: %w", s.ID, err)
 	}
