@@ -146,6 +146,24 @@ func TestSnapshotRules(t *testing.T) {
 	if err != nil || usage.Usage.DiskGB != 1+2 {
 		t.Fatalf("disk usage with two 1 GB snapshots: %+v %v", usage.Usage, err)
 	}
+
+	// A clone of the running VM's current disk goes through a temporary
+	// snapshot, which does not stay.
+	cl, err := n.svc.Create(ctx, u.ID, api.CreateVMRequest{Name: "clone", From: "snap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, st, cl.ID, api.StateRunning, 30*time.Second)
+	if disk, err = n.drv.DiskSnapshots(ctx, vm.SpecOf(rec)); err != nil || fmt.Sprint(disk) != "[b c]" {
+		t.Fatalf("source's disk snapshots after a clone: %v %v", disk, err)
+	}
+	crec, err := st.GetVM(ctx, cl.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if disk, err = n.drv.DiskSnapshots(ctx, vm.SpecOf(crec)); err != nil || len(disk) != 0 {
+		t.Fatalf("clone's disk snapshots: %v %v", disk, err)
+	}
 }
 
 func snapNames(sns []api.Snapshot) []string {
