@@ -31,3 +31,13 @@ func (t *timedStore) ListOwnerSnapshots(ctx context.Context, ownerID string) ([]
 	defer t.since("list_owner_snapshots", time.Now())
 	return t.Store.ListOwnerSnapshots(ctx, ownerID)
 }
+
+func (t *timedStore) SetSnapshotKeep(ctx context.Context, vmID string, keep int) error {
+	defer t.since("set_snapshot_keep", time.Now())
+	return t.Store.SetSnapshotKeep(ctx, vmID, keep)
+}
+
+func (t *timedStore) SnapshotKeep(ctx context.Context, vmID string) (int, error) {
+	defer t.since("snapshot_keep", time.Now())
+	return t.Store.SnapshotKeep(ctx, vmID)
+}
