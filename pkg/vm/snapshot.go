@@ -166,7 +166,7 @@ func (s *Service) DeleteSnapshot(ctx context.Context, caller store.User, ref, na
 	return sn.DeleteSnapshot(ctx, v.ID, name)
 }
 
-// snapshots fills a shown VM's snapshot list.
+// withSnapshots fills a shown VM's snapshot list.
 func (s *Service) withSnapshots(ctx context.Context, out *api.VM) error {
 	all, err := s.store.ListSnapshots(ctx, out.ID)
 	if err != nil {
