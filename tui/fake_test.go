@@ -37,7 +37,8 @@ func newFake() *fakeBackend {
 	return &fakeBackend{
 		vms: []api.VM{
 			{ID: "vm_01", Name: "web", Template: "tiny", CPU: 1, MemoryMB: 256, DiskGB: 1, State: api.StateRunning, Node: "node-a", CreatedAt: t0.Add(-5 * time.Minute), ExpiresAt: &webExpiry},
-			{ID: "vm_02", Name: "db", Template: "debian", CPU: 2, MemoryMB: 2048, DiskGB: 20, State: api.StateStopped, Node: "node-a", CreatedAt: t0.Add(-26 * time.Hour)},
+			{ID: "vm_02", Name: "db", Template: "debian", CPU: 2, MemoryMB: 2048, DiskGB: 20, State: api.StateStopped, Node: "node-a", CreatedAt: t0.Add(-26 * time.Hour),
+				Snapshots: []api.Snapshot{{Name: "nightly", Consistency: api.ConsistencyStopped, SizeGB: 1}}},
 			{ID: "vm_03", Name: "build", Template: "tiny", CPU: 1, MemoryMB: 128, DiskGB: 1, State: api.StateError, Node: "node-b", Message: "qemu exited", CreatedAt: t0.Add(-90 * time.Second)},
 			{ID: "vm_04", Name: "cache", Template: "tiny", CPU: 1, MemoryMB: 128, DiskGB: 1, State: api.StateProvisioning, CreatedAt: t0.Add(-3 * time.Second)},
 		},

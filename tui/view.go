@@ -108,7 +108,7 @@ func (m Model) bar(label string, used, limit int, unit string, width int) string
 	return s
 }
 
-var columns = []string{"NAME", "STATE", "TEMPLATE", "CPU", "MEMORY", "NODE", "AGE", "EXPIRES"}
+var columns = []string{"NAME", "STATE", "TEMPLATE", "CPU", "MEMORY", "NODE", "AGE", "EXPIRES", "SNAPS"}
 
 // tableRows is how many VM rows fit under the table's header.
 func (m Model) tableRows() int {
@@ -136,6 +136,7 @@ func (m Model) tableView() string {
 			vm.Name, string(vm.State), vm.Template, fmt.Sprint(vm.CPU),
 			fmt.Sprintf("%dMB", vm.MemoryMB), vm.Node, age(m.now, vm.CreatedAt),
 			humanize.Expires(m.now, vm.ExpiresAt), // a countdown: the VM is deleted then
+			fmt.Sprint(len(vm.Snapshots)),
 		}
 		for i, c := range cells[r] {
 			widths[i] = max(widths[i], ansi.StringWidth(c))

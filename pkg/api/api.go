@@ -205,6 +205,9 @@ type CreateVMRequest struct {
 	// IdleStop ("30m") stops the VM after that long without a console,
 	// exec, port-forward or API action on it; "" never.
 	IdleStop string `json:"idle_stop,omitempty"`
+	// From, "name" or "name@snapshot", makes the VM a clone: its disk starts
+	// as that VM's (stopped, or its disk as it is now) or that snapshot's.
+	From string `json:"from,omitempty"`
 }
 
 // ExtendRequest is the body of POST /vms/{id}/extend: the VM then expires
@@ -239,7 +242,8 @@ type VM struct {
 	Ready bool `json:"ready" yaml:"ready"`
 	// Addresses are the guest's IP addresses with prefix length
 	// ("10.0.2.15/24"), from its agent, loopback left out; [] before known.
-	Addresses []string `json:"addresses" yaml:"addresses"`
+	Addresses []string   `json:"addresses" yaml:"addresses"`
+	Snapshots []Snapshot `json:"snapshots,omitempty" yaml:"snapshots,omitempty"`
 }
 
 // VMEvent records one state change of a VM.
@@ -383,3 +387,35 @@ type FileResponse struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"`
 }
+
+// Snapshot is one snapshot of a VM, as GET /vms/{id}/snapshots lists it.
+type Snapshot struct {
+	Name string `json:"name" yaml:"name"`
+	// Consistency says what the disk holds: "stopped" (taken while the VM
+	// was off), "frozen" (running, file systems frozen by the guest agent),
+	// "crash" (running, as after a power cut) or "memory" (running, with
+	// its memory and device state: restore resumes there).
+	Consistency string `json:"consistency" yaml:"consistency"`
+	Memory      bool   `json:"memory" yaml:"memory"`
+	// SizeGB is what the snapshot counts against the owner's disk quota.
+	SizeGB    int       `json:"size_gb" yaml:"size_gb"`
+	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+}
+
+// CreateSnapshotRequest is the body of POST /vms/{id}/snapshots.
+type CreateSnapshotRequest struct {
+	Name string `json:"name"`
+	// Memory saves the running VM's memory and device state too.
+	Memory bool `json:"memory,omitempty"`
+	// Keep, if set, is how many snapshots the VM keeps from now on (0: no
+	// limit); the oldest beyond it are deleted after this one is taken.
+	Keep *int `json:"keep,omitempty"`
+}
+
+// Snapshot consistencies.
+const (
+	ConsistencyStopped = "stopped"
+	ConsistencyFrozen  = "frozen"
+	ConsistencyCrash   = "crash"
+	ConsistencyMemory  = "memory"
+)

@@ -114,6 +114,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdExtend(f, nil),
 		NewCmdExec(f, nil),
 		NewCmdCopy(f, nil),
+		NewCmdSnapshot(f, nil),
 	)
 	return root, nil
 }

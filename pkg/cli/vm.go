@@ -25,6 +25,7 @@ type CreateOptions struct {
 	MemoryMB     int
 	DiskGB       int
 	UserDataFile string
+	From         string // NAME or NAME@SNAPSHOT: a clone
 	Wait         bool
 	Timeout      time.Duration
 	Interval     time.Duration
@@ -39,15 +40,16 @@ type CreateOptions struct {
 func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) *cobra.Command {
 	opts := &CreateOptions{IO: f.IOStreams, Client: f.Client, Now: f.Now, Interval: time.Second}
 	cmd := &cobra.Command{
-		Use:   "create NAME --template TEMPLATE",
+		Use:   "create NAME (--template TEMPLATE | --from VM[@SNAPSHOT])",
 		Short: "Create a virtual machine",
 		Example: `  vmctl create web --template tiny
-  vmctl create db --template debian --cpu 2 --memory 2048 --disk 20 --userdata cloud-init.yaml --wait`,
+  vmctl create db --template debian --cpu 2 --memory 2048 --disk 20 --userdata cloud-init.yaml --wait
+  vmctl create web2 --from web@before-upgrade`,
 		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if opts.Template == "" {
-				return flagErrorf("--template is required")
+			if opts.Template == "" && opts.From == "" {
+				return flagErrorf("--template is required (or --from VM[@SNAPSHOT] for a clone)")
 			}
 			if opts.CPU < 0 || opts.MemoryMB < 0 || opts.DiskGB < 0 {
 				return flagErrorf("--cpu, --memory and --disk must not be negative")
@@ -72,6 +74,7 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long --wait waits")
 	fl.StringVar(&opts.TTL, "ttl", "", "delete the VM this long after creation, e.g. 30m (default: the operator's, if any)")
 	fl.StringVar(&opts.IdleStop, "idle-stop", "", "stop the VM after this long without a console, exec, port-forward or API action, e.g. 30m")
+	fl.StringVar(&opts.From, "from", "", "clone VM[@SNAPSHOT]: the disk starts as that VM's (or snapshot's); sizes default to its")
 	addOutputFlag(cmd, &opts.Output)
 	_ = cmd.RegisterFlagCompletionFunc("template", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		c, err := opts.Client()
@@ -95,7 +98,7 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 
 func createRun(ctx context.Context, opts *CreateOptions) error {
 	req := api.CreateVMRequest{Name: opts.Name, Template: opts.Template, CPU: opts.CPU, MemoryMB: opts.MemoryMB, DiskGB: opts.DiskGB,
-		TTL: opts.TTL, IdleStop: opts.IdleStop}
+		TTL: opts.TTL, IdleStop: opts.IdleStop, From: opts.From}
 	if opts.UserDataFile != "" {
 		var (
 			b   []byte

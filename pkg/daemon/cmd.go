@@ -94,8 +94,8 @@ func (s *settings) config() (Config, error) {
 		EventStreamsPerUser: v.GetInt("max-event-streams"),
 		TTL: vm.TTLPolicy{Min: v.GetDuration("min-ttl"), Default: v.GetDuration("default-ttl"),
 			Max: v.GetDuration("max-ttl")},
-		GuestOpsPerUser:     v.GetInt("max-guest-ops"),
-		MaxUpload:           v.GetInt64("max-upload"),
+		GuestOpsPerUser: v.GetInt("max-guest-ops"),
+		MaxUpload:       v.GetInt64("max-upload"),
 	}
 	c.Cluster = s.clusterSettings()
 	return c, c.complete()

@@ -139,6 +139,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"ConsoleResponse", api.ConsoleResponse{}},
 		{"Version", api.Version{}},
 		{"ExtendRequest", api.ExtendRequest{}},
+		{"Snapshot", api.Snapshot{}},
+		{"CreateSnapshotRequest", api.CreateSnapshotRequest{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

@@ -211,6 +211,10 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/vms/:id/exec", user, s.onVMNode(s.execVM)},
 		{http.MethodPut, "/vms/:id/files", user, s.onVMNode(s.putFile)},
 		{http.MethodGet, "/vms/:id/files", user, s.onVMNode(s.getFile)},
+		{http.MethodGet, "/vms/:id/snapshots", user, s.onVMNode(s.listSnapshots)},
+		{http.MethodPost, "/vms/:id/snapshots", user, s.onVMNode(s.createSnapshot)},
+		{http.MethodPost, "/vms/:id/snapshots/:snap/restore", user, s.onVMNode(s.restoreSnapshot)},
+		{http.MethodDelete, "/vms/:id/snapshots/:snap", user, s.onVMNode(s.deleteSnapshot)},
 	}
 }
 

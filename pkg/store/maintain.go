@@ -43,7 +43,8 @@ func (s *sqlStore) recountUser(ctx context.Context, id string) (*UsageFix, error
 			return fmt.Errorf("user %s: %w", id, err)
 		}
 		err = q.queryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(cpu), 0), COALESCE(SUM(memory_mb), 0),
-			COALESCE(SUM(disk_gb), 0) FROM vms WHERE owner_id = $1`, id).
+			COALESCE(SUM(disk_gb), 0) + COALESCE((SELECT SUM(s.size_gb) FROM snapshots s JOIN vms v ON v.id = s.vm_id
+				WHERE v.owner_id = $1), 0) FROM vms WHERE owner_id = $1`, id).
 			Scan(&now.VMs, &now.CPUs, &now.MemoryMB, &now.DiskGB)
 		if err != nil {
 			return fmt.Errorf("sum vms of user %s: %w", id, err)

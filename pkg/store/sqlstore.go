@@ -455,11 +455,16 @@ func (s *sqlStore) DeleteVM(ctx context.Context, id string) error {
 	err := s.db.inTx(ctx, func(q querier) error {
 		var owner, name, desired string
 		var cpu, mem, disk int
+		var snaps int
+		if err := q.queryRow(ctx, `SELECT COALESCE(SUM(size_gb), 0) FROM snapshots WHERE vm_id = $1`, id).Scan(&snaps); err != nil {
+			return fmt.Errorf("sum snapshots: %w", err)
+		}
 		err := q.queryRow(ctx, `DELETE FROM vms WHERE id = $1 RETURNING owner_id, name, desired, cpu, memory_mb, disk_gb`, id).
 			Scan(&owner, &name, &desired, &cpu, &mem, &disk)
 		if err != nil {
 			return notFound(err, "vm")
 		}
+		disk += snaps // the snapshots' records go by ON DELETE CASCADE
 		// Events go by ON DELETE CASCADE.
 		n, err := q.exec(ctx, `UPDATE users SET used_vms = used_vms - 1, used_cpus = used_cpus - $2,
 				used_memory_mb = used_memory_mb - $3, used_disk_gb = used_disk_gb - $4

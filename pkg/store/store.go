@@ -239,8 +239,8 @@ type Store interface {
 	// addresses. With a message it also appends an event and a change
 	// (readiness turning); without, it only updates (addresses refreshed).
 	SetGuest(ctx context.Context, id string, ready bool, addresses []string, message string) (VM, error)
-	// DeleteVM removes the record and its events and gives its resources back
-	// to the owner's usage, in one transaction. The change feed keeps a
+	// DeleteVM removes the record, its events and its snapshots' records and
+	// gives their resources back to the owner's usage, in one transaction. The change feed keeps a
 	// last entry in state api.StateDeleted.
 	DeleteVM(ctx context.Context, id string) error
 	ListEvents(ctx context.Context, vmID string) ([]Event, error)
@@ -275,6 +275,7 @@ type Store interface {
 	SetTTLLimits(ctx context.Context, userID string, l TTLLimits) error
 
 	NodeStore
+	SnapshotStore
 
 	// Ping checks the connection, for /readyz.
 	Ping(ctx context.Context) error

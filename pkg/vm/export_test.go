@@ -15,3 +15,6 @@ func (r *Reconciler) LockWaiters(id string) int {
 
 // SetClock replaces the service's clock (expiry, activity) for a test.
 func (s *Service) SetClock(now func() time.Time) { s.now = now }
+
+// SnapshotSize is what a snapshot counts against the disk quota.
+var SnapshotSize = snapshotSize

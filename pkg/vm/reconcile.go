@@ -145,6 +145,11 @@ func ParseRestartPolicy(s string) (RestartPolicy, error) {
 // nothing for a VM whose record is gone or being deleted: a delete during
 // provisioning never leaves files behind.
 func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string) error {
+	return r.provisionWith(ctx, v, func() error { return r.cfg.Driver.Provision(ctx, SpecOf(v), basePath) })
+}
+
+// provisionWith is Provision with makeFiles making the files.
+func (r *Reconciler) provisionWith(ctx context.Context, v store.VM, makeFiles func() error) error {
 	unlock := r.vmLocks.lock(v.ID)
 	defer unlock()
 	cur, err := r.cfg.Store.GetVM(ctx, v.ID)
@@ -155,7 +160,7 @@ func (r *Reconciler) Provision(ctx context.Context, v store.VM, basePath string)
 		return fmt.Errorf("deleted meanwhile: %w", store.ErrNotFound)
 	}
 	start := time.Now()
-	err = r.cfg.Driver.Provision(ctx, SpecOf(v), basePath)
+	err = makeFiles()
 	r.cfg.Observer.ObserveProvision(time.Since(start), err)
 	if err != nil {
 		return err
@@ -364,6 +369,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, first bool) (done
 		} else if ok {
 			r.log.Info("reconcile: adopted running guest", "vm", id)
 		}
+		r.reconcileSnapshots(ctx, v)
 	}
 	if v.State == api.StateProvisioning {
 		if !v.UpdatedAt.Before(r.started) {

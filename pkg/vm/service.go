@@ -205,6 +205,19 @@ func (s *Service) CreateHere(ctx context.Context, ownerID string, r api.CreateVM
 }
 
 func (s *Service) create(ctx context.Context, ownerID string, r api.CreateVMRequest, only string) (api.VM, error) {
+	var from *cloneSource
+	if r.From != "" {
+		var err error
+		if from, err = s.cloneFrom(ctx, ownerID, &r); err != nil {
+			return api.VM{}, err
+		}
+		// A clone's disk is copied on its source's node.
+		if only == "" {
+			only = from.vm.Node
+		} else if only != from.vm.Node {
+			return api.VM{}, &ValidationError{"from", "the clone must be placed on its source's node"}
+		}
+	}
 	r, err := normalize(r)
 	if err != nil {
 		return api.VM{}, err
@@ -229,7 +242,7 @@ func (s *Service) create(ctx context.Context, ownerID string, r api.CreateVMRequ
 		return api.VM{}, admissionError(r.Name, err)
 	}
 	if s.prov != nil {
-		if v, err = s.provision(ctx, v); err != nil {
+		if v, err = s.provision(ctx, v, from); err != nil {
 			return api.VM{}, err
 		}
 	}
@@ -280,11 +293,16 @@ func admissionError(name string, err error) error {
 // provision makes a recorded VM's files and marks it starting. On failure
 // it removes the files and the record: nothing is left half-made, not
 // even when the VM was deleted meanwhile.
-func (s *Service) provision(ctx context.Context, v store.VM) (store.VM, error) {
+func (s *Service) provision(ctx context.Context, v store.VM, from *cloneSource) (store.VM, error) {
 	base, err := s.templates.Verify(ctx, v.Template)
+	makeFiles := func() error { return s.prov.Provision(ctx, v, base) }
+	if from != nil {
+		// The clone's disk is copied instead of starting empty.
+		makeFiles = func() error { return s.snapshotter().ProvisionClone(ctx, v, base, from.vm, from.snap) }
+	}
 	if err != nil {
 		err = fmt.Errorf("template %s: %w", v.Template, err)
-	} else if err = s.prov.Provision(ctx, v, base); err != nil {
+	} else if err = makeFiles(); err != nil {
 		err = fmt.Errorf("provision %s: %w", v.ID, err)
 	} else {
 		nv, serr := s.store.SetState(ctx, v.ID, api.StateStarting, "provisioned")
@@ -362,6 +380,9 @@ func (s *Service) Get(ctx context.Context, caller store.User, ref string) (api.V
 	for _, e := range evs {
 		out.Events = append(out.Events, api.VMEvent{Time: e.Time, State: e.State, Message: e.Message})
 	}
+	if err := s.withSnapshots(ctx, &out); err != nil {
+		return api.VM{}, err
+	}
 	return out, nil
 }
 
@@ -378,9 +399,21 @@ func (s *Service) List(ctx context.Context, caller store.User, all bool) ([]api.
 	if err != nil {
 		return nil, fmt.Errorf("list vms: %w", err)
 	}
+	snaps, err := s.store.ListOwnerSnapshots(ctx, owner)
+	if err != nil {
+		return nil, fmt.Errorf("list vms: %w", err)
+	}
+	byVM := map[string][]store.Snapshot{}
+	for _, sn := range snaps {
+		byVM[sn.VMID] = append(byVM[sn.VMID], sn)
+	}
 	out := make([]api.VM, 0, len(vms))
 	for _, v := range vms {
-		out = append(out, s.shown(ctx, v))
+		a := s.shown(ctx, v)
+		if sh := shownSnapshots(byVM[v.ID]); len(sh) > 0 {
+			a.Snapshots = sh
+		}
+		out = append(out, a)
 	}
 	return out, nil
 }

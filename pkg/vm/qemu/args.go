@@ -30,6 +30,7 @@ type Invocation struct {
 	QMP     string // unix socket
 	VNC     string // unix socket
 	QGA     string // unix socket of the guest agent's port; "" for none
+	LoadVM  string // a memory snapshot to start at (-loadvm); "" boots
 }
 
 // sandbox denies what a guest's QEMU never needs. It must not be combined
@@ -74,6 +75,9 @@ func Args(s Invocation) []string {
 			"-chardev", "socket,id=qga0,path="+escape(s.QGA)+",server=on,wait=off",
 			"-device", "virtio-serial-pci",
 			"-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0")
+	}
+	if s.LoadVM != "" {
+		a = append(a, "-loadvm", s.LoadVM)
 	}
 	return a
 }

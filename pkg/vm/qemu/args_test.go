@@ -19,6 +19,8 @@ func TestArgs(t *testing.T) {
 	kvm.Accel = "kvm"
 	agent := base
 	agent.QGA = "/r/qga.sock"
+	loadvm := base
+	loadvm.LoadVM = "warm"
 	tests := []struct {
 		name    string
 		spec    Invocation
@@ -50,6 +52,9 @@ func TestArgs(t *testing.T) {
 			{"-device", "virtio-serial-pci"},
 			{"-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"},
 		}, nil},
+		// A memory snapshot's restore starts the guest at it; a plain launch boots.
+		{"loadvm", loadvm, [][]string{{"-loadvm", "warm"}}, nil},
+		{"boots", base, nil, []string{"-loadvm"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -263,7 +263,10 @@ func ignoreNotExist(err error) error {
 
 // Launch starts the guest's QEMU in its own session (so it outlives vmd)
 // as the guest's unprivileged uid, and returns once its QMP socket answers.
-func (d *Driver) Launch(ctx context.Context, s Spec) error {
+func (d *Driver) Launch(ctx context.Context, s Spec) error { return d.launch(ctx, s, "") }
+
+// launch is Launch, at the memory snapshot loadvm when it is set.
+func (d *Driver) launch(ctx context.Context, s Spec, loadvm string) error {
 	if g := d.get(s.ID); g != nil {
 		if g.alive() {
 			return nil
@@ -271,6 +274,7 @@ func (d *Driver) Launch(ctx context.Context, s Spec) error {
 		d.forget(g) // its Exit must not answer for this launch
 	}
 	inv := d.invocation(s)
+	inv.LoadVM = loadvm
 	if err := inv.validate(); err != nil {
 		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}

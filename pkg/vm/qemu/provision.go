@@ -24,7 +24,21 @@ var ErrNoSpace = vm.ErrNoSpace
 // Provision makes the VM's directory, its qcow2 overlay on base (which is
 // only ever opened read-only) and, with user-data, its cloud-init seed.
 // On failure nothing is left behind.
-func (d *Driver) Provision(ctx context.Context, v Spec, base string) (err error) {
+func (d *Driver) Provision(ctx context.Context, v Spec, base string) error {
+	return d.provision(ctx, v, base, func(disk, base string, info imageInfo) error {
+		// Never shrink below the base; grow to the asked size in the same step.
+		size := max(info.VirtualSize, int64(v.DiskGB)<<30)
+		if out, err := exec.CommandContext(ctx, d.cfg.QEMUImg, "create", "-q", "-f", "qcow2",
+			"-F", "qcow2", "-b", base, disk, fmt.Sprint(size)).CombinedOutput(); err != nil {
+			return fmt.Errorf("create overlay: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	})
+}
+
+// provision makes the VM's directory, its disk (through makeDisk, told the
+// base's absolute path and info) and its seed, and gives them to the guest's uid.
+func (d *Driver) provision(ctx context.Context, v Spec, base string, makeDisk func(disk, base string, info imageInfo) error) (err error) {
 	if base == "" {
 		return fmt.Errorf("provision %s: no base image", v.ID)
 	}
@@ -58,12 +72,8 @@ func (d *Driver) Provision(ctx context.Context, v Spec, base string) (err error)
 			_ = os.Remove(ownerDir)
 		}
 	}()
-	disk := filepath.Join(dir, vm.DiskFile)
-	// Never shrink below the base; grow to the asked size in the same step.
-	size := max(info.VirtualSize, int64(v.DiskGB)<<30)
-	if out, err := exec.CommandContext(ctx, d.cfg.QEMUImg, "create", "-q", "-f", "qcow2",
-		"-F", "qcow2", "-b", base, disk, fmt.Sprint(size)).CombinedOutput(); err != nil {
-		return fmt.Errorf("provision %s: create overlay: %w: %s", v.ID, err, strings.TrimSpace(string(out)))
+	if err := makeDisk(filepath.Join(dir, vm.DiskFile), base, info); err != nil {
+		return fmt.Errorf("provision %s: %w", v.ID, err)
 	}
 	if v.UserData != "" {
 		seed := filepath.Join(dir, vm.SeedFile)

@@ -21,6 +21,8 @@ type Monitor interface {
 	Execute(ctx context.Context, cmd string) error
 	// ExecuteArgs runs one command with arguments (marshalled to JSON).
 	ExecuteArgs(ctx context.Context, cmd string, args any) error
+	// Run runs one command (args nil for none) and returns its raw reply.
+	Run(ctx context.Context, cmd string, args any) ([]byte, error)
 	// Done is closed when the connection ends (QEMU exited or Close).
 	Done() <-chan struct{}
 	Close() error
@@ -143,6 +145,10 @@ func (m *monitor) Execute(ctx context.Context, cmd string) error {
 func (m *monitor) ExecuteArgs(ctx context.Context, cmd string, args any) error {
 	_, err := m.run(ctx, cmd, args)
 	return err
+}
+
+func (m *monitor) Run(ctx context.Context, cmd string, args any) ([]byte, error) {
+	return m.run(ctx, cmd, args)
 }
 
 func (m *monitor) Status(ctx context.Context) (string, error) {
