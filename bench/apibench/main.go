@@ -114,13 +114,22 @@ func measureStore(ctx context.Context, c config, storeName string, out io.Writer
 		if _, err := drive(v.URL, v.Token, e.path, c.concurrency, c.warmup); err != nil {
 			return err
 		}
+		cpu0, err := v.CPUTime()
+		if err != nil {
+			return err
+		}
 		r, err := drive(v.URL, v.Token, e.path, c.concurrency, c.duration)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%-8s %-4s %7.0f req/s  p50=%s p99=%s max=%s  (%d requests, %d errors)\n", storeName, e.name,
+		cpu1, err := v.CPUTime()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%-8s %-4s %7.0f req/s  p50=%s p99=%s max=%s  vmd %.2f CPU-s/10k req  (%d requests, %d errors)\n", storeName, e.name,
 			float64(r.n)/r.elapsed.Seconds(), vmdrun.Ms(vmdrun.Percentile(r.lat, 50)),
-			vmdrun.Ms(vmdrun.Percentile(r.lat, 99)), vmdrun.Ms(vmdrun.Percentile(r.lat, 100)), r.n, r.errors)
+			vmdrun.Ms(vmdrun.Percentile(r.lat, 99)), vmdrun.Ms(vmdrun.Percentile(r.lat, 100)),
+			(cpu1-cpu0).Seconds()*1e4/float64(max(r.n, 1)), r.n, r.errors)
 		if r.errors > 0 {
 			return fmt.Errorf("%s %s: %d failed requests, first: %v", storeName, e.name, r.errors, r.firstErr)
 		}

@@ -74,6 +74,10 @@ type Config struct {
 	// AccountSlowdown is the delay added to every login of an account that
 	// failed more than failsPerAccount times in the window (default 1 s).
 	AccountSlowdown time.Duration
+	// SessionCacheTTL is how long a validated session is trusted without
+	// reading the store again (default DefaultSessionCacheTTL; negative:
+	// never). It bounds how late a session ended by another node is refused.
+	SessionCacheTTL time.Duration
 }
 
 // PasswordHasher hashes and checks passwords; *Hasher is the real one.
@@ -86,6 +90,8 @@ type PasswordHasher interface {
 type Service struct {
 	c         Config
 	dummyHash string // compared against for unknown e-mails, so timing does not tell
+
+	sessions *sessionCache
 
 	mu         sync.Mutex
 	sessionEnd []func(sessionIDs ...string)
@@ -114,11 +120,16 @@ func New(c Config) (*Service, error) {
 	if c.AccountSlowdown == 0 {
 		c.AccountSlowdown = time.Second
 	}
+	if c.SessionCacheTTL == 0 {
+		c.SessionCacheTTL = DefaultSessionCacheTTL
+	}
+	cache := newSessionCache(c.SessionCacheTTL)
+	c.Store = cacheClearingStore{Store: c.Store, cache: cache}
 	h, err := c.Hasher.Hash(context.Background(), "dummy password for timing")
 	if err != nil {
 		return nil, err
 	}
-	return &Service{c: c, dummyHash: h}, nil
+	return &Service{c: c, dummyHash: h, sessions: cache}, nil
 }
 
 // NormalizeEmail checks an address and returns it lower-case.

@@ -193,7 +193,11 @@ type VMRemover func(ctx context.Context, u store.User) error
 // is already gone; otherwise the VMs are still being torn down and the user
 // record follows them in the background.
 func (s *Service) DeleteAccount(ctx context.Context, u store.User, password string, removeVMs VMRemover) (done bool, err error) {
-	ok, verr := s.c.Hasher.Verify(ctx, password, u.PasswordHash)
+	hash, err := s.passwordHash(ctx, u.ID)
+	if err != nil {
+		return false, fmt.Errorf("delete account: %w", err)
+	}
+	ok, verr := s.c.Hasher.Verify(ctx, password, hash)
 	if verr != nil || !ok {
 		return false, &FieldError{"password", "is not your current password"}
 	}

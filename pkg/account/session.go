@@ -60,37 +60,61 @@ func (s *Service) openSession(ctx context.Context, u store.User, kind string) (L
 }
 
 // Authenticate checks a session JWT, that its session is still open and
-// that its user is not disabled.
+// that its user is not disabled. A token validated in the last
+// SessionCacheTTL is not read from the store again (see sessionCache), so
+// the user returned may be that old: read it again for anything that
+// needs its current row (the password hash, the usage counters).
 func (s *Service) Authenticate(ctx context.Context, token string) (store.User, store.Session, error) {
+	e, gen, ok := s.sessions.get(token)
+	if !ok {
+		var err error
+		if e, err = s.validate(ctx, token); err != nil {
+			return store.User{}, store.Session{}, err
+		}
+		s.sessions.put(token, gen, e)
+	}
+	if !s.c.Now().Before(e.expires) {
+		return store.User{}, store.Session{}, ErrUnauthenticated
+	}
+	return e.user, e.sess, nil
+}
+
+// validate is Authenticate against the store.
+func (s *Service) validate(ctx context.Context, token string) (cachedSession, error) {
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.c.Secret, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer("vmd"), jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(s.c.Now))
 	if err != nil || claims.ID == "" {
-		return store.User{}, store.Session{}, ErrUnauthenticated
+		return cachedSession{}, ErrUnauthenticated
 	}
 	sess, err := s.c.Store.GetSession(ctx, claims.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.User{}, store.Session{}, ErrUnauthenticated
+		return cachedSession{}, ErrUnauthenticated
 	}
 	if err != nil {
-		return store.User{}, store.Session{}, fmt.Errorf("session %s: %w", claims.ID, err)
+		return cachedSession{}, fmt.Errorf("session %s: %w", claims.ID, err)
 	}
 	if sess.RevokedAt != nil || !s.c.Now().Before(sess.ExpiresAt) || sess.UserID != claims.Subject {
-		return store.User{}, store.Session{}, ErrUnauthenticated
+		return cachedSession{}, ErrUnauthenticated
 	}
 	u, err := s.c.Store.GetUser(ctx, sess.UserID)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.User{}, store.Session{}, ErrUnauthenticated
+		return cachedSession{}, ErrUnauthenticated
 	}
 	if err != nil {
-		return store.User{}, store.Session{}, fmt.Errorf("user %s: %w", sess.UserID, err)
+		return cachedSession{}, fmt.Errorf("user %s: %w", sess.UserID, err)
 	}
 	// A login racing DisableUser may have opened a session after the revocation.
 	if u.Disabled {
-		return store.User{}, store.Session{}, ErrUnauthenticated
+		return cachedSession{}, ErrUnauthenticated
 	}
-	return u, sess, nil
+	// The token's own expiry is whole seconds, so it can come before the session's.
+	expires := sess.ExpiresAt
+	if exp := claims.ExpiresAt.Time; exp.Before(expires) {
+		expires = exp
+	}
+	return cachedSession{user: u, sess: sess, expires: expires}, nil
 }
 
 // Logout ends a session (a browser's, or a CLI bearer token's).
@@ -115,19 +139,32 @@ func (s *Service) RevokeSessions(ctx context.Context, userID, exceptID string) e
 
 // ChangePassword replaces the password and ends every other session of the user.
 func (s *Service) ChangePassword(ctx context.Context, u store.User, sessionID, current, next string) error {
-	ok, err := s.c.Hasher.Verify(ctx, current, u.PasswordHash)
+	hash, err := s.passwordHash(ctx, u.ID)
+	if err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	ok, err := s.c.Hasher.Verify(ctx, current, hash)
 	if err != nil || !ok {
 		return ErrInvalidCredentials
 	}
 	if err := CheckPassword(next); err != nil {
 		return err
 	}
-	hash, err := s.c.Hasher.Hash(ctx, next)
-	if err != nil {
+	if hash, err = s.c.Hasher.Hash(ctx, next); err != nil {
 		return fmt.Errorf("change password: %w", err)
 	}
 	if err := s.c.Store.SetPasswordHash(ctx, u.ID, hash); err != nil {
 		return fmt.Errorf("change password: %w", err)
 	}
 	return s.RevokeSessions(ctx, u.ID, sessionID)
+}
+
+// passwordHash is a user's current password hash, read from the store: the
+// user Authenticate returns may be up to SessionCacheTTL old.
+func (s *Service) passwordHash(ctx context.Context, userID string) (string, error) {
+	u, err := s.c.Store.GetUser(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	return u.PasswordHash, nil
 }

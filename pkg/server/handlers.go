@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -82,7 +83,16 @@ func (s *Server) changePassword(c echo.Context) error {
 }
 
 func (s *Server) me(c echo.Context) error {
-	return c.JSON(http.StatusOK, caller(c).ToAPI())
+	// Read again: the authenticated user may be a second old, and its
+	// usage changes with every create and delete.
+	u, err := s.cfg.Accounts.FindUser(c.Request().Context(), caller(c).ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return account.ErrUnauthenticated // deleted since
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, u.ToAPI())
 }
 
 func (s *Server) listVMs(c echo.Context) error {

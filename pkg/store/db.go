@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -119,6 +121,52 @@ func connLost(err error) bool {
 // and ORDER BY works on numbers instead of formatted strings.
 type sqliteDB struct {
 	db *sql.DB
+	// stmts holds the pool's prepared reads by SQL text: parsing a
+	// statement cost SQLite more than running it on the read paths.
+	// database/sql prepares each on a connection when it first runs there.
+	stmts    sync.Map // string -> *sql.Stmt
+	prepared atomic.Int32
+}
+
+// maxPrepared bounds stmts; the store's SQL texts are constants, far fewer.
+const maxPrepared = 256
+
+// reads is the querier for a query outside a transaction (the reads, and
+// the writes with RETURNING): q prepared once.
+// A text that does not prepare runs unprepared, so its error comes from
+// running it as before.
+func (s *sqliteDB) reads(ctx context.Context, q string) sqliteQ {
+	if st, ok := s.stmts.Load(q); ok {
+		return stmtQ{st.(*sql.Stmt)}
+	}
+	if s.prepared.Load() >= maxPrepared {
+		return s.db
+	}
+	st, err := s.db.PrepareContext(ctx, q)
+	if err != nil {
+		return s.db
+	}
+	if prev, loaded := s.stmts.LoadOrStore(q, st); loaded {
+		_ = st.Close()
+		return stmtQ{prev.(*sql.Stmt)}
+	}
+	s.prepared.Add(1)
+	return stmtQ{st}
+}
+
+// stmtQ runs a prepared statement; the text it is given is the statement's own.
+type stmtQ struct{ st *sql.Stmt }
+
+func (p stmtQ) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	return p.st.ExecContext(ctx, args...)
+}
+
+func (p stmtQ) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return p.st.QueryContext(ctx, args...)
+}
+
+func (p stmtQ) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return p.st.QueryRowContext(ctx, args...)
 }
 
 type sqliteQ interface {
@@ -230,11 +278,11 @@ func (s *sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, erro
 }
 
 func (s *sqliteDB) query(ctx context.Context, q string, args ...any) (rows, error) {
-	return sqliteQuerier{s.db}.query(ctx, q, args...)
+	return sqliteQuerier{s.reads(ctx, q)}.query(ctx, q, args...)
 }
 
 func (s *sqliteDB) queryRow(ctx context.Context, q string, args ...any) scanner {
-	return sqliteQuerier{s.db}.queryRow(ctx, q, args...)
+	return sqliteQuerier{s.reads(ctx, q)}.queryRow(ctx, q, args...)
 }
 
 func (s *sqliteDB) inTx(ctx context.Context, f func(q querier) error) error {
@@ -253,7 +301,10 @@ func (s *sqliteDB) inTx(ctx context.Context, f func(q querier) error) error {
 }
 
 func (s *sqliteDB) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
-func (s *sqliteDB) close() error                   { return s.db.Close() }
+func (s *sqliteDB) close() error {
+	s.stmts.Range(func(_, st any) bool { _ = st.(*sql.Stmt).Close(); return true })
+	return s.db.Close()
+}
 
 // classifyingRow maps constraint errors raised by a statement with RETURNING.
 type classifyingRow struct{ r scanner }

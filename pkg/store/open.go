@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -17,6 +18,10 @@ import (
 // sqliteBusyTimeoutMS bounds how long a writer waits for another
 // connection's write transaction before failing with SQLITE_BUSY.
 const sqliteBusyTimeoutMS = 30000
+
+// sqliteIdleConns is how many SQLite connections the pool keeps open
+// between bursts of requests.
+const sqliteIdleConns = 16
 
 // Open connects to the store and applies any pending migrations.
 // An empty databaseURL selects the embedded SQLite database at sqlitePath
@@ -72,6 +77,11 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
+	// database/sql keeps 2 idle connections by default: with more requests
+	// at once than that, connections were closed and opened (the pragmas
+	// run, the schema read, the statements prepared again) all the time.
+	sqlDB.SetMaxIdleConns(sqliteIdleConns)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	d := &sqliteDB{db: sqlDB}
 	if err := d.ping(ctx); err != nil {
 		_ = sqlDB.Close()

@@ -354,7 +354,13 @@ func (s *sqlStore) GetVMByName(ctx context.Context, ownerID, name string) (VM, e
 }
 
 func (s *sqlStore) ListVMs(ctx context.Context, ownerID string) ([]VM, error) {
-	rs, err := s.db.query(ctx, `SELECT `+vmCols+` FROM vms WHERE $1 = '' OR owner_id = $1 ORDER BY created_at, id`, ownerID)
+	// Two texts, not "$1 = '' OR owner_id = $1": a prepared statement's
+	// generic plan for that cannot use the owner index.
+	q, args := `SELECT `+vmCols+` FROM vms ORDER BY created_at, id`, []any(nil)
+	if ownerID != "" {
+		q, args = `SELECT `+vmCols+` FROM vms WHERE owner_id = $1 ORDER BY created_at, id`, []any{ownerID}
+	}
+	rs, err := s.db.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list vms: %w", err)
 	}
