@@ -17,6 +17,9 @@ const (
 	QEMULog    = "qemu.log"   // QEMU's own stdout and stderr
 	QMPSocket  = "qmp.sock"   // in the runtime dir
 	VNCSocket  = "vnc.sock"   // in the runtime dir
+	// SerialSocket is the serial port's chardev socket, in the runtime dir;
+	// QEMU takes one client at a time, so vmd holds it (pkg/console).
+	SerialSocket = "serial.sock"
 )
 
 // maxSocketPath is sun_path's size less its terminating NUL.

@@ -229,6 +229,7 @@ func (d *Driver) invocation(s Spec) Invocation {
 		PIDFile: l.VMFile(s.OwnerID, s.ID, vm.PIDFile),
 		QMP:     l.Socket(s.ID, vm.QMPSocket),
 		VNC:     l.Socket(s.ID, vm.VNCSocket)}
+	inv.SerialSock = l.Socket(s.ID, vm.SerialSocket)
 	if seed := l.VMFile(s.OwnerID, s.ID, vm.SeedFile); fileExists(seed) {
 		inv.Seed = seed
 	}
