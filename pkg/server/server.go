@@ -25,6 +25,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/login"
+	"github.com/vmdhq/vmd/pkg/serial"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
@@ -54,6 +55,8 @@ type Config struct {
 	// with EventStreamsPerUser as its cap.
 	Feed                *vm.Feed
 	EventStreamsPerUser int
+	// Logs serves VMs' serial logs; nil answers GET /vms/{id}/logs with 503.
+	Logs *serial.Logs
 }
 
 // Server is the HTTP handler of vmd.
@@ -198,6 +201,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
+		{http.MethodGet, "/vms/:id/logs", user, s.onOwner(s.vmLogs)},
 	}
 }
 
