@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"os/exec"
+	"sort"
 	"strings"
 	"time"
 
