@@ -118,6 +118,25 @@ func TestSerialConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("tui detail view and shell", func(t *testing.T) {
+		tm := newTmux(t)
+		script := "env -i TERM=screen " + strings.Join(c.env, " ") + " " + filepath.Join(binDir, "vmctl") + " tui; echo \"vmctl exited $?\"; sleep 600"
+		tm.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", "sh", "-c", script)
+		tm.waitFor(regexp.MustCompile(`(?m)^> web +running`), 30*time.Second)
+		tm.run("send-keys", "-t", "tui", "Enter")
+		// The log tail holds what was typed over the serial port earlier.
+		tm.waitFor(regexp.MustCompile(`(?s)Events.*Serial log.*hi-2`), 20*time.Second)
+		tm.run("send-keys", "-t", "tui", "e")
+		tm.waitFor(regexp.MustCompile(`Ctrl-\] detaches`), 20*time.Second)
+		tm.run("send-keys", "-t", "tui", "-l", "echo tui-$((4*4))")
+		tm.run("send-keys", "-t", "tui", "Enter")
+		tm.waitFor(regexp.MustCompile(`(?m)^tui-16\s*$`), 30*time.Second)
+		tm.run("send-keys", "-t", "tui", "C-]")
+		tm.waitFor(regexp.MustCompile(`shell in web ended`), 20*time.Second)
+		tm.run("send-keys", "-t", "tui", "q")
+		tm.waitFor(regexp.MustCompile(`vmctl exited 0`), 10*time.Second)
+	})
+
 	t.Run("another user gets 404", func(t *testing.T) {
 		loggedIn(t, v, "bob@example.com")
 		blr, err := anon.Login(ctx, "bob@example.com", "correct horse battery")
