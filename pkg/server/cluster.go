@@ -82,6 +82,16 @@ func (s *Server) createElsewhere(c echo.Context, r api.CreateVMRequest, err erro
 // in the answer are rewritten to this node, so the WebSocket comes back
 // through it too.
 func (s *Server) onOwner(next echo.HandlerFunc) echo.HandlerFunc {
+	return s.toOwner(next, s.rebaseConsole)
+}
+
+// onOwnerAsIs runs a VM request on the VM's own node and passes its answer
+// back unchanged (a serial log, streamed).
+func (s *Server) onOwnerAsIs(next echo.HandlerFunc) echo.HandlerFunc { return s.toOwner(next, nil) }
+
+// toOwner authorizes the caller on the VM here, then runs next on this
+// node or forwards the request to the VM's, modify editing its answer.
+func (s *Server) toOwner(next echo.HandlerFunc, modify func(*http.Response) error) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		cl := s.cfg.Cluster
 		if cl == nil {
@@ -94,7 +104,7 @@ func (s *Server) onOwner(next echo.HandlerFunc) echo.HandlerFunc {
 		if cl.Local(v.Node) {
 			return next(c)
 		}
-		return cl.Forward(c.Response(), c.Request(), v.Node, s.rebaseConsole)
+		return cl.Forward(c.Response(), c.Request(), v.Node, modify)
 	}
 }
 
