@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -25,6 +26,9 @@ type Backend interface {
 	StopVM(ctx context.Context, idOrName string, force bool) (*api.VM, error)
 	DeleteVM(ctx context.Context, idOrName string) (*api.VM, error)
 	Console(ctx context.Context, idOrName string) (*api.ConsoleResponse, error)
+	// GetVM and Logs feed the detail view (detail.go).
+	GetVM(ctx context.Context, idOrName string) (*api.VM, error)
+	Logs(ctx context.Context, idOrName string, tail int, follow bool) (io.ReadCloser, error)
 	// Events streams changes with an ID above after (client.FromNow: from
 	// now on). It returns once the stream is positioned, so a listing made
 	// afterwards misses nothing. The changes channel is closed when the

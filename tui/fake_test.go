@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,4 +186,25 @@ func testModel(t *testing.T, f *fakeBackend, opened *[]string) Model {
 		Server: "http://vmd.test", Now: func() time.Time { return t0 }, Open: open,
 		Renderer: asciiRenderer(), Tick: time.Hour, Resync: -1,
 	})
+}
+
+func (f *fakeBackend) GetVM(_ context.Context, id string) (*api.VM, error) {
+	vm, err := f.find(id)
+	if err != nil {
+		return nil, err
+	}
+	vm.Events = []api.VMEvent{
+		{Time: t0.Add(-5 * time.Minute), State: api.StateProvisioning, Message: "created"},
+		{Time: t0.Add(-4 * time.Minute), State: api.StateStarting},
+		{Time: t0.Add(-4*time.Minute + 2*time.Second), State: api.StateRunning, Message: "qemu running"},
+	}
+	return vm, nil
+}
+
+func (f *fakeBackend) Logs(_ context.Context, id string, tail int, follow bool) (io.ReadCloser, error) {
+	if err := f.record("logs %s tail=%d follow=%v", id, tail, follow); err != nil {
+		return nil, err
+	}
+	// What a guest prints: CRLF line ends and a colour escape, which the view drops.
+	return io.NopCloser(strings.NewReader("vmd-tiny: boot 1\r\nvmd-tiny: booted\r\n\x1b[1;32mvmd-tiny:~# \x1b[0mecho hi\r\nhi\r\n")), nil
 }

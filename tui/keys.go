@@ -8,6 +8,8 @@ type keyMap struct {
 
 	Start, Stop, ForceStop, Delete, Console, Tunnel, Create key.Binding
 	Filter, ClearFilter, Refresh, Help, Quit                key.Binding
+
+	Open, Logs, Shell, Back key.Binding // the detail view (detail.go)
 }
 
 func newKeyMap() keyMap {
@@ -30,6 +32,10 @@ func newKeyMap() keyMap {
 		Refresh:     key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh")),
 		Help:        key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
 		Quit:        key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+		Open:        key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "details")),
+		Logs:        key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "serial log")),
+		Shell:       key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "shell")),
+		Back:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	}
 }
 
@@ -44,5 +50,6 @@ func (k keyMap) FullHelp() [][]key.Binding {
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End},
 		{k.Start, k.Stop, k.ForceStop, k.Delete, k.Create},
 		{k.Console, k.Tunnel, k.Filter, k.ClearFilter, k.Refresh, k.Help, k.Quit},
+		{k.Open, k.Logs, k.Shell, k.Back},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"sort"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ type Options struct {
 	// address and how to stop it; nil means the t key only shows the
 	// `vmctl console --tunnel` command.
 	Tunnel func(ctx context.Context, id string) (addr string, stop func(), err error)
+	// Shell is the command e runs for a shell in a VM (detail.go); nil
+	// means e only shows the command to run.
+	Shell func(name string) *exec.Cmd
 }
 
 type mode int
@@ -54,6 +58,7 @@ const (
 	modeConfirm
 	modeCreate
 	modeHelp
+	modeDetail
 )
 
 // Model is the dashboard's state. Update never does I/O: it returns Cmds
@@ -91,6 +96,8 @@ type Model struct {
 	changes     <-chan Change
 	errs        <-chan error
 	sinceResync time.Duration
+
+	detail detailState // the VM Enter opened (detail.go)
 }
 
 // Messages the Cmds answer with.
@@ -189,6 +196,9 @@ func (m Model) Init() tea.Cmd {
 
 // Update applies one message. It never panics and never blocks.
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if next, cmd, ok := m.detailUpdate(msg); ok {
+		return next, cmd
+	}
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = max(msg.Width, 1), max(msg.Height, 1)
@@ -307,6 +317,8 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		return m, tea.Quit
 	}
 	switch m.mode {
+	case modeDetail:
+		return m.detailKey(msg)
 	case modeHelp:
 		m.mode = modeTable
 		return m, nil
@@ -417,6 +429,14 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	case key.Matches(msg, k.Delete):
 		m.mode, m.confirmID, m.confirmName = modeConfirm, id, name
 		return m, nil
+	case key.Matches(msg, k.Open):
+		return m.openDetail(vm)
+	case key.Matches(msg, k.Logs):
+		m, cmd := m.openDetail(vm)
+		m.detail.logsOnly = true
+		return m, cmd
+	case key.Matches(msg, k.Shell):
+		return m.shell(name)
 	case key.Matches(msg, k.Console):
 		m = m.setStatus("opening the console of " + name + "…")
 		ctx, open := m.ctx, m.opts.Open

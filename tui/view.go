@@ -24,6 +24,8 @@ func (m Model) View() string {
 	switch m.mode {
 	case modeCreate:
 		body = m.form.view(m.st)
+	case modeDetail:
+		body = m.detailView(max(m.height-headerLines-footerLines, 1))
 	case modeHelp:
 		body = m.st.title.Render("Keys") + "\n\n" + m.help.FullHelpView(m.keys.FullHelp()) +
 			"\n\n" + m.st.dim.Render("press any key to go back")
@@ -194,6 +196,8 @@ func (m Model) hintLine() string {
 		return m.filter.View() + m.st.dim.Render("   enter keep · esc clear")
 	case modeCreate, modeHelp:
 		return ""
+	case modeDetail:
+		return m.detailHelp()
 	}
 	return m.help.ShortHelpView(m.keys.ShortHelp())
 }

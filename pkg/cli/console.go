@@ -30,6 +30,9 @@ type ConsoleOptions struct {
 	Tunnel   string // listen address; "" means no tunnel
 	// Ready, when set, is told the tunnel's listening address (tests listen on port 0).
 	Ready func(net.Addr)
+	// Serial attaches the terminal to the VM's serial port (serial.go);
+	// Write takes typing over from another connection.
+	Serial, Write bool
 }
 
 // NewCmdConsole builds `vmctl console NAME`.
@@ -43,11 +46,16 @@ func NewCmdConsole(f *Factory, runF func(context.Context, *ConsoleOptions) error
 With --print-url the console's URL is printed instead; it holds a single-use
 token that is valid for a short time. With --tunnel, vmctl listens on a local
 address and forwards raw VNC (RFB) over the console WebSocket, so a native
-VNC viewer can connect to it; each connection gets a fresh token.`,
+VNC viewer can connect to it; each connection gets a fresh token.
+
+With --serial the terminal is attached to the VM's serial port instead, in
+raw mode; Ctrl-] detaches. The first connection to a VM's serial port types
+and later ones only watch (they are told so); --write takes typing over.`,
 		Example: `  vmctl console web
   vmctl console web --print-url
   vmctl console web --tunnel            # then: vncviewer 127.0.0.1:5900
-  vmctl console web --tunnel 127.0.0.1:5901`,
+  vmctl console web --tunnel 127.0.0.1:5901
+  vmctl console web --serial            # Ctrl-] detaches`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			// "--tunnel ADDR" with a space: pflag's NoOptDefVal leaves ADDR as an argument.
 			if len(args) == 2 && cmd.Flags().Changed("tunnel") && opts.Tunnel == DefaultTunnelAddr {
@@ -64,6 +72,12 @@ VNC viewer can connect to it; each connection gets a fresh token.`,
 			if opts.PrintURL && cmd.Flags().Changed("tunnel") {
 				return flagErrorf("--print-url and --tunnel cannot be used together")
 			}
+			if opts.Serial && (opts.PrintURL || cmd.Flags().Changed("tunnel")) {
+				return flagErrorf("--serial cannot be used with --print-url or --tunnel")
+			}
+			if opts.Write && !opts.Serial {
+				return flagErrorf("--write needs --serial")
+			}
 			if cmd.Flags().Changed("tunnel") && opts.Tunnel == "" {
 				return flagErrorf("--tunnel needs an address such as %s", DefaultTunnelAddr)
 			}
@@ -77,6 +91,8 @@ VNC viewer can connect to it; each connection gets a fresh token.`,
 	fl.BoolVar(&opts.PrintURL, "print-url", false, "print the console URL instead of opening a browser")
 	fl.StringVar(&opts.Tunnel, "tunnel", "", "forward raw VNC on this local address (default "+DefaultTunnelAddr+" when given alone)")
 	fl.Lookup("tunnel").NoOptDefVal = DefaultTunnelAddr
+	fl.BoolVar(&opts.Serial, "serial", false, "attach this terminal to the VM's serial port (Ctrl-] detaches)")
+	fl.BoolVar(&opts.Write, "write", false, "with --serial: take typing over from the connection that has it")
 	return cmd
 }
 
@@ -87,6 +103,9 @@ func consoleRun(ctx context.Context, opts *ConsoleOptions) error {
 	}
 	if opts.Tunnel != "" {
 		return tunnel(ctx, opts, c)
+	}
+	if opts.Serial {
+		return serialRun(ctx, opts, c)
 	}
 	res, err := c.Console(ctx, opts.Name)
 	if err != nil {

@@ -115,6 +115,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdExec(f, nil),
 		NewCmdCopy(f, nil),
 		NewCmdSnapshot(f, nil),
+		NewCmdLogs(f, nil),
 	)
 	return root, nil
 }

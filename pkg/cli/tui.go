@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/tui"
@@ -25,6 +28,9 @@ type TUIOptions struct {
 
 	All          bool
 	PollInterval time.Duration
+	// Global are the global flags given (--server, --context…), passed on
+	// to the vmctl that e runs for a shell.
+	Global []string
 }
 
 // NewCmdTUI builds `vmctl tui`.
@@ -43,6 +49,11 @@ Colour is off when NO_COLOR is set.`,
 			if opts.PollInterval <= 0 {
 				return flagErrorf("--poll-interval must be positive")
 			}
+			cmd.InheritedFlags().Visit(func(f *pflag.Flag) {
+				if f.Name != "quiet" {
+					opts.Global = append(opts.Global, "--"+f.Name+"="+f.Value.String())
+				}
+			})
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -75,7 +86,11 @@ func tuiRun(ctx context.Context, opts *TUIOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := tui.ClientBackend{Client: c, All: opts.All, PollInterval: opts.PollInterval}
-	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r,
+	var shell func(string) *exec.Cmd
+	if self, err := os.Executable(); err == nil {
+		shell = tui.ShellCommand(ctx, self, opts.Global)
+	}
+	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r, Shell: shell,
 		Tunnel: func(ctx context.Context, id string) (string, func(), error) { return startTunnel(ctx, c, id) }})
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.IO.In), tea.WithOutput(opts.IO.Out), tea.WithAltScreen())
 	if _, err := p.Run(); err != nil {

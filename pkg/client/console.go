@@ -2,12 +2,7 @@ package client
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net"
-	"net/http"
-
-	"github.com/coder/websocket"
 )
 
 // ConsoleSubprotocol is the WebSocket subprotocol of the console: binary
@@ -22,28 +17,5 @@ func (c *Client) DialConsole(ctx context.Context, idOrName string) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	hdr := http.Header{}
-	if c.token != "" {
-		hdr.Set("Authorization", "Bearer "+c.token)
-	}
-	ws, resp, err := websocket.Dial(ctx, res.WSURL, &websocket.DialOptions{
-		// coder/websocket applies the client's Timeout to the handshake only.
-		HTTPClient:      c.rc.GetClient(),
-		HTTPHeader:      hdr,
-		Subprotocols:    []string{ConsoleSubprotocol},
-		CompressionMode: websocket.CompressionDisabled,
-	})
-	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			return nil, fmt.Errorf("console of vm %s: %w", idOrName,
-				newAPIError(resp.StatusCode, resp.Header.Get("X-Request-Id"), body))
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("console of vm %s: open websocket: %w", idOrName, err)
-	}
-	ws.SetReadLimit(16 << 20)
-	return websocket.NetConn(ctx, ws, websocket.MessageBinary), nil
+	return c.dialWS(ctx, idOrName, res.WSURL)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/login"
+	"github.com/vmdhq/vmd/pkg/serial"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
@@ -158,6 +159,9 @@ type Console struct {
 	wsBase   string // ws(s)://host/prefix
 	sessions sessions
 	m        metrics
+
+	serialOnce sync.Once
+	serial     *serial.Hubs // shared serial connections, made on first use (serial.go)
 }
 
 // New checks cfg, fills its defaults and registers the metrics.
@@ -271,6 +275,7 @@ func (c *Console) LoginSessions() *login.Registry { return c.cfg.Sessions }
 type session struct {
 	userID, vmID string
 	cancel       context.CancelCauseFunc
+	serial       bool // the VM's serial port, not its screen
 }
 
 // sessions counts open sessions per VM and per user under one lock, so a

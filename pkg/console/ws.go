@@ -43,6 +43,10 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 	if err := checkHandshake(r); err != nil {
 		return err
 	}
+	typ, err := targetType(r)
+	if err != nil {
+		return err
+	}
 	// Browsers always send Origin; a client that sends none is a program,
 	// and a program must also say who it is (its bearer token).
 	if r.Header.Get("Origin") == "" && authUserID == "" {
@@ -64,7 +68,7 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		return err
 	}
 	sctx, scancel := context.WithCancelCause(context.Background())
-	s := &session{userID: g.UserID, vmID: v.ID, cancel: scancel}
+	s := &session{userID: g.UserID, vmID: v.ID, cancel: scancel, serial: typ == TypeSerial}
 	if err := c.sessions.reserve(s, c.cfg.MaxPerVM, c.cfg.MaxPerUser); err != nil {
 		scancel(nil)
 		return err
@@ -78,9 +82,9 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 			c.sessions.release(s)
 		}
 	}()
-	vnc, err := c.dialVNC(ctx, c.cfg.Sockets.VNCSocket(v))
+	vnc, err := c.dialTarget(ctx, r, v, s)
 	if err != nil {
-		c.log.Warn("console: dial vnc socket", "vm", v.ID, "err", err)
+		c.log.Warn("console: dial vm socket", "vm", v.ID, "type", typ, "err", err)
 		return fmt.Errorf("%w: vm %s", ErrUnavailable, v.Name)
 	}
 	// The one step that spends the token: of concurrent requests with it,
@@ -273,7 +277,7 @@ func headerHas(h http.Header, name, token string) bool {
 
 // run proxies between ws and vnc until either side ends, the VM stops, the
 // session idles out or the server shuts down.
-func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *session, g Grant) {
+func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteCloser, s *session, g Grant) {
 	defer c.sessions.release(s)
 	c.m.active.Inc()
 	defer c.m.active.Dec()
@@ -292,7 +296,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 	go func() { // VM to client
 		defer wg.Done()
 		buf := make([]byte, c.cfg.BufferSize)
-		watching := true
+		watching := !s.serial // RFB's first update; a serial port has none
 		for {
 			n, err := vnc.Read(buf)
 			if n > 0 {

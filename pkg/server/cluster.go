@@ -79,6 +79,17 @@ func (s *Server) createElsewhere(c echo.Context, r api.CreateVMRequest, err erro
 // in the answer are rewritten to this node, so the WebSocket comes back
 // through it too.
 func (s *Server) onOwner(next echo.HandlerFunc) echo.HandlerFunc {
+	return s.toOwner(next, s.rebaseConsole)
+}
+
+// onVMNode runs a request about one VM on the node that runs it (exec and
+// files reach its agent there, logs its serial port, snapshots its disk)
+// and passes the answer back unchanged.
+func (s *Server) onVMNode(next echo.HandlerFunc) echo.HandlerFunc { return s.toOwner(next, nil) }
+
+// toOwner authorizes the caller on the VM here, then runs next on this
+// node or forwards the request to the VM's, modify editing its answer.
+func (s *Server) toOwner(next echo.HandlerFunc, modify func(*http.Response) error) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		cl := s.cfg.Cluster
 		if cl == nil {
@@ -91,7 +102,7 @@ func (s *Server) onOwner(next echo.HandlerFunc) echo.HandlerFunc {
 		if cl.Local(v.Node) {
 			return next(c)
 		}
-		return cl.Forward(c.Response(), c.Request(), v.Node, s.rebaseConsole)
+		return cl.Forward(c.Response(), c.Request(), v.Node, modify)
 	}
 }
 

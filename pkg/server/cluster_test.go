@@ -22,6 +22,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/image"
 	"github.com/vmdhq/vmd/pkg/mail"
 	"github.com/vmdhq/vmd/pkg/ratelimit"
+	"github.com/vmdhq/vmd/pkg/serial"
 	"github.com/vmdhq/vmd/pkg/server"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
@@ -44,7 +45,7 @@ func startClusterNode(t *testing.T, st store.Store, name string, secret []byte, 
 // startClusterNodeWith is startClusterNode with a console made by cons
 // from the node's public URL (nil: no console).
 func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []byte, capa cluster.Capacity,
-	cons func(publicURL string) *console.Console) *clusterNode {
+	cons func(publicURL string) *console.Console, tweak ...func(*server.Config)) *clusterNode {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	var h http.Handler
@@ -69,8 +70,12 @@ func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []by
 	if cons != nil {
 		con = cons(hs.URL)
 	}
-	s, err := server.New(server.Config{Accounts: accounts, VMs: vms, Store: st, PublicURL: hs.URL, Log: log,
-		Version: "test", Cluster: reg, Console: con})
+	cfg := server.Config{Accounts: accounts, VMs: vms, Store: st, PublicURL: hs.URL, Log: log,
+		Version: "test", Cluster: reg, Console: con}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +247,8 @@ func TestClusterConsole(t *testing.T) {
 		return c
 	}
 	a := startClusterNodeWith(t, st, "a", secret, capa, cons)
-	startClusterNodeWith(t, st, "b", secret, capa, cons)
+	// Only b serves serial logs: a request to a must be forwarded to work.
+	startClusterNodeWith(t, st, "b", secret, capa, cons, func(c *server.Config) { c.Logs = &serial.Logs{Layout: layout} })
 	acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
 		Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 	if _, err := acc.AddUser(ctx, "ada@example.com", "correct horse battery", false); err != nil {
@@ -281,6 +287,24 @@ func TestClusterConsole(t *testing.T) {
 		t.Fatalf("console through a to b: %d %s", status, body)
 	}
 	ws.CloseNow()
+
+	// The serial port and the serial log, asked of a, come from b.
+	echoSerial(t, layout.Socket(web.ID, vm.SerialSocket))
+	code, data = clusterDo(t, "GET", a.url+api.BasePath+"/vms/web/console", lr.Token, nil, nil)
+	if code != 200 || json.Unmarshal(data, &res) != nil {
+		t.Fatalf("console token through a: %d %s", code, data)
+	}
+	ws, status, body = wsDial(t, res.WSURL+"&type=serial", http.Header{"Origin": {a.url}, "Authorization": {"Bearer " + lr.Token}})
+	if ws == nil {
+		t.Fatalf("serial through a to b: %d %s", status, body)
+	}
+	readWS(t, ws, "~ # ")
+	ws.CloseNow()
+	appendLog(t, layout.VMFile(web.OwnerID, web.ID, vm.SerialFile), "from b\n")
+	code, data = clusterDo(t, "GET", a.url+api.BasePath+"/vms/web/logs", lr.Token, nil, nil)
+	if code != 200 || string(data) != "from b\n" {
+		t.Fatalf("logs through a: %d %q", code, data)
+	}
 }
 
 // TestCreateAdmissionOrder: a create is validated, then admitted against

@@ -10,26 +10,6 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 )
 
-// onVMNode runs a request about one VM's guest on the node that runs it
-// (exec and files reach its agent there). The caller is authorized here
-// first, by the same rule as everywhere (a stranger's VM is not found).
-func (s *Server) onVMNode(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		cl := s.cfg.Cluster
-		if cl == nil {
-			return next(c)
-		}
-		v, err := s.cfg.VMs.Lookup(c.Request().Context(), caller(c), vmRef(c))
-		if err != nil {
-			return err
-		}
-		if cl.Local(v.Node) {
-			return next(c)
-		}
-		return cl.Forward(c.Response(), c.Request(), v.Node, nil)
-	}
-}
-
 // execVM runs a command in the caller's VM through its guest agent.
 func (s *Server) execVM(c echo.Context) error {
 	var r api.ExecRequest

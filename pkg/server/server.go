@@ -26,6 +26,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/login"
+	"github.com/vmdhq/vmd/pkg/serial"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
@@ -57,6 +58,8 @@ type Config struct {
 	// with EventStreamsPerUser as its cap.
 	Feed                *vm.Feed
 	EventStreamsPerUser int
+	// Logs serves VMs' serial logs; nil answers GET /vms/{id}/logs with 503.
+	Logs *serial.Logs
 }
 
 // Server is the HTTP handler of vmd.
@@ -215,6 +218,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/vms/:id/snapshots", user, s.onVMNode(s.createSnapshot)},
 		{http.MethodPost, "/vms/:id/snapshots/:snap/restore", user, s.onVMNode(s.restoreSnapshot)},
 		{http.MethodDelete, "/vms/:id/snapshots/:snap", user, s.onVMNode(s.deleteSnapshot)},
+		{http.MethodGet, "/vms/:id/logs", user, s.onVMNode(s.vmLogs)},
 	}
 }
 

@@ -18,6 +18,9 @@ const (
 	QMPSocket  = "qmp.sock"   // in the runtime dir
 	VNCSocket  = "vnc.sock"   // in the runtime dir
 	QGASocket  = "qga.sock"   // in the runtime dir: the guest agent's virtio-serial port
+	// SerialSocket is the serial port's chardev socket, in the runtime dir;
+	// QEMU takes one client at a time, so vmd holds it (pkg/console).
+	SerialSocket = "serial.sock"
 )
 
 // maxSocketPath is sun_path's size less its terminating NUL.

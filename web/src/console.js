@@ -4,6 +4,7 @@
 // with the session cookie, since a token works once and for 60 s.
 import RFB from '@novnc/novnc';
 import { $, ApiError, get, onLogout } from './api.js';
+import './serial.js';
 
 const vmId = decodeURIComponent(location.pathname.split('/')[2] || '');
 const screen = $('#screen');

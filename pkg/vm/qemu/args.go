@@ -31,6 +31,9 @@ type Invocation struct {
 	VNC     string // unix socket
 	QGA     string // unix socket of the guest agent's port; "" for none
 	LoadVM  string // a memory snapshot to start at (-loadvm); "" boots
+	// SerialSock is the serial port's unix socket (vmd holds its one client
+	// connection and fans it out); the port's output is also appended to Serial.
+	SerialSock string
 }
 
 // sandbox denies what a guest's QEMU never needs. It must not be combined
@@ -62,9 +65,10 @@ func Args(s Invocation) []string {
 		// A unix socket only: the console is reached through vmd's authenticated proxy, never TCP.
 		"-vnc", "unix:"+s.VNC,
 		"-qmp", "unix:"+s.QMP+",server=on,wait=off",
-		// append=on keeps earlier boots' output, so a restart does not erase what led to it.
-		"-chardev", "file,id=serial0,path="+escape(s.Serial)+",append=on",
-		"-serial", "chardev:serial0",
+		// A socket for the interactive console, with the log kept beside it:
+		// logappend=on keeps earlier boots' output, so a restart does not erase what led to it.
+		"-chardev", "socket,id=ser0,path="+s.SerialSock+",server=on,wait=off,logfile="+escape(s.Serial)+",logappend=on",
+		"-serial", "chardev:ser0",
 		"-pidfile", s.PIDFile,
 		"-sandbox", sandbox,
 	)
@@ -92,9 +96,9 @@ func (s Invocation) validate() error {
 		return fmt.Errorf("accel %q: want kvm or tcg", s.Accel)
 	case s.CPU < 1 || s.MemoryMB < 1:
 		return fmt.Errorf("cpu %d, memory %d MB: must be positive", s.CPU, s.MemoryMB)
-	case s.Disk == "" || s.Serial == "" || s.PIDFile == "" || s.QMP == "" || s.VNC == "":
+	case s.Disk == "" || s.Serial == "" || s.PIDFile == "" || s.QMP == "" || s.VNC == "" || s.SerialSock == "":
 		return fmt.Errorf("disk, serial, pid file and sockets are required")
-	case strings.Contains(s.VNC, ",") || strings.Contains(s.QMP, ",") || strings.Contains(s.QGA, ","):
+	case strings.Contains(s.VNC, ",") || strings.Contains(s.QMP, ",") || strings.Contains(s.QGA, ",") || strings.Contains(s.SerialSock, ","):
 		return fmt.Errorf("socket paths must not contain commas")
 	}
 	return nil

@@ -10,7 +10,8 @@ import (
 
 func TestArgs(t *testing.T) {
 	base := Invocation{Spec: Spec{ID: "vm_1", CPU: 2, MemoryMB: 256}, Accel: "tcg", Disk: "/d/disk.qcow2",
-		Serial: "/d/serial.log", PIDFile: "/d/qemu.pid", QMP: "/r/qmp.sock", VNC: "/r/vnc.sock"}
+		Serial: "/d/serial.log", PIDFile: "/d/qemu.pid", QMP: "/r/qmp.sock", VNC: "/r/vnc.sock",
+		SerialSock: "/r/serial.sock"}
 	withSeed := base
 	withSeed.Seed = "/d/seed.iso"
 	commas := base
@@ -35,7 +36,8 @@ func TestArgs(t *testing.T) {
 			{"-vga", "std"}, {"-display", "none"},
 			{"-vnc", "unix:/r/vnc.sock"},
 			{"-qmp", "unix:/r/qmp.sock,server=on,wait=off"},
-			{"-chardev", "file,id=serial0,path=/d/serial.log,append=on"}, {"-serial", "chardev:serial0"},
+			{"-chardev", "socket,id=ser0,path=/r/serial.sock,server=on,wait=off,logfile=/d/serial.log,logappend=on"},
+			{"-serial", "chardev:ser0"},
 			{"-pidfile", "/d/qemu.pid"},
 			{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
 		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S", "virtio-serial-pci",
@@ -91,12 +93,14 @@ func TestArgs(t *testing.T) {
 }
 
 func TestSpecValidate(t *testing.T) {
-	ok := Invocation{Spec: Spec{ID: "vm_1", CPU: 1, MemoryMB: 64}, Accel: "tcg", Disk: "d", Serial: "s", PIDFile: "p", QMP: "q", VNC: "v"}
+	ok := Invocation{Spec: Spec{ID: "vm_1", CPU: 1, MemoryMB: 64}, Accel: "tcg", Disk: "d", Serial: "s", PIDFile: "p", QMP: "q", VNC: "v", SerialSock: "t"}
 	bad := map[string]func(*Invocation){
-		"accel":      func(s *Invocation) { s.Accel = "xen" },
-		"cpu":        func(s *Invocation) { s.CPU = 0 },
-		"no disk":    func(s *Invocation) { s.Disk = "" },
-		"comma sock": func(s *Invocation) { s.QMP = "a,b" },
+		"accel":          func(s *Invocation) { s.Accel = "xen" },
+		"cpu":            func(s *Invocation) { s.CPU = 0 },
+		"no disk":        func(s *Invocation) { s.Disk = "" },
+		"comma sock":     func(s *Invocation) { s.QMP = "a,b" },
+		"no serial sock": func(s *Invocation) { s.SerialSock = "" },
+		"comma serial":   func(s *Invocation) { s.SerialSock = "a,b" },
 	}
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)

@@ -239,6 +239,7 @@ func (d *Driver) invocation(s Spec) Invocation {
 		QMP:     l.Socket(s.ID, vm.QMPSocket),
 		VNC:     l.Socket(s.ID, vm.VNCSocket),
 		QGA:     l.Socket(s.ID, vm.QGASocket)}
+	inv.SerialSock = l.Socket(s.ID, vm.SerialSocket)
 	if seed := l.VMFile(s.OwnerID, s.ID, vm.SeedFile); fileExists(seed) {
 		inv.Seed = seed
 	}
