@@ -191,6 +191,9 @@ type CreateVMRequest struct {
 	MemoryMB int    `json:"memory_mb,omitempty"`
 	DiskGB   int    `json:"disk_gb,omitempty"`
 	UserData string `json:"userdata,omitempty"`
+	// SSHKeys are public keys (authorized_keys form) given to this VM on
+	// top of the owner's stored keys; validated like POST /me/ssh-keys.
+	SSHKeys []string `json:"ssh_keys,omitempty"`
 }
 
 // VM is a virtual machine as the API returns it.
@@ -209,6 +212,10 @@ type VM struct {
 	CreatedAt    time.Time    `json:"created_at" yaml:"created_at"`
 	UpdatedAt    time.Time    `json:"updated_at" yaml:"updated_at"`
 	Events       []VMEvent    `json:"events,omitempty" yaml:"events,omitempty"`
+	// SSHHostKeys are the SSH host keys the guest reported on its serial
+	// console ("TYPE BASE64", no comment), [] until it has. The guest
+	// vouches for them itself: they name it, they prove nothing else.
+	SSHHostKeys []string `json:"ssh_host_keys" yaml:"ssh_host_keys"`
 }
 
 // VMEvent records one state change of a VM.
@@ -241,6 +248,10 @@ type Template struct {
 	SizeBytes int64     `json:"size_bytes" yaml:"size_bytes"`
 	SHA256    string    `json:"sha256" yaml:"sha256"`
 	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+	// SSHUser is the template's default login user ("debian"); "" when unknown (root on the tiny image).
+	SSHUser string `json:"ssh_user,omitempty" yaml:"ssh_user,omitempty"`
+	// MinMemoryMB is the least memory a VM of this template is created with; 0: no minimum of its own.
+	MinMemoryMB int `json:"min_memory_mb,omitempty" yaml:"min_memory_mb,omitempty"`
 }
 
 // ConsoleResponse is the body of GET /vms/{id}/console.
@@ -269,4 +280,27 @@ const (
 	DefaultCPU      = 1
 	DefaultMemoryMB = 256
 	DefaultDiskGB   = 1
+)
+
+// SSHKeyRequest is the body of POST /me/ssh-keys: one public key in
+// authorized_keys form, without options. Name defaults to the key's
+// comment, else to the start of its fingerprint.
+type SSHKeyRequest struct {
+	Name string `json:"name,omitempty"`
+	Key  string `json:"key"`
+}
+
+// SSHKey is one of the caller's SSH public keys.
+type SSHKey struct {
+	Name string `json:"name" yaml:"name"`
+	// Key is the key as vmd re-wrote it: "TYPE BASE64 [COMMENT]".
+	Key         string    `json:"key" yaml:"key"`
+	Fingerprint string    `json:"fingerprint" yaml:"fingerprint"` // "SHA256:…", as ssh-keygen -l prints it
+	CreatedAt   time.Time `json:"created_at" yaml:"created_at"`
+}
+
+// Limits on SSH keys, checked by the server.
+const (
+	MaxSSHKeysPerUser = 32 // stored keys of one user
+	MaxSSHKeysPerVM   = 16 // keys in one create request's ssh_keys
 )

@@ -200,6 +200,9 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
+		{http.MethodGet, "/me/ssh-keys", user, s.listSSHKeys},
+		{http.MethodPost, "/me/ssh-keys", user, s.addSSHKey},
+		{http.MethodDelete, "/me/ssh-keys/:name", user, s.deleteSSHKey},
 	}
 }
 
