@@ -49,13 +49,16 @@ type GuestSpec struct {
 	CPU      int
 	MemoryMB int
 	DiskGB   int    // the overlay's size; never below the base image's
-	UserData string // cloud-init user-data; "" for no seed
+	UserData string // cloud-init user-data; "" for no seed (unless SSHKeys)
+	// SSHKeys are the authorized keys ("TYPE BASE64") fixed at create
+	// time, written to the seed's meta-data public-keys.
+	SSHKeys []string
 }
 
 // SpecOf is the one conversion from a VM's record to what its driver is told.
 func SpecOf(v store.VM) GuestSpec {
 	return GuestSpec{ID: v.ID, OwnerID: v.OwnerID, Hostname: v.Name,
-		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData}
+		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData, SSHKeys: v.SSHKeys}
 }
 
 // GuestExit is how a guest's process ended.
