@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -326,7 +327,7 @@ func testVMs(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != vms[0] {
+	if !reflect.DeepEqual(got, vms[0]) {
 		t.Fatalf("get vm:\n got %+v\nwant %+v", got, vms[0])
 	}
 	got, err = s.GetVMByName(ctx, "u1", "cache")
