@@ -25,6 +25,7 @@ type CreateOptions struct {
 	MemoryMB     int
 	DiskGB       int
 	UserDataFile string
+	SSHKeyFiles  []string
 	Wait         bool
 	Timeout      time.Duration
 	Interval     time.Duration
@@ -65,6 +66,7 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 	fl.StringVar(&opts.UserDataFile, "userdata", "", "cloud-init user data file ('-' for stdin)")
 	fl.BoolVar(&opts.Wait, "wait", false, "wait until the VM is running")
 	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long --wait waits")
+	fl.StringArrayVar(&opts.SSHKeyFiles, "ssh-key", nil, "public key file (.pub) for this VM besides your stored keys (repeatable)")
 	addOutputFlag(cmd, &opts.Output)
 	_ = cmd.RegisterFlagCompletionFunc("template", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		c, err := opts.Client()
@@ -102,6 +104,13 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 			return fmt.Errorf("read userdata: %w", err)
 		}
 		req.UserData = string(b)
+	}
+	for _, f := range opts.SSHKeyFiles {
+		keys, err := readKeyFile(opts.IO, f)
+		if err != nil {
+			return err
+		}
+		req.SSHKeys = append(req.SSHKeys, keys...)
 	}
 	c, err := authedClient(opts.Client)
 	if err != nil {
