@@ -139,7 +139,11 @@ func (c *Catalog) Get(ctx context.Context, name string) (api.Template, error) {
 	} else if err != nil {
 		return api.Template{}, err
 	}
-	return api.Template{Name: name, SizeBytes: fi.Size(), SHA256: sum, CreatedAt: fi.ModTime().UTC()}, nil
+	p, err := c.props(name)
+	if err != nil {
+		return api.Template{}, err
+	}
+	return withProps(api.Template{Name: name, SizeBytes: fi.Size(), SHA256: sum, CreatedAt: fi.ModTime().UTC()}, p), nil
 }
 
 // Verify checks that template name is a standalone qcow2 image whose content
@@ -249,7 +253,11 @@ func (c *Catalog) Import(ctx context.Context, name, srcFile string) (api.Templat
 		return api.Template{}, fmt.Errorf("import %s: %w", name, err)
 	}
 	c.cache[name] = fileCheck{size: fi.Size(), mtime: fi.ModTime(), sha: sum, checked: true}
-	return api.Template{Name: name, SizeBytes: fi.Size(), SHA256: sum, CreatedAt: fi.ModTime().UTC()}, nil
+	p, err := c.props(name)
+	if err != nil {
+		return api.Template{}, err
+	}
+	return withProps(api.Template{Name: name, SizeBytes: fi.Size(), SHA256: sum, CreatedAt: fi.ModTime().UTC()}, p), nil
 }
 
 // stat follows symlinks (a template may link to an image elsewhere) and
