@@ -60,8 +60,8 @@ func TestSSHKeysTinyVM(t *testing.T) {
 		t.Fatalf("keys after delete: %q", out)
 	}
 
-	start := time.Now()
 	v.waitSerial(t, vm, "vmd-tiny: hostkey ecdsa-sha2-nistp256 ", 3*time.Minute)
+	start := time.Now()
 	printed := printedHostKeys(t, v.vmFile(vm, "serial.log"))
 	var got []string
 	waitFor(t, "ssh_host_keys in the VM JSON", 60*time.Second, func() bool {
@@ -72,7 +72,7 @@ func TestSSHKeysTinyVM(t *testing.T) {
 	if !slices.Equal(got, printed) {
 		t.Fatalf("ssh_host_keys = %q, the guest printed %q", got, printed)
 	}
-	c.must(0, "", "delete", "web")
+	c.must(0, "", "delete", "web", "--yes")
 }
 
 // printedHostKeys reads the "vmd-tiny: hostkey TYPE BASE64" lines of a serial log.
