@@ -24,8 +24,8 @@ type Props struct {
 // builtinProps are the properties of the templates this repository builds
 // (make image, make image-debian), used when no sidecar says otherwise, so
 // `vmd image import debian-12 images/debian-12.qcow2` needs no flags.
-// Debian's cloud-init (Python under TCG) wants 1 GiB: the image's own
-// tests boot it with that much; 256 MB, vmd's default, runs out of memory.
+// debian-12 gets 1 GiB, what the image's own tests boot it with (systemd
+// and cloud-init's Python; vmd's 256 MB default was not tried).
 var builtinProps = map[string]Props{
 	"tiny":      {SSHUser: "root"},
 	"debian-12": {SSHUser: "debian", MinMemoryMB: 1024},
