@@ -5,11 +5,14 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vmdhq/vmd/pkg/image"
 )
 
 func newImageCmd(st *settings, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Short: "Manage templates (base images) of this node"}
-	cmd.AddCommand(&cobra.Command{
+	var props image.Props
+	imp := &cobra.Command{
 		Use:   "import NAME FILE",
 		Short: "Register a qcow2 file as template NAME (copied, checksummed, read-only)",
 		Args:  cobra.ExactArgs(2),
@@ -19,11 +22,20 @@ func newImageCmd(st *settings, stdout, stderr io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// Flags given: they replace the built-in properties of the name.
+				if c.Flags().Changed("ssh-user") || c.Flags().Changed("min-memory-mb") {
+					if err := a.catalog.SetProps(t.Name, props); err != nil {
+						return err
+					}
+				}
 				fmt.Fprintf(stdout, "imported template %s (%d bytes, sha256 %s)\n", t.Name, t.SizeBytes, t.SHA256)
 				return nil
 			})
 		},
-	}, &cobra.Command{
+	}
+	imp.Flags().StringVar(&props.SSHUser, "ssh-user", "", "the template's default login user, shown in GET /templates (built in: root for tiny, debian for debian-12)")
+	imp.Flags().IntVar(&props.MinMemoryMB, "min-memory-mb", 0, "least memory a VM of the template gets (built in: 1024 for debian-12)")
+	cmd.AddCommand(imp, &cobra.Command{
 		Use:   "list",
 		Short: "List templates",
 		Args:  cobra.NoArgs,
