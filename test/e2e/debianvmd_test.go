@@ -69,6 +69,10 @@ func TestDebianImageThroughVMD(t *testing.T) {
 	}
 	v.waitSerial(t, vm, "vmd-e2e: mode ", 12*time.Minute)
 	done := time.Since(created)
+	// keys_to_console runs in cloud-final after scripts_user (runcmd); "finished at" ends cloud-final.
+	v.waitSerial(t, vm, "-----END SSH HOST KEY KEYS-----", 5*time.Minute)
+	v.waitSerial(t, vm, " finished at ", 5*time.Minute)
+	finished := time.Since(created)
 	b, err := os.ReadFile(v.vmFile(vm, "serial.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +100,8 @@ func TestDebianImageThroughVMD(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(printed, "\n") {
 		t.Fatalf("ssh_host_keys = %q, cloud-init printed %q", got, printed)
 	}
-	t.Logf("debian-12 through vmd under TCG: create to cloud-init's runcmd done %.1f s", done.Seconds())
+	t.Logf("debian-12 through vmd under TCG: create to runcmd done %.1f s, to cloud-init finished %.1f s",
+		done.Seconds(), finished.Seconds())
 	c.must(0, "", "delete", "deb", "--yes")
 }
 
