@@ -99,6 +99,7 @@ func sshKeyAddRun(ctx context.Context, opts *SSHKeyOptions) error {
 	}
 	if opts.Output == "" {
 		opts.IO.Infof("Added ssh key %s (%s).\n", k.Name, k.Fingerprint)
+		return nil
 	}
 	return printSSHKeys(opts, []api.SSHKey{*k}, k)
 }
