@@ -1,14 +1,25 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/client"
 )
 
 func testPub(t *testing.T) string {
@@ -106,5 +117,73 @@ func TestReadKeyFile(t *testing.T) {
 	in.WriteString(a + "\n")
 	if keys, err := readKeyFile(ios, "-"); err != nil || len(keys) != 1 || keys[0] != a {
 		t.Fatalf("stdin: %q, %v", keys, err)
+	}
+}
+
+// TestSSHKeyRun runs add, list and delete against a small stand-in for
+// vmd's /me/ssh-keys, checking what is sent and what is printed.
+func TestSSHKeyRun(t *testing.T) {
+	var posted api.SSHKeyRequest
+	var deleted string
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/me/ssh-keys", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewDecoder(r.Body).Decode(&posted)
+		if strings.HasPrefix(posted.Key, "bad") {
+			w.WriteHeader(422)
+			_, _ = io.WriteString(w, `{"error":{"code":"validation_failed","message":"key: invalid ssh public key","field":"key"}}`)
+			return
+		}
+		writeJSONResp(w, 201, api.SSHKey{Name: "laptop", Key: posted.Key, Fingerprint: "SHA256:abc", CreatedAt: fakeNow})
+	})
+	mux.HandleFunc("GET /api/v1/me/ssh-keys", func(w http.ResponseWriter, r *http.Request) {
+		writeJSONResp(w, 200, []api.SSHKey{{Name: "laptop", Key: "ssh-ed25519 AAAA x", Fingerprint: "SHA256:abc", CreatedAt: fakeNow}})
+	})
+	mux.HandleFunc("DELETE /api/v1/me/ssh-keys/{name}", func(w http.ResponseWriter, r *http.Request) {
+		deleted = r.PathValue("name")
+		w.WriteHeader(204)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	key := testPub(t)
+	file := filepath.Join(t.TempDir(), "id.pub")
+	if err := os.WriteFile(file, []byte(key+" me@x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newOpts := func() (*SSHKeyOptions, *bytes.Buffer, *bytes.Buffer) {
+		ios, _, out, errOut := TestStreams()
+		return &SSHKeyOptions{IO: ios, Now: func() time.Time { return fakeNow },
+			Client: func() (*client.Client, error) { return client.New(srv.URL, "tok"), nil }}, out, errOut
+	}
+	ctx := context.Background()
+
+	opts, out, errOut := newOpts()
+	opts.File, opts.Name = file, "laptop"
+	if err := sshKeyAddRun(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if posted.Name != "laptop" || posted.Key != key+" me@x" || out.Len() != 0 || !strings.Contains(errOut.String(), "SHA256:abc") {
+		t.Fatalf("add sent %+v, printed %q / %q", posted, out, errOut)
+	}
+	opts, _, _ = newOpts()
+	opts.File = filepath.Join(t.TempDir(), "bad.pub")
+	_ = os.WriteFile(opts.File, []byte("bad key\n"), 0o600)
+	var ae *client.APIError
+	if err := sshKeyAddRun(ctx, opts); !errors.As(err, &ae) || ae.Status != 422 {
+		t.Fatalf("bad key: %v, want the server's 422", err)
+	}
+
+	opts, out, _ = newOpts()
+	opts.Output = formatName
+	if err := sshKeyListRun(ctx, opts); err != nil || out.String() != "laptop\n" {
+		t.Fatalf("list -o name = %q, %v", out, err)
+	}
+	opts, out, _ = newOpts()
+	if err := sshKeyListRun(ctx, opts); err != nil || !strings.Contains(out.String(), "laptop\tssh-ed25519\tSHA256:abc") {
+		t.Fatalf("list table = %q, %v", out, err)
+	}
+	opts, _, _ = newOpts()
+	opts.Name = "laptop"
+	if err := sshKeyDeleteRun(ctx, opts); err != nil || deleted != "laptop" {
+		t.Fatalf("delete: %v, server saw %q", err, deleted)
 	}
 }
