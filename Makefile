@@ -71,7 +71,7 @@ test: vet build image
 # testdata/fuzz/, already run as plain tests in make test; a crasher found
 # here is written to that directory: keep it there with the fix.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./pkg/rfb:FuzzHandshake ./pkg/console:FuzzFBWatch ./pkg/console:FuzzServeWS
+FUZZ_TARGETS := ./pkg/rfb:FuzzHandshake ./pkg/console:FuzzFBWatch ./pkg/console:FuzzServeWS ./pkg/sshkey:FuzzHostKeys ./pkg/sshkey:FuzzParse
 fuzz:
 	set -e; for t in $(FUZZ_TARGETS); do \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \

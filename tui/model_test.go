@@ -256,7 +256,7 @@ func TestCreateForm(t *testing.T) {
 				}
 				return
 			}
-			if len(f.created) != 1 || f.created[0] != *tc.want {
+			if len(f.created) != 1 || !reflect.DeepEqual(f.created[0], *tc.want) {
 				t.Fatalf("created %+v, want %+v\n%s", f.created, *tc.want, view)
 			}
 			if m.mode != modeTable || !strings.Contains(m.status, "created vm "+tc.want.Name) || m.selectedID != "vm_new" {

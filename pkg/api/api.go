@@ -208,6 +208,9 @@ type CreateVMRequest struct {
 	// From, "name" or "name@snapshot", makes the VM a clone: its disk starts
 	// as that VM's (stopped, or its disk as it is now) or that snapshot's.
 	From string `json:"from,omitempty"`
+	// SSHKeys are public keys (authorized_keys form) given to this VM on
+	// top of the owner's stored keys; validated like POST /me/ssh-keys.
+	SSHKeys []string `json:"ssh_keys,omitempty"`
 }
 
 // ExtendRequest is the body of POST /vms/{id}/extend: the VM then expires
@@ -244,6 +247,10 @@ type VM struct {
 	// ("10.0.2.15/24"), from its agent, loopback left out; [] before known.
 	Addresses []string   `json:"addresses" yaml:"addresses"`
 	Snapshots []Snapshot `json:"snapshots,omitempty" yaml:"snapshots,omitempty"`
+	// SSHHostKeys are the SSH host keys the guest reported on its serial
+	// console ("TYPE BASE64", no comment), [] until it has. The guest
+	// vouches for them itself: they name it, they prove nothing else.
+	SSHHostKeys []string `json:"ssh_host_keys" yaml:"ssh_host_keys"`
 }
 
 // VMEvent records one state change of a VM.
@@ -281,6 +288,10 @@ type Template struct {
 	// ReadyLine is the serial line that makes a guest of this template
 	// without an agent ready; absent: the default, "vmd-tiny: booted".
 	ReadyLine string `json:"ready_line,omitempty" yaml:"ready_line,omitempty"`
+	// SSHUser is the template's default login user ("debian"); "" when unknown (root on the tiny image).
+	SSHUser string `json:"ssh_user,omitempty" yaml:"ssh_user,omitempty"`
+	// MinMemoryMB is the least memory a VM of this template is created with; 0: no minimum of its own.
+	MinMemoryMB int `json:"min_memory_mb,omitempty" yaml:"min_memory_mb,omitempty"`
 }
 
 // ConsoleResponse is the body of GET /vms/{id}/console.
@@ -418,4 +429,27 @@ const (
 	ConsistencyFrozen  = "frozen"
 	ConsistencyCrash   = "crash"
 	ConsistencyMemory  = "memory"
+)
+
+// SSHKeyRequest is the body of POST /me/ssh-keys: one public key in
+// authorized_keys form, without options. Name defaults to the key's
+// comment, else to the start of its fingerprint.
+type SSHKeyRequest struct {
+	Name string `json:"name,omitempty"`
+	Key  string `json:"key"`
+}
+
+// SSHKey is one of the caller's SSH public keys.
+type SSHKey struct {
+	Name string `json:"name" yaml:"name"`
+	// Key is the key as vmd re-wrote it: "TYPE BASE64 [COMMENT]".
+	Key         string    `json:"key" yaml:"key"`
+	Fingerprint string    `json:"fingerprint" yaml:"fingerprint"` // "SHA256:…", as ssh-keygen -l prints it
+	CreatedAt   time.Time `json:"created_at" yaml:"created_at"`
+}
+
+// Limits on SSH keys, checked by the server.
+const (
+	MaxSSHKeysPerUser = 32 // stored keys of one user
+	MaxSSHKeysPerVM   = 16 // keys in one create request's ssh_keys
 )

@@ -116,6 +116,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdCopy(f, nil),
 		NewCmdSnapshot(f, nil),
 		NewCmdLogs(f, nil),
+		NewCmdSSHKey(f, nil),
 	)
 	return root, nil
 }

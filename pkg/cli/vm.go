@@ -26,6 +26,7 @@ type CreateOptions struct {
 	DiskGB       int
 	UserDataFile string
 	From         string // NAME or NAME@SNAPSHOT: a clone
+	SSHKeyFiles  []string
 	Wait         bool
 	Timeout      time.Duration
 	Interval     time.Duration
@@ -75,6 +76,7 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 	fl.StringVar(&opts.TTL, "ttl", "", "delete the VM this long after creation, e.g. 30m (default: the operator's, if any)")
 	fl.StringVar(&opts.IdleStop, "idle-stop", "", "stop the VM after this long without a console, exec, port-forward or API action, e.g. 30m")
 	fl.StringVar(&opts.From, "from", "", "clone VM[@SNAPSHOT]: the disk starts as that VM's (or snapshot's); sizes default to its")
+	fl.StringArrayVar(&opts.SSHKeyFiles, "ssh-key", nil, "public key file (.pub) for this VM besides your stored keys (repeatable)")
 	addOutputFlag(cmd, &opts.Output)
 	_ = cmd.RegisterFlagCompletionFunc("template", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		c, err := opts.Client()
@@ -113,6 +115,13 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 			return fmt.Errorf("read userdata: %w", err)
 		}
 		req.UserData = string(b)
+	}
+	for _, f := range opts.SSHKeyFiles {
+		keys, err := readKeyFile(opts.IO, f)
+		if err != nil {
+			return err
+		}
+		req.SSHKeys = append(req.SSHKeys, keys...)
 	}
 	c, err := authedClient(opts.Client)
 	if err != nil {

@@ -1,15 +1,19 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vmdhq/vmd/pkg/image"
 )
 
 func newImageCmd(st *settings, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Short: "Manage templates (base images) of this node"}
-	var readyLine string
+	var props image.Props
 	imp := &cobra.Command{
 		Use:   "import NAME FILE",
 		Short: "Register a qcow2 file as template NAME (copied, checksummed, read-only)",
@@ -20,8 +24,12 @@ func newImageCmd(st *settings, stdout, stderr io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if c.Flags().Changed("ready-line") {
-					if err := a.catalog.SetReadyLine(t.Name, readyLine); err != nil {
+				// Flags given: they replace the built-in properties of the name.
+				if c.Flags().Changed("ssh-user") || c.Flags().Changed("min-memory-mb") || c.Flags().Changed("ready-line") {
+					if strings.ContainsAny(props.ReadyLine, "\r\n") {
+						return usageError{errors.New("--ready-line: one line only")}
+					}
+					if err := a.catalog.SetProps(t.Name, props); err != nil {
 						return err
 					}
 				}
@@ -30,7 +38,9 @@ func newImageCmd(st *settings, stdout, stderr io.Writer) *cobra.Command {
 			})
 		},
 	}
-	imp.Flags().StringVar(&readyLine, "ready-line", "", `serial line that makes a guest without a guest agent ready (default "vmd-tiny: booted")`)
+	imp.Flags().StringVar(&props.ReadyLine, "ready-line", "", `serial line that makes a guest without a guest agent ready (default "vmd-tiny: booted")`)
+	imp.Flags().StringVar(&props.SSHUser, "ssh-user", "", "the template's default login user, shown in GET /templates (built in: root for tiny, debian for debian-12)")
+	imp.Flags().IntVar(&props.MinMemoryMB, "min-memory-mb", 0, "least memory a VM of the template gets (built in: 1024 for debian-12)")
 	cmd.AddCommand(imp, &cobra.Command{
 		Use:   "list",
 		Short: "List templates",

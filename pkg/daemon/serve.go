@@ -227,7 +227,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srv, err := server.New(server.Config{Accounts: a.accounts, VMs: vms, Store: a.store, PublicURL: cfg.PublicURL, Console: cons,
 		Cluster: clu, TrustedProxies: cfg.trustedNets, EventStreamsPerUser: cfg.EventStreamsPerUser, Log: log, Registry: reg, Version: version.Version,
 		Checks: readyChecks(shared),
-		Logs: &serial.Logs{Layout: layout},
+		Logs:   &serial.Logs{Layout: layout},
 		Ready: func(context.Context) map[string]string {
 			return map[string]string{"node": cfg.NodeName, "accel": accel, "accel_reason": reason}
 		}})

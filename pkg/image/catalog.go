@@ -36,9 +36,6 @@ const (
 	Ext = ".qcow2"
 	// SumExt is appended to a template's file name for its checksum sidecar.
 	SumExt = ".sha256"
-	// ReadyExt is appended to a template's file name for its ready line
-	// sidecar: the serial line that makes a guest without an agent ready.
-	ReadyExt = ".ready"
 )
 
 // notFoundError is ErrNotFound's type; its NotFound method lets callers that
@@ -142,37 +139,21 @@ func (c *Catalog) Get(ctx context.Context, name string) (api.Template, error) {
 	} else if err != nil {
 		return api.Template{}, err
 	}
-	return api.Template{Name: name, SizeBytes: fi.Size(), SHA256: sum, CreatedAt: fi.ModTime().UTC(),
-		ReadyLine: c.ReadyLine(name)}, nil
+	p, err := c.props(name)
+	if err != nil {
+		return api.Template{}, err
+	}
+	return withProps(api.Template{Name: name, SizeBytes: fi.Size(), SHA256: sum, CreatedAt: fi.ModTime().UTC()}, p), nil
 }
 
-// ReadyLine is template name's ready line, "" when it names none (the
-// driver then takes its default).
+// ReadyLine is template name's ready line (a property), "" when it names
+// none (the driver then takes its default).
 func (c *Catalog) ReadyLine(name string) string {
-	b, err := os.ReadFile(c.Path(name) + ReadyExt)
+	p, err := c.props(name)
 	if err != nil {
 		return ""
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return strings.TrimRight(line, "\r")
-}
-
-// SetReadyLine records template name's ready line ("" removes it).
-func (c *Catalog) SetReadyLine(name, line string) error {
-	if strings.ContainsAny(line, "\r\n") {
-		return fmt.Errorf("ready line of template %s: one line only", name)
-	}
-	p := c.Path(name) + ReadyExt
-	if line == "" {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("ready line of template %s: %w", name, err)
-		}
-		return nil
-	}
-	if err := writeFileAtomic(p, []byte(line+"\n")); err != nil {
-		return fmt.Errorf("ready line of template %s: %w", name, err)
-	}
-	return nil
+	return p.ReadyLine
 }
 
 // Verify checks that template name is a standalone qcow2 image whose content
@@ -282,7 +263,11 @@ func (c *Catalog) Import(ctx context.Context, name, srcFile string) (api.Templat
 		return api.Template{}, fmt.Errorf("import %s: %w", name, err)
 	}
 	c.cache[name] = fileCheck{size: fi.Size(), mtime: fi.ModTime(), sha: sum, checked: true}
-	return api.Template{Name: name, SizeBytes: fi.Size(), SHA256: sum, CreatedAt: fi.ModTime().UTC()}, nil
+	p, err := c.props(name)
+	if err != nil {
+		return api.Template{}, err
+	}
+	return withProps(api.Template{Name: name, SizeBytes: fi.Size(), SHA256: sum, CreatedAt: fi.ModTime().UTC()}, p), nil
 }
 
 // stat follows symlinks (a template may link to an image elsewhere) and

@@ -419,22 +419,16 @@ func TestReadyLine(t *testing.T) {
 	makeQcow2(t, filepath.Join(dir, "a.qcow2"), 1)
 	c := NewCatalog(dir)
 	if got := c.ReadyLine("a"); got != "" {
-		t.Fatalf("ready line without a sidecar = %q", got)
+		t.Fatalf("ready line without properties = %q", got)
 	}
-	if err := c.SetReadyLine("a", "debian: up"); err != nil {
+	if err := c.SetProps("a", Props{ReadyLine: "debian: up"}); err != nil {
 		t.Fatal(err)
 	}
 	tp, err := c.Get(ctx, "a")
 	if err != nil || tp.ReadyLine != "debian: up" || c.ReadyLine("a") != "debian: up" {
 		t.Fatalf("template = %+v, %v", tp, err)
 	}
-	if err := c.SetReadyLine("a", "two\nlines"); err == nil {
-		t.Fatal("a ready line of two lines was taken")
-	}
-	if err := c.SetReadyLine("a", ""); err != nil || c.ReadyLine("a") != "" {
-		t.Fatalf("removed ready line: %q, %v", c.ReadyLine("a"), err)
-	}
-	// The sidecar is not a template of its own.
+	// The properties file is not a template of its own.
 	if ts, err := c.List(ctx); err != nil || len(ts) != 1 {
 		t.Fatalf("list = %v, %v", ts, err)
 	}

@@ -219,6 +219,9 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/vms/:id/snapshots/:snap/restore", user, s.onVMNode(s.restoreSnapshot)},
 		{http.MethodDelete, "/vms/:id/snapshots/:snap", user, s.onVMNode(s.deleteSnapshot)},
 		{http.MethodGet, "/vms/:id/logs", user, s.onVMNode(s.vmLogs)},
+		{http.MethodGet, "/me/ssh-keys", user, s.listSSHKeys},
+		{http.MethodPost, "/me/ssh-keys", user, s.addSSHKey},
+		{http.MethodDelete, "/me/ssh-keys/:name", user, s.deleteSSHKey},
 	}
 }
 

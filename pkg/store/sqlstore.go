@@ -199,17 +199,19 @@ func (s *sqlStore) RevokeUserSessions(ctx context.Context, userID, exceptID stri
 
 const vmCols = `id, owner_id, name, template, cpu, memory_mb, disk_gb, user_data,
 	state, desired, node, message, created_at, updated_at,
-	expires_at, idle_stop_s, last_active_at, ready, addresses`
+	expires_at, idle_stop_s, last_active_at, ready, addresses,
+	ssh_keys, host_keys`
 
 func scanVM(s scanner) (VM, error) {
 	var v VM
-	var state, desired, addrs string
+	var state, desired, addrs, sshKeys, hostKeys string
 	var idleS int64
 	err := s.Scan(&v.ID, &v.OwnerID, &v.Name, &v.Template, &v.CPU, &v.MemoryMB, &v.DiskGB, &v.UserData,
 		&state, &desired, &v.Node, &v.Message, &v.CreatedAt, &v.UpdatedAt,
-		&v.ExpiresAt, &idleS, &v.LastActiveAt, &v.Ready, &addrs)
+		&v.ExpiresAt, &idleS, &v.LastActiveAt, &v.Ready, &addrs, &sshKeys, &hostKeys)
 	v.State, v.Desired = api.State(state), api.DesiredState(desired)
 	v.IdleStop = time.Duration(idleS) * time.Second
+	v.SSHKeys, v.HostKeys = splitKeys(sshKeys), splitKeys(hostKeys)
 	if err == nil && addrs != "" && addrs != "[]" {
 		if jerr := json.Unmarshal([]byte(addrs), &v.Addresses); jerr != nil {
 			return v, fmt.Errorf("addresses of vm %s: %w", v.ID, jerr)
@@ -251,10 +253,11 @@ func (s *sqlStore) CreateVMPlaced(ctx context.Context, v VM, place Placer) (VM, 
 			}
 		}
 		if _, err := q.exec(ctx, `INSERT INTO vms (`+vmCols+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, '[]')`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, '[]', $19, $20)`,
 			v.ID, v.OwnerID, v.Name, v.Template, v.CPU, v.MemoryMB, v.DiskGB, v.UserData,
 			string(v.State), string(v.Desired), v.Node, v.Message, v.CreatedAt, v.UpdatedAt,
-			v.ExpiresAt, int64(v.IdleStop/time.Second), v.LastActiveAt, false); err != nil {
+			v.ExpiresAt, int64(v.IdleStop/time.Second), v.LastActiveAt, false,
+			joinKeys(v.SSHKeys), joinKeys(v.HostKeys)); err != nil {
 			return err
 		}
 		if err := addEvent(ctx, q, v.ID, v.CreatedAt, v.State, v.Message); err != nil {

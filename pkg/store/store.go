@@ -121,6 +121,11 @@ type VM struct {
 	// line) said of the running guest; false and empty once it leaves running.
 	Ready     bool
 	Addresses []string
+	// SSHKeys are the authorized keys the guest is given, fixed at create
+	// time (the owner's keys then, plus the request's): "TYPE BASE64".
+	SSHKeys []string
+	// HostKeys are the SSH host keys the guest last reported ("TYPE BASE64").
+	HostKeys []string
 }
 
 // ToAPI returns the VM as the API shows it (events are added by the caller).
@@ -132,7 +137,7 @@ func (v VM) ToAPI() api.VM {
 	out := api.VM{ID: v.ID, Name: v.Name, OwnerID: v.OwnerID, Template: v.Template, CPU: v.CPU,
 		MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, State: v.State, DesiredState: v.Desired,
 		Node: v.Node, Message: v.Message, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
-		Ready: v.Ready, Addresses: addrs}
+		Ready: v.Ready, Addresses: addrs, SSHHostKeys: append([]string{}, v.HostKeys...)}
 	if v.ExpiresAt != nil {
 		t := v.ExpiresAt.UTC()
 		out.ExpiresAt = &t
@@ -280,4 +285,15 @@ type Store interface {
 	// Ping checks the connection, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error
+
+	// AddSSHKey adds one of a user's SSH keys: ErrSSHKeyNameTaken or
+	// ErrSSHKeyDuplicate (both ErrConflict) when the name or the
+	// fingerprint is the user's already, ErrTooManySSHKeys at limit keys.
+	AddSSHKey(ctx context.Context, k SSHKey, limit int) error
+	// ListSSHKeys lists a user's keys, oldest first.
+	ListSSHKeys(ctx context.Context, userID string) ([]SSHKey, error)
+	// DeleteSSHKey removes a user's key by name; ErrNotFound when none.
+	DeleteSSHKey(ctx context.Context, userID, name string) error
+	// SetHostKeys records the SSH host keys a VM's guest reported.
+	SetHostKeys(ctx context.Context, vmID string, keys []string) error
 }

@@ -89,7 +89,9 @@ type Reconciler struct {
 	restarts map[string][]time.Time   // per VM: recent unplanned restarts
 	closed   map[string]bool          // per VM: whether force has been closed
 	launched map[string]bool          // per VM: launched, outcome not yet observed
-	wg       sync.WaitGroup
+	// hostKeysRead: per VM, the guest's SSH host keys were read this launch.
+	hostKeysRead map[string]bool
+	wg           sync.WaitGroup
 
 	// started is when this reconciler was made: a VM still provisioning
 	// but last written before it was left half-made by an earlier vmd.
@@ -128,7 +130,7 @@ func NewReconciler(c ReconcilerConfig) *Reconciler {
 	return &Reconciler{cfg: c, log: c.Logger, kicks: make(chan string, 1024),
 		workers: map[string]chan struct{}{}, force: map[string]chan struct{}{},
 		events: map[string][]GuestEvent{}, restarts: map[string][]time.Time{}, closed: map[string]bool{},
-		launched: map[string]bool{}, started: time.Now().Truncate(time.Microsecond)}
+		launched: map[string]bool{}, hostKeysRead: map[string]bool{}, started: time.Now().Truncate(time.Microsecond)}
 }
 
 // ParseRestartPolicy checks a --restart-policy value.
@@ -429,6 +431,7 @@ func (r *Reconciler) deleteVM(ctx context.Context, v store.VM) bool {
 	delete(r.restarts, v.ID)
 	delete(r.events, v.ID)
 	delete(r.launched, v.ID)
+	delete(r.hostKeysRead, v.ID)
 	r.mu.Unlock()
 	r.clearForce(v.ID)
 	return true
@@ -466,6 +469,7 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	if d.Alive(v.ID) {
 		r.markRunning(ctx, &v)
 		r.guestEvents(ctx, &v, evs)
+		r.learnHostKeys(ctx, &v)
 		return
 	}
 	r.launchOutcome(v.ID, false) // a guest gone before its monitor said running
@@ -516,6 +520,7 @@ func (r *Reconciler) runVM(ctx context.Context, v store.VM, evs []GuestEvent) {
 	r.mu.Lock()
 	r.launched[v.ID] = true
 	r.mu.Unlock()
+	r.forgetHostKeysRead(v.ID)
 	r.markRunning(ctx, &v)
 }
 

@@ -51,10 +51,13 @@ type GuestSpec struct {
 	CPU      int
 	MemoryMB int
 	DiskGB   int    // the overlay's size; never below the base image's
-	UserData string // cloud-init user-data; "" for no seed
+	UserData string // cloud-init user-data; "" for no seed (unless SSHKeys)
 	// ReadyLine is the serial line that makes a guest without an agent
 	// ready (the template's; DefaultReadyLine when the template names none).
 	ReadyLine string
+	// SSHKeys are the authorized keys ("TYPE BASE64") fixed at create
+	// time, written to the seed's meta-data public-keys.
+	SSHKeys []string
 }
 
 // DefaultReadyLine is the tiny test image's line once its init has run.
@@ -63,7 +66,7 @@ const DefaultReadyLine = "vmd-tiny: booted"
 // SpecOf is the one conversion from a VM's record to what its driver is told.
 func SpecOf(v store.VM) GuestSpec {
 	return GuestSpec{ID: v.ID, OwnerID: v.OwnerID, Hostname: v.Name,
-		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData, ReadyLine: DefaultReadyLine}
+		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData, ReadyLine: DefaultReadyLine, SSHKeys: v.SSHKeys}
 }
 
 // GuestExit is how a guest's process ended.

@@ -218,20 +218,29 @@ func (s *Service) create(ctx context.Context, ownerID string, r api.CreateVMRequ
 			return api.VM{}, &ValidationError{"from", "the clone must be placed on its source's node"}
 		}
 	}
+	askedMemory := r.MemoryMB
 	r, err := normalize(r)
 	if err != nil {
 		return api.VM{}, err
 	}
-	if _, err := s.templates.Get(ctx, r.Template); err != nil {
+	t, err := s.templates.Get(ctx, r.Template)
+	if err != nil {
 		if errors.Is(err, ErrNotFound) || isNotFound(err) {
 			return api.VM{}, &ValidationError{"template", fmt.Sprintf("no template named %q", r.Template)}
 		}
 		return api.VM{}, fmt.Errorf("look up template %s: %w", r.Template, err)
 	}
+	if r.MemoryMB, err = templateMemory(t, askedMemory, r.MemoryMB); err != nil {
+		return api.VM{}, err
+	}
+	keys, err := s.guestKeys(ctx, ownerID, r.SSHKeys)
+	if err != nil {
+		return api.VM{}, err
+	}
 	now := s.now().UTC()
 	v := store.VM{ID: NewID(), OwnerID: ownerID, Name: r.Name, Template: r.Template, CPU: r.CPU,
 		MemoryMB: r.MemoryMB, DiskGB: r.DiskGB, UserData: r.UserData, State: api.StatePending,
-		Desired: api.DesiredRunning, Node: s.node, CreatedAt: now, UpdatedAt: now}
+		Desired: api.DesiredRunning, Node: s.node, CreatedAt: now, UpdatedAt: now, SSHKeys: keys}
 	if err := s.lifetimes(ctx, ownerID, r, &v); err != nil {
 		return api.VM{}, err
 	}

@@ -14,11 +14,12 @@ import (
 // there fails here.
 func TestSpecOf(t *testing.T) {
 	v := store.VM{ID: "vm_1", OwnerID: "u_1", Name: "web", Template: "tiny", CPU: 2, MemoryMB: 256, DiskGB: 3,
-		UserData: "#cloud-config\n", Node: "n1", State: api.StateRunning, Desired: api.DesiredRunning}
+		UserData: "#cloud-config\n", Node: "n1", State: api.StateRunning, Desired: api.DesiredRunning,
+		SSHKeys: []string{"ssh-ed25519 AAAA"}}
 	want := vm.GuestSpec{ID: "vm_1", OwnerID: "u_1", Hostname: "web", CPU: 2, MemoryMB: 256, DiskGB: 3,
-		UserData: "#cloud-config\n", ReadyLine: vm.DefaultReadyLine}
+		UserData: "#cloud-config\n", ReadyLine: vm.DefaultReadyLine, SSHKeys: []string{"ssh-ed25519 AAAA"}}
 	got := vm.SpecOf(v)
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("SpecOf = %+v, want %+v", got, want)
 	}
 	rv := reflect.ValueOf(got)

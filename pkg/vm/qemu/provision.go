@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -75,7 +76,7 @@ func (d *Driver) provision(ctx context.Context, v Spec, base string, makeDisk fu
 	if err := makeDisk(filepath.Join(dir, vm.DiskFile), base, info); err != nil {
 		return fmt.Errorf("provision %s: %w", v.ID, err)
 	}
-	if v.UserData != "" {
+	if v.UserData != "" || len(v.SSHKeys) > 0 {
 		seed := filepath.Join(dir, vm.SeedFile)
 		if err := makeSeed(ctx, dir, seed, v); err != nil {
 			return fmt.Errorf("provision %s: %w", v.ID, err)
@@ -129,6 +130,30 @@ func checkFree(dir string, need uint64) error {
 	return nil
 }
 
+// seedKey is what a key in the seed looks like: "TYPE BASE64".
+var seedKey = regexp.MustCompile(`^[a-z0-9@.-]+ [A-Za-z0-9+/]+=*$`)
+
+// metaData is the seed's meta-data. The owner's SSH keys go in its
+// public-keys, not into user-data: cloud-init gives them to the default
+// user (NoCloud's get_public_ssh_keys) on top of any ssh_authorized_keys
+// of a #cloud-config, and the user-data (a cloud-config, a script, a MIME
+// archive) reaches the guest byte for byte, so nothing has to be merged.
+// Each key is "TYPE BASE64", re-marshalled by pkg/sshkey, so it needs no
+// YAML quoting.
+func metaData(v Spec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "instance-id: %s\nlocal-hostname: %s\n", v.ID, v.Hostname)
+	if len(v.SSHKeys) > 0 {
+		b.WriteString("public-keys:\n")
+		for _, k := range v.SSHKeys {
+			if seedKey.MatchString(k) { // never anything YAML would read as more
+				fmt.Fprintf(&b, "  - %s\n", k)
+			}
+		}
+	}
+	return b.String()
+}
+
 // makeSeed writes a cloud-init NoCloud seed: an ISO 9660 volume labelled
 // cidata holding meta-data and user-data.
 func makeSeed(ctx context.Context, dir, out string, v Spec) error {
@@ -137,7 +162,7 @@ func makeSeed(ctx context.Context, dir, out string, v Spec) error {
 		return fmt.Errorf("seed: %w", err)
 	}
 	defer os.RemoveAll(src)
-	meta := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", v.ID, v.Hostname)
+	meta := metaData(v)
 	if err := os.WriteFile(filepath.Join(src, "meta-data"), []byte(meta), 0o644); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}

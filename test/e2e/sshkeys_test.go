@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store/storetest"
+)
+
+// TestSSHKeysTinyVM: a key added with vmctl ssh-key and one given to
+// create --ssh-key reach the new VM's seed meta-data (public-keys), and
+// the host keys the guest prints on its serial console appear in the VM's
+// ssh_host_keys, equal to what it printed.
+func TestSSHKeysTinyVM(t *testing.T) {
+	v := startVMD(t, storetest.Backends()[0])
+	c := loggedIn(t, v, "ada@example.com")
+	dir := t.TempDir()
+	stored, _ := sshKey(t)
+	extra, _ := sshKey(t)
+	storedFile, extraFile := filepath.Join(dir, "id_ed25519.pub"), filepath.Join(dir, "ci.pub")
+	if err := os.WriteFile(storedFile, []byte(stored+" ada@laptop\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(extraFile, []byte(extra+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.must(0, "", "ssh-key", "add", "--name", "laptop", storedFile)
+	var keys []api.SSHKey
+	if err := json.Unmarshal([]byte(c.must(0, "", "ssh-key", "list", "-o", "json")), &keys); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].Name != "laptop" || !strings.HasPrefix(keys[0].Fingerprint, "SHA256:") {
+		t.Fatalf("ssh-key list = %+v", keys)
+	}
+	// A key that does not parse: exit code of a validation error, the field named.
+	if _, errOut, code := c.run("not a key\n", "ssh-key", "add", "-"); code == 0 || !strings.Contains(errOut, "key") {
+		t.Fatalf("bad key: exit %d, %s", code, errOut)
+	}
+
+	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "128", "--ssh-key", extraFile, "--wait", "--timeout", "2m")
+	vm := getVM(t, c, "web")
+	meta, err := exec.Command("isoinfo", "-R", "-i", v.vmFile(vm, "seed.iso"), "-x", "/meta-data").Output()
+	if err != nil {
+		t.Fatalf("read seed meta-data: %v", err)
+	}
+	if want := "public-keys:\n  - " + stored + "\n  - " + extra + "\n"; !strings.Contains(string(meta), want) {
+		t.Fatalf("seed meta-data:\n%s\nwant it to hold\n%s", meta, want)
+	}
+	// The key deleted later stays with the VM made before.
+	c.must(0, "", "ssh-key", "delete", "laptop")
+	if out := c.must(0, "", "ssh-key", "list", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Fatalf("keys after delete: %q", out)
+	}
+
+	v.waitSerial(t, vm, "vmd-tiny: hostkey ecdsa-sha2-nistp256 ", 3*time.Minute)
+	start := time.Now()
+	printed := printedHostKeys(t, v.vmFile(vm, "serial.log"))
+	var got []string
+	waitFor(t, "ssh_host_keys in the VM JSON", 60*time.Second, func() bool {
+		got = getVM(t, c, "web").SSHHostKeys
+		return len(got) > 0
+	})
+	t.Logf("ssh_host_keys in the VM JSON %.1f s after the guest printed them", time.Since(start).Seconds())
+	if !slices.Equal(got, printed) {
+		t.Fatalf("ssh_host_keys = %q, the guest printed %q", got, printed)
+	}
+	c.must(0, "", "delete", "web", "--yes")
+}
+
+// printedHostKeys reads the "vmd-tiny: hostkey TYPE BASE64" lines of a serial log.
+func printedHostKeys(t *testing.T, serial string) []string {
+	t.Helper()
+	b, err := os.ReadFile(serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, m := range regexp.MustCompile(`vmd-tiny: hostkey ((?:ssh-ed25519|ecdsa-sha2-nistp256) [A-Za-z0-9+/=]+)`).FindAllStringSubmatch(string(b), -1) {
+		keys = append(keys, m[1])
+	}
+	if len(keys) != 2 {
+		t.Fatalf("hostkey lines: %q, want two", keys)
+	}
+	return keys
+}
