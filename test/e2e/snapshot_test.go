@@ -99,13 +99,16 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 	vm := getVM(t, c, "web")
 	v.waitSerial(t, vm, "vmd-tiny: boot 1", 90*time.Second)
 	v.waitSerial(t, vm, "vmd-tiny: booted", 30*time.Second)
+	// The tiny image has a guest agent: once it answers, a running guest's
+	// disk snapshot is taken with its file systems frozen.
+	c.must(0, "", "wait", "web", "--for", "condition=ready", "--timeout", "2m")
 
 	var sn api.Snapshot
 	if err := json.Unmarshal([]byte(c.must(0, "", "snapshot", "create", "web", "s1", "-o", "json")), &sn); err != nil {
 		t.Fatal(err)
 	}
-	if sn.Name != "s1" || sn.Consistency != api.ConsistencyCrash || sn.Memory || sn.SizeGB != 1 {
-		t.Fatalf("snapshot of a running guest without agent: %+v", sn)
+	if sn.Name != "s1" || sn.Consistency != api.ConsistencyFrozen || sn.Memory || sn.SizeGB != 1 {
+		t.Fatalf("snapshot of a running guest with an agent: %+v", sn)
 	}
 	_, errOut, code := c.run("", "snapshot", "create", "web", "s1")
 	if code != 5 || !strings.Contains(errOut, "already has a snapshot named s1") {

@@ -243,3 +243,25 @@ func (d *Driver) askShutdown(ctx context.Context, g *guest) bool {
 	}
 	return true
 }
+
+// FsFreeze freezes the guest's file systems through its agent (vm.Freezer:
+// a disk snapshot of a running guest is then consistent); the caller must
+// FsThaw whatever happens.
+func (d *Driver) FsFreeze(ctx context.Context, id string) (int, error) {
+	a, err := d.Agent(id)
+	if err != nil {
+		return 0, err
+	}
+	return a.FsFreeze(ctx)
+}
+
+// FsThaw thaws what FsFreeze froze.
+func (d *Driver) FsThaw(ctx context.Context, id string) (int, error) {
+	a, err := d.Agent(id)
+	if err != nil {
+		return 0, err
+	}
+	return a.FsThaw(ctx)
+}
+
+var _ vm.Freezer = (*Driver)(nil)
