@@ -132,6 +132,7 @@ func (s *Service) agentOf(ctx context.Context, caller store.User, ref string) (q
 	if err != nil {
 		return nil, nil, err
 	}
+	s.Touch(ctx, v.ID) // an exec or a copy is activity: idle stop waits
 	return a, release, nil
 }
 
