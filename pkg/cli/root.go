@@ -106,6 +106,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdTUI(f, nil),
 		NewCmdVersion(f, nil),
 		NewCmdConfig(f),
+		NewCmdScreenshot(f, nil),
 	)
 	return root, nil
 }

@@ -204,7 +204,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer stopClu()
 	kicker := &vm.QueueKicker{Store: a.store, Queue: shared.Queue, Local: rec, Node: cfg.NodeName, Log: log}
 	vms := vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
-		Health: clu, Placement: clu})
+		Health: clu, Placement: clu, Screens: drv})
 	keeper := vm.NewHousekeeper(vm.HousekeeperConfig{Store: a.store, KeepChanges: cfg.ChangesRetention, Logger: log})
 	rctx, stopRec := context.WithCancel(ctx)
 	var workers sync.WaitGroup

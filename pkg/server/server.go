@@ -25,6 +25,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/login"
+	"github.com/vmdhq/vmd/pkg/ratelimit"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
@@ -54,6 +55,10 @@ type Config struct {
 	// with EventStreamsPerUser as its cap.
 	Feed                *vm.Feed
 	EventStreamsPerUser int
+	// Screenshots counts screenshots per user; nil keeps the count in this
+	// process. ScreenshotsPerMinute defaults to DefaultScreenshotsPerMinute.
+	Screenshots          ratelimit.Limiter
+	ScreenshotsPerMinute int
 }
 
 // Server is the HTTP handler of vmd.
@@ -69,6 +74,8 @@ type Server struct {
 	feed      *vm.Feed
 	reqs      *prometheus.CounterVec
 	dur       *prometheus.HistogramVec
+	shots     ratelimit.Limiter
+	shotLimit int
 }
 
 // access is what a route needs of its caller.
@@ -111,6 +118,13 @@ func New(cfg Config) (*Server, error) {
 		s.sessions = login.New(login.Config{Log: cfg.Log})
 	}
 	s.feed = cfg.Feed
+	s.shots, s.shotLimit = cfg.Screenshots, cfg.ScreenshotsPerMinute
+	if s.shots == nil {
+		s.shots = ratelimit.NewMemory()
+	}
+	if s.shotLimit <= 0 {
+		s.shotLimit = DefaultScreenshotsPerMinute
+	}
 	if s.feed == nil && cfg.Store != nil {
 		s.feed = vm.NewFeed(vm.FeedConfig{Store: cfg.Store, MaxPerUser: cfg.EventStreamsPerUser, Log: cfg.Log})
 	}
@@ -198,6 +212,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
+		{http.MethodGet, "/vms/:id/screenshot", user, s.onNode(s.screenshot)},
 	}
 }
 

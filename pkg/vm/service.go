@@ -125,6 +125,7 @@ type Service struct {
 	health    NodeHealth  // nil: every node is taken as alive
 	node      string
 	now       func() time.Time
+	screens   Screenshotter // nil: no screenshots
 }
 
 // ServiceConfig wires a Service.
@@ -138,12 +139,14 @@ type ServiceConfig struct {
 	Health NodeHealth
 	// Placement, if set, chooses each new VM's node and checks its capacity.
 	Placement Placement
+	// Screens, if set, takes screenshots of this node's guests (the driver).
+	Screens Screenshotter
 }
 
 // NewService returns a Service; Provisioner and Kicker may be nil.
 func NewService(c ServiceConfig) *Service {
 	return &Service{store: c.Store, templates: c.Templates, prov: c.Provisioner, kick: c.Kicker,
-		health: c.Health, place: c.Placement, node: c.Node, now: time.Now}
+		health: c.Health, place: c.Placement, node: c.Node, now: time.Now, screens: c.Screens}
 }
 
 // SetKicker wires the reconciler after both exist.

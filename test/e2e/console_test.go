@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"image"
+	"image/draw"
+	"image/png"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -86,6 +90,48 @@ func TestConsoleThroughVMD(t *testing.T) {
 		bob := client.New(v.URL, lr.Token)
 		if _, err := bob.DialConsole(ctx, vm.ID); !client.IsNotFound(err) {
 			t.Fatalf("bob's console of ada's VM: %v", err)
+		}
+	})
+
+	t.Run("screenshot", func(t *testing.T) {
+		conn, err := ada.DialConsole(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := rfb.Handshake(ctx, conn)
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "web.png")
+		start := time.Now()
+		c.must(0, "", "screenshot", "web", "-o", file)
+		took := time.Since(start)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("not a png: %v", err)
+		}
+		if b := img.Bounds(); b.Dx() != int(rc.Width) || b.Dy() != int(rc.Height) {
+			t.Fatalf("screenshot is %v, the guest's screen %dx%d", b.Size(), rc.Width, rc.Height)
+		}
+		rgba := image.NewRGBA(img.Bounds())
+		draw.Draw(rgba, rgba.Bounds(), img, image.Point{}, draw.Src)
+		if rfb.Colours(rgba, 3) < 2 {
+			t.Fatal("screenshot is one colour")
+		}
+		saveArtifact(t, "screenshot-api.png", data)
+		t.Logf("vmctl screenshot: %dx%d, %d bytes in %s", rc.Width, rc.Height, len(data), took.Round(time.Millisecond))
+		// Stdout only when it is not a terminal (here a pipe).
+		if out := c.must(0, "", "screenshot", "web", "-o", "-"); !strings.HasPrefix(out, "\x89PNG") {
+			t.Fatalf("-o - wrote %d bytes that are not a PNG", len(out))
+		}
+		carol := loggedIn(t, v, "carol@example.com")
+		if _, errOut, code := carol.run("", "screenshot", vm.ID, "-o", file+".carol"); code == 0 || !strings.Contains(errOut, "not found") {
+			t.Fatalf("another user's screenshot: exit %d: %s", code, errOut)
 		}
 	})
 
