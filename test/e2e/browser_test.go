@@ -305,6 +305,8 @@ func TestBrowserConsole(t *testing.T) {
 	vmID := value(b, "VM id", chromedp.AttributeValue(chromedp.CSS(`tr[data-name="con1"]`), "data-vm")).Value
 	serial := waitSerial(t, v, vmID, "vmd-tiny: booted", 2*time.Minute)
 	_ = serial
+	// The dashboard's live thumbnail: the guest's screen at its own size.
+	b.waitJS("thumbnail of the running VM", `document.querySelector('tr[data-name="con1"] img.thumb')?.naturalWidth === 720`, 30*time.Second)
 
 	// The API's console URL, fetched with the session cookie like any page call.
 	url := value(b, "console URL", chromedp.Evaluate[string](fmt.Sprintf(
