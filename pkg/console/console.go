@@ -59,11 +59,23 @@ type endReason struct {
 
 func (e *endReason) Error() string { return e.text }
 
-// Reasons a session ends, given as the cause of its context.
+// Close codes of vmd's own (4000-4999 is for applications, RFC 6455 7.4.2).
+const (
+	// StatusVMStopped: the VM is no longer running (stopped, powered off,
+	// restarting). The page shows its state and offers Start rather than
+	// reconnecting blindly.
+	StatusVMStopped websocket.StatusCode = 4001
+)
+
+// Reasons a session ends, given as the cause of its context. The close
+// codes are part of the contract (docs/API.md "Console close codes"): 1008
+// and 4000-4999 mean "do not reconnect on your own", 1001 and 1012 mean
+// "try again".
 var (
-	errVMStopped    = &endReason{websocket.StatusGoingAway, "vm stopped"}
+	errVMStopped    = &endReason{StatusVMStopped, "vm stopped"}
 	errIdle         = &endReason{websocket.StatusPolicyViolation, "idle timeout"}
-	errShutdown     = &endReason{websocket.StatusGoingAway, "server shutting down"}
+	errShutdown     = &endReason{websocket.StatusServiceRestart, "server restarting"}
+	errNoPong       = &endReason{websocket.StatusGoingAway, "no answer to ping"}
 	errTextFrame    = &endReason{websocket.StatusUnsupportedData, "binary frames only"}
 	errVNCClosed    = &endReason{websocket.StatusGoingAway, "vm console closed"}
 	errLoginEnded   = &endReason{websocket.StatusPolicyViolation, "session ended: log in again"}
@@ -110,6 +122,10 @@ const (
 	// DefaultBufferSize was the fastest read size measured on loopback
 	// (shared/notes/console-proxy-and-security.md).
 	DefaultBufferSize = 256 << 10
+	// DefaultPingInterval: a session pings its browser this often and
+	// closes it when no pong comes back before the next ping, so a dead
+	// peer is gone within twice this.
+	DefaultPingInterval = 15 * time.Second
 	// DefaultDialWait bounds the retries of a VNC dial refused with EAGAIN:
 	// QEMU's VNC socket has a small backlog and accepts one at a time.
 	DefaultDialWait = 2 * time.Second
@@ -139,6 +155,9 @@ type Config struct {
 	StatePoll   time.Duration // how often an open session re-reads its VM's state
 	BufferSize  int           // read buffer of each direction
 	DialWait    time.Duration // how long a refused (EAGAIN) VNC dial is retried
+	// PingInterval is how often a session pings its peer; a ping not
+	// answered within it closes the session.
+	PingInterval time.Duration
 }
 
 // Console issues console tokens and serves console WebSockets.
@@ -177,6 +196,7 @@ func New(cfg Config) (*Console, error) {
 	setDefault(&cfg.MaxPerUser, DefaultMaxPerUser)
 	setDefault(&cfg.BufferSize, DefaultBufferSize)
 	setDefault(&cfg.DialWait, DefaultDialWait)
+	setDefault(&cfg.PingInterval, DefaultPingInterval)
 	if cfg.Sessions == nil {
 		ss, _ := cfg.Store.(login.Store)
 		cfg.Sessions = login.New(login.Config{Store: ss, Now: cfg.Now, Log: cfg.Log})

@@ -275,7 +275,28 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 	last.Store(time.Now().UnixNano())
 	fw := &fbWatch{}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { // pings: a peer that went away without a close (a laptop lid, a dead link) is noticed
+		defer wg.Done()
+		t := time.NewTicker(c.cfg.PingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			pctx, pcancel := context.WithTimeout(ctx, c.cfg.PingInterval)
+			err := ws.Ping(pctx)
+			pcancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					cancel(errNoPong)
+				}
+				return
+			}
+		}
+	}()
 	go func() { // VM to client
 		defer wg.Done()
 		buf := make([]byte, c.cfg.BufferSize)
@@ -372,7 +393,11 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 	code, reason := closeCode(cause)
 	// Close sends the close frame and waits briefly for the peer's; it
 	// also closes the connection, which ends the client-to-VM loop.
-	_ = ws.Close(code, reason)
+	if errors.Is(cause, errNoPong) {
+		_ = ws.CloseNow() // a peer that does not pong will not answer a close either
+	} else {
+		_ = ws.Close(code, reason)
+	}
 	vnc.Close()
 	ioCancel()
 	wg.Wait()
