@@ -19,23 +19,24 @@ type ScreenshotOptions struct {
 	Output string // a file, or "-" for stdout
 }
 
-// NewCmdScreenshot builds `vmctl screenshot NAME -o FILE`.
+// NewCmdScreenshot builds `vmctl screenshot NAME [-o FILE]`.
 func NewCmdScreenshot(f *Factory, runF func(context.Context, *ScreenshotOptions) error) *cobra.Command {
 	opts := &ScreenshotOptions{IO: f.IOStreams, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "screenshot NAME -o FILE",
+		Use:   "screenshot NAME [-o FILE]",
 		Short: "Save a PNG of a running virtual machine's screen",
 		Long: `Save a PNG of the VM's screen, at the guest's resolution.
 
--o - writes the PNG to standard output, which must then not be a terminal.`,
+Without -o (or with -o -) the PNG goes to standard output, which must then
+not be a terminal.`,
 		Example: `  vmctl screenshot web -o web.png
-  vmctl screenshot web -o - | display`,
+  vmctl screenshot web | display`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeVMNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
 			if opts.Output == "" {
-				return flagErrorf("-o FILE is required (-o - for standard output)")
+				opts.Output = "-"
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -43,13 +44,13 @@ func NewCmdScreenshot(f *Factory, runF func(context.Context, *ScreenshotOptions)
 			return screenshotRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&opts.Output, "output", "o", "", "file to write the PNG to; - for standard output")
+	cmd.Flags().StringVarP(&opts.Output, "output", "o", "", "file to write the PNG to (default: standard output, unless a terminal)")
 	return cmd
 }
 
 func screenshotRun(ctx context.Context, opts *ScreenshotOptions) error {
 	if opts.Output == "-" && opts.IO.OutTTY {
-		return flagErrorf("standard output is a terminal: give -o FILE, or pipe it")
+		return flagErrorf("standard output is a terminal, not the place for a PNG: give -o FILE, or pipe it")
 	}
 	c, err := authedClient(opts.Client)
 	if err != nil {

@@ -40,7 +40,7 @@ func TestNewCmdScreenshot(t *testing.T) {
 	}{
 		{args: "web -o a.png", want: ScreenshotOptions{Name: "web", Output: "a.png"}},
 		{args: "web --output -", want: ScreenshotOptions{Name: "web", Output: "-"}},
-		{args: "web", wantErr: true},
+		{args: "web", want: ScreenshotOptions{Name: "web", Output: "-"}},
 		{args: "-o a.png", wantErr: true},
 	} {
 		t.Run(c.args, func(t *testing.T) {
