@@ -8,6 +8,8 @@ import (
 	"net/http"
 
 	"github.com/coder/websocket"
+
+	"github.com/vmdhq/vmd/pkg/api"
 )
 
 // ConsoleSubprotocol is the WebSocket subprotocol of the console: binary
@@ -22,6 +24,20 @@ func (c *Client) DialConsole(ctx context.Context, idOrName string) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
+	return c.dialConsole(ctx, idOrName, res)
+}
+
+// DialConsoleViewOnly is DialConsole for a view-only session: the proxy
+// drops its keyboard, pointer and clipboard input.
+func (c *Client) DialConsoleViewOnly(ctx context.Context, idOrName string) (net.Conn, error) {
+	res, err := c.ConsoleViewOnly(ctx, idOrName)
+	if err != nil {
+		return nil, err
+	}
+	return c.dialConsole(ctx, idOrName, res)
+}
+
+func (c *Client) dialConsole(ctx context.Context, idOrName string, res *api.ConsoleResponse) (net.Conn, error) {
 	hdr := http.Header{}
 	if c.token != "" {
 		hdr.Set("Authorization", "Bearer "+c.token)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,8 @@ var (
 	errIdle         = &endReason{websocket.StatusPolicyViolation, "idle timeout"}
 	errShutdown     = &endReason{websocket.StatusServiceRestart, "server restarting"}
 	errNoPong       = &endReason{websocket.StatusGoingAway, "no answer to ping"}
+	errViewOnlyRFB  = &endReason{websocket.StatusPolicyViolation, "view-only console: input protocol not understood"}
+	errLinkRevoked  = &endReason{websocket.StatusPolicyViolation, "share link revoked"}
 	errTextFrame    = &endReason{websocket.StatusUnsupportedData, "binary frames only"}
 	errVNCClosed    = &endReason{websocket.StatusGoingAway, "vm console closed"}
 	errLoginEnded   = &endReason{websocket.StatusPolicyViolation, "session ended: log in again"}
@@ -231,6 +234,17 @@ func setDefault[T int | time.Duration](v *T, d T) {
 // belongs to the login session sessionID: it is void once that session
 // ends. "" binds it to no session (in-process callers: benches, tests).
 func (c *Console) Issue(ctx context.Context, caller store.User, sessionID string, v store.VM) (api.ConsoleResponse, error) {
+	return c.IssueWith(ctx, caller, sessionID, v, IssueOptions{})
+}
+
+// IssueOptions are the kinds of console token beyond the plain one.
+type IssueOptions struct {
+	ViewOnly bool   // the session's input is dropped by the proxy
+	LinkID   string // made through this share link (always view-only)
+}
+
+// IssueWith is Issue for a view-only token, or one of a share link.
+func (c *Console) IssueWith(ctx context.Context, caller store.User, sessionID string, v store.VM, o IssueOptions) (api.ConsoleResponse, error) {
 	if err := vm.Authorize(caller, v); err != nil {
 		return api.ConsoleResponse{}, fmt.Errorf("console: %w", err)
 	}
@@ -242,17 +256,23 @@ func (c *Console) Issue(ctx context.Context, caller store.User, sessionID string
 		return api.ConsoleResponse{}, fmt.Errorf("console token: %w", err)
 	}
 	now := c.cfg.Now()
-	g := Grant{UserID: caller.ID, VMID: v.ID, SessionID: sessionID, IssuedAt: now, ExpiresAt: now.Add(c.cfg.TokenTTL)}
+	g := Grant{UserID: caller.ID, VMID: v.ID, SessionID: sessionID, IssuedAt: now, ExpiresAt: now.Add(c.cfg.TokenTTL),
+		ViewOnly: o.ViewOnly || o.LinkID != "", LinkID: o.LinkID}
 	if err := c.cfg.Tokens.Put(ctx, hash, g); err != nil {
 		return api.ConsoleResponse{}, fmt.Errorf("store console token of vm %s: %w", v.ID, err)
 	}
 	id := url.PathEscape(v.ID)
+	page := c.base + "/console/" + id
+	if g.ViewOnly && g.LinkID == "" {
+		page += "?view_only=true"
+	}
 	return api.ConsoleResponse{
 		// The page reads the token from the fragment, which browsers send
 		// neither to servers nor in Referer headers.
-		URL:       c.base + "/console/" + id + "#token=" + tok,
+		URL:       page + "#token=" + tok,
 		WSURL:     c.wsBase + api.BasePath + "/vms/" + id + "/console/ws?token=" + tok,
 		ExpiresAt: g.ExpiresAt,
+		ViewOnly:  g.ViewOnly,
 	}, nil
 }
 
@@ -283,6 +303,39 @@ func (c *Console) LoginSessions() *login.Registry { return c.cfg.Sessions }
 type session struct {
 	userID, vmID string
 	cancel       context.CancelCauseFunc
+	viewOnly     bool
+	linkID       string
+	since        time.Time
+}
+
+// Presence lists the open console sessions of a VM on this node, oldest
+// first, for whoever may act on the VM (the caller checks that).
+func (c *Console) Presence(ctx context.Context, vmID string) ([]api.ConsoleSession, error) {
+	ss := c.sessions.ofVM(vmID)
+	sort.Slice(ss, func(i, j int) bool { return ss[i].since.Before(ss[j].since) })
+	out := make([]api.ConsoleSession, 0, len(ss))
+	emails := map[string]string{}
+	for _, s := range ss {
+		email, ok := emails[s.userID]
+		if !ok {
+			u, err := c.cfg.Store.GetUser(ctx, s.userID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("console sessions of vm %s: %w", vmID, err)
+			}
+			email, emails[s.userID] = u.Email, u.Email
+		}
+		out = append(out, api.ConsoleSession{UserID: s.userID, Email: email, ViewOnly: s.viewOnly, Since: s.since, LinkID: s.linkID})
+	}
+	return out, nil
+}
+
+// CloseLink ends the sessions opened through a share link (it was revoked).
+func (c *Console) CloseLink(vmID, linkID string) {
+	for _, s := range c.sessions.ofVM(vmID) {
+		if s.linkID == linkID {
+			s.cancel(errLinkRevoked)
+		}
+	}
 }
 
 // sessions counts open sessions per VM and per user under one lock, so a

@@ -64,7 +64,7 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		return err
 	}
 	sctx, scancel := context.WithCancelCause(context.Background())
-	s := &session{userID: g.UserID, vmID: v.ID, cancel: scancel}
+	s := &session{userID: g.UserID, vmID: v.ID, cancel: scancel, viewOnly: g.ViewOnly, linkID: g.LinkID, since: c.cfg.Now()}
 	if err := c.sessions.reserve(s, c.cfg.MaxPerVM, c.cfg.MaxPerUser); err != nil {
 		scancel(nil)
 		return err
@@ -324,6 +324,12 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 	go func() { // client to VM
 		defer wg.Done()
 		buf := make([]byte, c.cfg.BufferSize)
+		// A view-only session's input is dropped here, not only by its page.
+		var filter *inputFilter
+		var passed []byte
+		if g.ViewOnly {
+			filter, passed = newInputFilter(), make([]byte, 0, c.cfg.BufferSize)
+		}
 		for {
 			typ, rd, err := ws.Reader(ioCtx)
 			if err != nil {
@@ -339,11 +345,22 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 				if n > 0 {
 					last.Store(time.Now().UnixNano())
 					fw.client(buf[:n])
-					if _, werr := vnc.Write(buf[:n]); werr != nil {
-						cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
-						return
+					out := buf[:n]
+					if filter != nil {
+						var ferr error
+						if out, ferr = filter.filter(out, passed[:0]); ferr != nil {
+							c.log.Info("console: view-only session", "vm", s.vmID, "err", ferr)
+							cancel(errViewOnlyRFB)
+							return
+						}
 					}
-					c.m.toVM.Add(float64(n))
+					if len(out) > 0 {
+						if _, werr := vnc.Write(out); werr != nil {
+							cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
+							return
+						}
+						c.m.toVM.Add(float64(len(out)))
+					}
 				}
 				if err != nil {
 					if errors.Is(err, io.EOF) {

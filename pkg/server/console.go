@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,7 +23,13 @@ func (s *Server) consoleToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.cfg.Console.Issue(ctx, caller(c), callerSession(c).ID, v)
+	viewOnly := false
+	if q := c.QueryParam("view_only"); q != "" {
+		if viewOnly, err = strconv.ParseBool(q); err != nil {
+			return errBadRequest("view_only must be true or false")
+		}
+	}
+	res, err := s.cfg.Console.IssueWith(ctx, caller(c), callerSession(c).ID, v, console.IssueOptions{ViewOnly: viewOnly})
 	if err != nil {
 		return consoleError(err)
 	}
@@ -82,4 +89,23 @@ func consoleError(err error) error {
 		}
 	}
 	return err
+}
+
+// consoleSessions lists who has the VM's console open (presence), for
+// whoever may act on the VM; sessions live on the VM's own node.
+func (s *Server) consoleSessions(c echo.Context) error {
+	if s.cfg.Console == nil {
+		return errNoConsole
+	}
+	ctx := c.Request().Context()
+	v, err := s.cfg.VMs.Lookup(ctx, caller(c), vmRef(c))
+	if err != nil {
+		return err
+	}
+	out, err := s.cfg.Console.Presence(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, out)
 }

@@ -137,6 +137,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"Change", api.Change{}},
 		{"Template", api.Template{}},
 		{"ConsoleResponse", api.ConsoleResponse{}},
+		{"ConsoleSession", api.ConsoleSession{}},
 		{"Version", api.Version{}},
 	}
 	for _, tt := range tests {

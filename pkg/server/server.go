@@ -213,6 +213,7 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
 		{http.MethodGet, "/vms/:id/screenshot", user, s.onNode(s.screenshot)},
+		{http.MethodGet, "/vms/:id/console/sessions", user, s.onNode(s.consoleSessions)},
 	}
 }
 

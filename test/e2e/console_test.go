@@ -93,6 +93,44 @@ func TestConsoleThroughVMD(t *testing.T) {
 		}
 	})
 
+	t.Run("view-only input is dropped by the proxy; presence lists both", func(t *testing.T) {
+		vo, err := ada.DialConsoleViewOnly(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vo.Close()
+		if _, err := rfb.Handshake(ctx, vo); err != nil {
+			t.Fatal(err)
+		}
+		// Straight RFB key events, as a modified page would send them.
+		typeRFB(t, vo, "echo VOKEY-DROPPED > /dev/ttyS0\n")
+		full, err := ada.DialConsole(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer full.Close()
+		if _, err := rfb.Handshake(ctx, full); err != nil {
+			t.Fatal(err)
+		}
+		sessions, err := ada.ConsoleSessions(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sessions) != 2 || !sessions[0].ViewOnly || sessions[1].ViewOnly || sessions[0].Email != "ada@example.com" {
+			t.Fatalf("presence: %+v", sessions)
+		}
+		// The same keys from a full session reach the guest, after the dropped ones would have.
+		typeRFB(t, full, "echo VOKEY-PASSED > /dev/ttyS0\n")
+		serial := waitSerial(t, v, vm.ID, "VOKEY-PASSED", 30*time.Second)
+		if strings.Contains(serial, "VOKEY-DROPPED") {
+			t.Fatal("a view-only session's keys reached the guest")
+		}
+		bob := loggedIn(t, v, "dave@example.com")
+		if _, errOut, code := bob.run("", "console", vm.ID, "--print-url"); code == 0 {
+			t.Fatalf("another user's console: %s", errOut)
+		}
+	})
+
 	t.Run("screenshot", func(t *testing.T) {
 		conn, err := ada.DialConsole(ctx, "web")
 		if err != nil {
@@ -214,5 +252,35 @@ func screen(ctx context.Context, t *testing.T, conn net.Conn) {
 	img := rfbtest.WaitForText(ctx, t, rc, 30*time.Second)
 	if rfb.Colours(img, 3) < 2 {
 		t.Fatal("screen is one colour")
+	}
+}
+
+// typeRFB sends text as RFB key events (Shift around the characters that
+// need it on a US keyboard), as noVNC's "Type it" does.
+func typeRFB(t *testing.T, conn net.Conn, text string) {
+	t.Helper()
+	key := func(sym uint32, down bool) {
+		b := []byte{4, 0, 0, 0, byte(sym >> 24), byte(sym >> 16), byte(sym >> 8), byte(sym)}
+		if down {
+			b[1] = 1
+		}
+		if _, err := conn.Write(b); err != nil {
+			t.Fatalf("send key: %v", err)
+		}
+	}
+	for _, ch := range text {
+		sym := uint32(ch)
+		if ch == '\n' {
+			sym = 0xff0d
+		}
+		shift := strings.ContainsRune("ABCDEFGHIJKLMNOPQRSTUVWXYZ~!@#$%^&*()_+{}|:\"<>?", ch)
+		if shift {
+			key(0xffe1, true)
+		}
+		key(sym, true)
+		key(sym, false)
+		if shift {
+			key(0xffe1, false)
+		}
 	}
 }
