@@ -286,4 +286,3 @@ type CreateShareLinkRequest struct {
 type ShareLinkTokenRequest struct {
 	Link string `json:"link"`
 }
-

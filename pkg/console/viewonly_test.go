@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func u16(n int) []byte { return binary.BigEndian.AppendUint16(nil, uint16(n)) }
+func u16(n int) []byte   { return binary.BigEndian.AppendUint16(nil, uint16(n)) }
 func i32(n int32) []byte { return binary.BigEndian.AppendUint32(nil, uint32(n)) }
 
 func join(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
