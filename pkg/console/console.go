@@ -172,6 +172,7 @@ type Console struct {
 	wsBase   string // ws(s)://host/prefix
 	sessions sessions
 	m        metrics
+	memLinks *MemoryTokens // share links when Tokens keeps none
 }
 
 // New checks cfg, fills its defaults and registers the metrics.
@@ -204,7 +205,7 @@ func New(cfg Config) (*Console, error) {
 		ss, _ := cfg.Store.(login.Store)
 		cfg.Sessions = login.New(login.Config{Store: ss, Now: cfg.Now, Log: cfg.Log})
 	}
-	c := &Console{cfg: cfg, log: cfg.Log}
+	c := &Console{cfg: cfg, log: cfg.Log, memLinks: NewMemoryTokens(cfg.Now)}
 	path := strings.TrimRight(u.Path, "/")
 	c.origin = strings.ToLower(u.Scheme + "://" + u.Host)
 	c.base = u.Scheme + "://" + u.Host + path

@@ -56,11 +56,15 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 	if g.VMID != vmID {
 		return ErrTokenInvalid
 	}
-	if authUserID != "" && authUserID != g.UserID {
+	// A share link's token is the authority whoever the viewer is signed in as.
+	if authUserID != "" && authUserID != g.UserID && g.LinkID == "" {
 		return ErrWrongUser
 	}
 	v, err := c.allowed(ctx, g)
 	if err != nil {
+		return err
+	}
+	if err := c.linkAlive(ctx, g); err != nil {
 		return err
 	}
 	sctx, scancel := context.WithCancelCause(context.Background())

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -108,4 +109,85 @@ func (s *Server) consoleSessions(c echo.Context) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, out)
+}
+
+// createShareLink mints a view-only console link of one VM.
+func (s *Server) createShareLink(c echo.Context) error {
+	if s.cfg.Console == nil {
+		return errNoConsole
+	}
+	var req api.CreateShareLinkRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		var err error
+		if ttl, err = time.ParseDuration(req.TTL); err != nil {
+			return &apiError{http.StatusUnprocessableEntity, api.CodeValidation, "ttl: " + console.ErrLinkTTL.Error()}
+		}
+	}
+	ctx := c.Request().Context()
+	v, err := s.cfg.VMs.Lookup(ctx, caller(c), vmRef(c))
+	if err != nil {
+		return err
+	}
+	l, err := s.cfg.Console.CreateLink(ctx, caller(c), v, ttl)
+	if errors.Is(err, console.ErrLinkTTL) {
+		return &apiError{http.StatusUnprocessableEntity, api.CodeValidation, "ttl: " + err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, l)
+}
+
+func (s *Server) listShareLinks(c echo.Context) error {
+	if s.cfg.Console == nil {
+		return errNoConsole
+	}
+	ctx := c.Request().Context()
+	v, err := s.cfg.VMs.Lookup(ctx, caller(c), vmRef(c))
+	if err != nil {
+		return err
+	}
+	ls, err := s.cfg.Console.Links(ctx, caller(c), v)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ls)
+}
+
+func (s *Server) revokeShareLink(c echo.Context) error {
+	if s.cfg.Console == nil {
+		return errNoConsole
+	}
+	ctx := c.Request().Context()
+	v, err := s.cfg.VMs.Lookup(ctx, caller(c), vmRef(c))
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Console.RevokeLink(ctx, caller(c), v, c.Param("link")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// shareLinkToken trades a share link's secret for a view-only console
+// token; public, as the link is the authority.
+func (s *Server) shareLinkToken(c echo.Context) error {
+	if s.cfg.Console == nil {
+		return errNoConsole
+	}
+	var req api.ShareLinkTokenRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Console.LinkToken(c.Request().Context(), c.Param("id"), req.Link)
+	if err != nil {
+		return consoleError(err)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, res)
 }

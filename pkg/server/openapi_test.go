@@ -138,6 +138,9 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"Template", api.Template{}},
 		{"ConsoleResponse", api.ConsoleResponse{}},
 		{"ConsoleSession", api.ConsoleSession{}},
+		{"ShareLink", api.ShareLink{}},
+		{"CreateShareLinkRequest", api.CreateShareLinkRequest{}},
+		{"ShareLinkTokenRequest", api.ShareLinkTokenRequest{}},
 		{"Version", api.Version{}},
 	}
 	for _, tt := range tests {

@@ -214,6 +214,10 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/openapi.json", public, s.openapi},
 		{http.MethodGet, "/vms/:id/screenshot", user, s.onNode(s.screenshot)},
 		{http.MethodGet, "/vms/:id/console/sessions", user, s.onNode(s.consoleSessions)},
+		{http.MethodPost, "/vms/:id/console/links", user, s.onNode(s.createShareLink)},
+		{http.MethodGet, "/vms/:id/console/links", user, s.onNode(s.listShareLinks)},
+		{http.MethodDelete, "/vms/:id/console/links/:link", user, s.onNode(s.revokeShareLink)},
+		{http.MethodPost, "/vms/:id/console/link-token", public, s.shareLinkToken}, // the link's secret is the authority
 	}
 }
 

@@ -131,6 +131,40 @@ func TestConsoleThroughVMD(t *testing.T) {
 		}
 	})
 
+	t.Run("share links: minted, listed, traded for view-only tokens, revoked", func(t *testing.T) {
+		link := strings.TrimSpace(c.must(0, "", "console", "web", "--share", "--ttl", "10m"))
+		secret, ok := strings.CutPrefix(link, v.URL+"/console/"+vm.ID+"#link=")
+		if !ok {
+			t.Fatalf("share url = %q", link)
+		}
+		list := c.must(0, "", "console", "web", "--links")
+		id := strings.Fields(list)[0]
+		if !strings.HasPrefix(id, "lnk_") || strings.Count(list, "\n") != 1 {
+			t.Fatalf("--links: %q", list)
+		}
+		trade := func() (int, string) {
+			res, err := http.Post(v.URL+"/api/v1/vms/"+vm.ID+"/console/link-token", "application/json",
+				strings.NewReader(`{"link":"`+secret+`"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(res.Body)
+			return res.StatusCode, b.String()
+		}
+		if code, body := trade(); code != 200 || !strings.Contains(body, `"view_only":true`) {
+			t.Fatalf("link token without an account: %d %s", code, body)
+		}
+		c.must(0, "", "console", "web", "--revoke", id)
+		if out := c.must(0, "", "console", "web", "--links"); strings.TrimSpace(out) != "" {
+			t.Fatalf("--links after revoke: %q", out)
+		}
+		if code, body := trade(); code != 403 {
+			t.Fatalf("revoked link: %d %s", code, body)
+		}
+	})
+
 	t.Run("screenshot", func(t *testing.T) {
 		conn, err := ada.DialConsole(ctx, "web")
 		if err != nil {

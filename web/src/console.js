@@ -6,6 +6,13 @@ import RFB from '@novnc/novnc';
 import { $, ApiError, get, onLogout, post } from './api.js';
 
 const vmId = decodeURIComponent(location.pathname.split('/')[2] || '');
+// A view-only console (?view_only=true, or a share link): the page sends no
+// input, and the proxy drops any that a changed page would send.
+const fragment = new URLSearchParams(location.hash.slice(1));
+const shareKey = 'vmd.console.link.' + vmId;
+if (fragment.get('link')) sessionStorage.setItem(shareKey, fragment.get('link'));
+const shareLink = sessionStorage.getItem(shareKey) || '';
+const viewOnly = new URLSearchParams(location.search).get('view_only') === 'true' || shareLink !== '';
 const screen = $('#screen');
 const statusEl = $('#status');
 let rfb = null;
@@ -211,6 +218,7 @@ function connect(url) {
     return;
   }
   rfb = r;
+  r.viewOnly = viewOnly;
   r.background = '#0b0f17';
   r.focusOnClick = true;
   const canvas = screen.querySelector('canvas');
@@ -222,6 +230,7 @@ function connect(url) {
   applyScale();
   r.addEventListener('connect', () => {
     if (gen !== generation) return;
+    presence();
     attempt = 0;
     $('#vm-off').hidden = true;
     setStatus('connected', 'Connected');
@@ -280,7 +289,9 @@ async function reconnect(auto) {
   }
   setStatus('connecting', 'Getting a console token…');
   try {
-    const c = await get(`/vms/${encodeURIComponent(vmId)}/console`);
+    const c = shareLink
+      ? await post(`/vms/${encodeURIComponent(vmId)}/console/link-token`, { link: shareLink })
+      : await get(`/vms/${encodeURIComponent(vmId)}/console${viewOnly ? '?view_only=true' : ''}`);
     if (gen !== generation) return;
     connect(c.ws_url);
   } catch (e) {
@@ -443,7 +454,31 @@ window.addEventListener('keyup', (ev) => {
   if (held.size && ev.target instanceof HTMLCanvasElement) setTimeout(releaseMods, 0);
 });
 
-onLogout(() => ended('you signed out in another tab'));
+if (!shareLink) onLogout(() => ended('you signed out in another tab'));
+
+// Presence: who else has this console open, refreshed while the tab shows.
+async function presence() {
+  if (document.visibilityState !== 'visible' || shareLink) return;
+  try {
+    const ss = (await get(`/vms/${encodeURIComponent(vmId)}/console/sessions`)) || [];
+    const box = $('#presence');
+    const who = ss.map((x) => x.email + (x.link_id ? ' (share link)' : x.view_only ? ' (view-only)' : ''));
+    box.textContent = ss.length > 1 ? `${ss.length} connected: ${who.join(', ')}` : '';
+    box.title = who.join('\n');
+    box.hidden = ss.length <= 1;
+    box.dataset.count = String(ss.length);
+  } catch {
+    // Not signed in (a share link) or vmd away: no list.
+  }
+}
+setInterval(presence, 5000);
+document.addEventListener('visibilitychange', presence);
+if (viewOnly) {
+  document.body.classList.add('view-only');
+  $('#keys').hidden = true;
+  $('#paste-toggle').hidden = true;
+  $('#view-only-note').hidden = false;
+}
 
 $('#vm-title').textContent = vmId;
 setTitle();
@@ -459,7 +494,6 @@ get(`/vms/${encodeURIComponent(vmId)}`).then(
   () => {},
 );
 
-const fragment = new URLSearchParams(location.hash.slice(1));
 const first = fragment.get('token');
 // The token is single-use: drop it from the address bar and history.
 if (location.hash) history.replaceState(null, '', location.pathname + location.search);
