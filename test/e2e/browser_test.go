@@ -322,6 +322,16 @@ func TestBrowserConsole(t *testing.T) {
 	b.run("reconnect", chromedp.Click(chromedp.CSS("#reconnect")))
 	b.waitJS("connected again with a fresh token", `document.body.dataset.console === 'connected'`, 30*time.Second)
 
+	// A second browser watches view-only; the first one lists it.
+	b2 := newBrowser(t)
+	b2.login(v.URL, email, password)
+	b2.run("open a view-only console", chromedp.Navigate(v.URL+"/console/"+vmID+"?view_only=true"))
+	b2.waitJS("view-only connected", `document.body.dataset.console === 'connected' &&
+		!document.querySelector('#view-only-note').hidden && document.querySelector('#keys').hidden`, 30*time.Second)
+	b.waitJS("presence lists the viewer", `document.querySelector('#presence').dataset.count === '2' &&
+		document.querySelector('#presence').textContent.includes('(view-only)')`, 15*time.Second)
+	b.shot("browser-console-presence")
+
 	// Type on the VGA shell through noVNC; the guest writes it to its serial port.
 	const marker = "vmd-web-typed-42"
 	b.run("type a command",
