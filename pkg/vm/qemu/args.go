@@ -66,6 +66,43 @@ func Args(s Invocation) []string {
 		"-pidfile", s.PIDFile,
 		"-sandbox", sandbox,
 	)
+	a = append(a, consoleDevices()...)
+	a = append(a, virtioSerial(serialPorts(s))...)
+	return a
+}
+
+// consoleDevices make the console feel local: a USB tablet reports
+// absolute positions, so the guest's pointer follows the browser's
+// (a relative mouse drifts), and QEMU's built-in vdagent (QEMU 7.1+)
+// carries VNC's clipboard to a spice-vdagent in the guest, both ways.
+func consoleDevices() []string {
+	return []string{
+		"-device", "qemu-xhci,id=usb0",
+		"-device", "usb-tablet,bus=usb0.0",
+		"-chardev", "qemu-vdagent,id=vdagent0,name=vdagent,clipboard=on",
+	}
+}
+
+// serialPort is one port of the guest's virtio-serial bus: a chardev and
+// the name the guest sees it by.
+type serialPort struct{ chardev, name string }
+
+// serialPorts are the guest's virtio-serial ports. Every guest channel (the
+// clipboard agent's, the guest agent's) is added here, so all share one
+// controller.
+func serialPorts(Invocation) []serialPort {
+	return []serialPort{{chardev: "vdagent0", name: "com.redhat.spice.0"}}
+}
+
+// virtioSerial puts ports on one virtio-serial controller.
+func virtioSerial(ports []serialPort) []string {
+	if len(ports) == 0 {
+		return nil
+	}
+	a := []string{"-device", "virtio-serial-pci,id=vserial0"}
+	for i, p := range ports {
+		a = append(a, "-device", fmt.Sprintf("virtserialport,bus=vserial0.0,nr=%d,chardev=%s,name=%s", i+1, p.chardev, p.name))
+	}
 	return a
 }
 

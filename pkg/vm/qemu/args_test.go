@@ -34,6 +34,11 @@ func TestArgs(t *testing.T) {
 			{"-chardev", "file,id=serial0,path=/d/serial.log,append=on"}, {"-serial", "chardev:serial0"},
 			{"-pidfile", "/d/qemu.pid"},
 			{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
+			// The console's absolute pointer and clipboard agent channel, on one virtio-serial bus.
+			{"-device", "qemu-xhci,id=usb0"}, {"-device", "usb-tablet,bus=usb0.0"},
+			{"-chardev", "qemu-vdagent,id=vdagent0,name=vdagent,clipboard=on"},
+			{"-device", "virtio-serial-pci,id=vserial0"},
+			{"-device", "virtserialport,bus=vserial0.0,nr=1,chardev=vdagent0,name=com.redhat.spice.0"},
 		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S",
 			// A guest's reboot resets in place; its poweroff ends the process.
 			"-no-reboot", "-no-shutdown"}},
@@ -50,6 +55,10 @@ func TestArgs(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := Args(tc.spec)
+			// One virtio-serial controller, whatever channels share it.
+			if n := slices.Index(a, "virtio-serial-pci,id=vserial0"); n < 0 || slices.Index(a[n+1:], "virtio-serial-pci,id=vserial0") >= 0 {
+				t.Fatalf("want exactly one virtio-serial controller: %q", a)
+			}
 			for _, w := range tc.want {
 				i := slices.Index(a, w[0])
 				for i >= 0 && i+1 < len(a) && a[i+1] != w[1] {
