@@ -11,7 +11,7 @@ import path from 'node:path';
 const here = path.dirname(new URL(import.meta.url).pathname);
 const src = path.join(here, 'src');
 const dist = path.join(here, 'dist');
-const pages = ['index', 'login', 'signup', 'verify', 'forgot', 'reset', 'console'];
+const pages = ['index', 'login', 'signup', 'verify', 'forgot', 'reset', 'console', 'vm'];
 
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(path.join(dist, 'static'), { recursive: true });

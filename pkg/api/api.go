@@ -299,6 +299,8 @@ type ConsoleResponse struct {
 	URL       string    `json:"url"`
 	WSURL     string    `json:"ws_url"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// ViewOnly: the proxy drops the session's keyboard, pointer and clipboard input.
+	ViewOnly bool `json:"view_only,omitempty"`
 }
 
 // Version is the body of GET /version.
@@ -453,3 +455,35 @@ const (
 	MaxSSHKeysPerUser = 32 // stored keys of one user
 	MaxSSHKeysPerVM   = 16 // keys in one create request's ssh_keys
 )
+
+// ConsoleSession is one open console of a VM (GET /vms/{id}/console/sessions).
+type ConsoleSession struct {
+	UserID   string    `json:"user_id"`
+	Email    string    `json:"email"`
+	ViewOnly bool      `json:"view_only"`
+	Since    time.Time `json:"since"`
+	// LinkID names the share link it was opened through; "" for none.
+	LinkID string `json:"link_id,omitempty"`
+}
+
+// ShareLink is a revocable view-only console link of one VM. URL (with
+// the link's secret) is shown once, when it is made.
+type ShareLink struct {
+	ID        string    `json:"id"`
+	VMID      string    `json:"vm_id"`
+	URL       string    `json:"url,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CreateShareLinkRequest is the body of POST /vms/{id}/console/links;
+// TTL is a Go duration ("1h"), default 1h, at most 24h.
+type CreateShareLinkRequest struct {
+	TTL string `json:"ttl,omitempty"`
+}
+
+// ShareLinkTokenRequest is the body of POST /vms/{id}/console/link-token:
+// the secret of a share link, for a view-only console token.
+type ShareLinkTokenRequest struct {
+	Link string `json:"link"`
+}

@@ -33,6 +33,12 @@ type ConsoleOptions struct {
 	// Serial attaches the terminal to the VM's serial port (serial.go);
 	// Write takes typing over from another connection.
 	Serial, Write bool
+
+	// Share links: list them, mint one (valid TTL), or revoke one.
+	Links  bool
+	Share  bool
+	TTL    string
+	Revoke string
 }
 
 // NewCmdConsole builds `vmctl console NAME`.
@@ -55,7 +61,10 @@ and later ones only watch (they are told so); --write takes typing over.`,
   vmctl console web --print-url
   vmctl console web --tunnel            # then: vncviewer 127.0.0.1:5900
   vmctl console web --tunnel 127.0.0.1:5901
-  vmctl console web --serial            # Ctrl-] detaches`,
+  vmctl console web --serial            # Ctrl-] detaches
+  vmctl console web --share --ttl 30m    # a view-only link for someone else
+  vmctl console web --links
+  vmctl console web --revoke lnk_…`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			// "--tunnel ADDR" with a space: pflag's NoOptDefVal leaves ADDR as an argument.
 			if len(args) == 2 && cmd.Flags().Changed("tunnel") && opts.Tunnel == DefaultTunnelAddr {
@@ -81,6 +90,18 @@ and later ones only watch (they are told so); --write takes typing over.`,
 			if cmd.Flags().Changed("tunnel") && opts.Tunnel == "" {
 				return flagErrorf("--tunnel needs an address such as %s", DefaultTunnelAddr)
 			}
+			modes := 0
+			for _, on := range []bool{opts.Links, opts.Share, opts.Revoke != "", opts.PrintURL, cmd.Flags().Changed("tunnel")} {
+				if on {
+					modes++
+				}
+			}
+			if modes > 1 {
+				return flagErrorf("--links, --share, --revoke, --print-url and --tunnel cannot be used together")
+			}
+			if opts.TTL != "" && !opts.Share {
+				return flagErrorf("--ttl goes with --share")
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -93,6 +114,10 @@ and later ones only watch (they are told so); --write takes typing over.`,
 	fl.Lookup("tunnel").NoOptDefVal = DefaultTunnelAddr
 	fl.BoolVar(&opts.Serial, "serial", false, "attach this terminal to the VM's serial port (Ctrl-] detaches)")
 	fl.BoolVar(&opts.Write, "write", false, "with --serial: take typing over from the connection that has it")
+	fl.BoolVar(&opts.Links, "links", false, "list the VM's view-only share links")
+	fl.BoolVar(&opts.Share, "share", false, "mint a view-only share link and print its URL")
+	fl.StringVar(&opts.TTL, "ttl", "", "how long a --share link is valid (default 1h, at most 24h)")
+	fl.StringVar(&opts.Revoke, "revoke", "", "revoke the share link with this id (its viewers are disconnected)")
 	return cmd
 }
 
@@ -106,6 +131,35 @@ func consoleRun(ctx context.Context, opts *ConsoleOptions) error {
 	}
 	if opts.Serial {
 		return serialRun(ctx, opts, c)
+	}
+	switch {
+	case opts.Share:
+		l, err := c.CreateShareLink(ctx, opts.Name, opts.TTL)
+		if err != nil {
+			return err
+		}
+		opts.IO.Infof("View-only link %s of vm %s, valid until %s (revoke: vmctl console %s --revoke %s):\n",
+			l.ID, opts.Name, l.ExpiresAt.Local().Format(time.RFC3339), opts.Name, l.ID)
+		fmt.Fprintln(opts.IO.Out, l.URL)
+		return nil
+	case opts.Links:
+		ls, err := c.ShareLinks(ctx, opts.Name)
+		if err != nil {
+			return err
+		}
+		if opts.IO.OutTTY {
+			fmt.Fprintln(opts.IO.Out, "ID\tCREATED\tEXPIRES")
+		}
+		for _, l := range ls {
+			fmt.Fprintf(opts.IO.Out, "%s\t%s\t%s\n", l.ID, l.CreatedAt.Local().Format(time.RFC3339), l.ExpiresAt.Local().Format(time.RFC3339))
+		}
+		return nil
+	case opts.Revoke != "":
+		if err := c.RevokeShareLink(ctx, opts.Name, opts.Revoke); err != nil {
+			return err
+		}
+		opts.IO.Infof("Revoked share link %s of vm %s.\n", opts.Revoke, opts.Name)
+		return nil
 	}
 	res, err := c.Console(ctx, opts.Name)
 	if err != nil {

@@ -117,6 +117,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdSnapshot(f, nil),
 		NewCmdLogs(f, nil),
 		NewCmdSSHKey(f, nil),
+		NewCmdScreenshot(f, nil),
 	)
 	return root, nil
 }

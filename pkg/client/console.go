@@ -19,3 +19,13 @@ func (c *Client) DialConsole(ctx context.Context, idOrName string) (net.Conn, er
 	}
 	return c.dialWS(ctx, idOrName, res.WSURL)
 }
+
+// DialConsoleViewOnly is DialConsole for a view-only session: the proxy
+// drops its keyboard, pointer and clipboard input.
+func (c *Client) DialConsoleViewOnly(ctx context.Context, idOrName string) (net.Conn, error) {
+	res, err := c.ConsoleViewOnly(ctx, idOrName)
+	if err != nil {
+		return nil, err
+	}
+	return c.dialWS(ctx, idOrName, res.WSURL)
+}

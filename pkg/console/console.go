@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -60,11 +61,25 @@ type endReason struct {
 
 func (e *endReason) Error() string { return e.text }
 
-// Reasons a session ends, given as the cause of its context.
+// Close codes of vmd's own (4000-4999 is for applications, RFC 6455 7.4.2).
+const (
+	// StatusVMStopped: the VM is no longer running (stopped, powered off,
+	// restarting). The page shows its state and offers Start rather than
+	// reconnecting blindly.
+	StatusVMStopped websocket.StatusCode = 4001
+)
+
+// Reasons a session ends, given as the cause of its context. The close
+// codes are part of the contract (docs/API.md "Console close codes"): 1008
+// and 4000-4999 mean "do not reconnect on your own", 1001 and 1012 mean
+// "try again".
 var (
-	errVMStopped    = &endReason{websocket.StatusGoingAway, "vm stopped"}
+	errVMStopped    = &endReason{StatusVMStopped, "vm stopped"}
 	errIdle         = &endReason{websocket.StatusPolicyViolation, "idle timeout"}
-	errShutdown     = &endReason{websocket.StatusGoingAway, "server shutting down"}
+	errShutdown     = &endReason{websocket.StatusServiceRestart, "server restarting"}
+	errNoPong       = &endReason{websocket.StatusGoingAway, "no answer to ping"}
+	errViewOnlyRFB  = &endReason{websocket.StatusPolicyViolation, "view-only console: input protocol not understood"}
+	errLinkRevoked  = &endReason{websocket.StatusPolicyViolation, "share link revoked"}
 	errTextFrame    = &endReason{websocket.StatusUnsupportedData, "binary frames only"}
 	errVNCClosed    = &endReason{websocket.StatusGoingAway, "vm console closed"}
 	errLoginEnded   = &endReason{websocket.StatusPolicyViolation, "session ended: log in again"}
@@ -111,6 +126,10 @@ const (
 	// DefaultBufferSize was the fastest read size measured on loopback
 	// (shared/notes/console-proxy-and-security.md).
 	DefaultBufferSize = 256 << 10
+	// DefaultPingInterval: a session pings its browser this often and
+	// closes it when no pong comes back before the next ping, so a dead
+	// peer is gone within twice this.
+	DefaultPingInterval = 15 * time.Second
 	// DefaultDialWait bounds the retries of a VNC dial refused with EAGAIN:
 	// QEMU's VNC socket has a small backlog and accepts one at a time.
 	DefaultDialWait = 2 * time.Second
@@ -144,6 +163,9 @@ type Config struct {
 	// opens and at every state poll while it lasts (vm.Service.Touch, so
 	// an idle-stop VM in use is not stopped).
 	Active func(ctx context.Context, vmID string)
+	// PingInterval is how often a session pings its peer; a ping not
+	// answered within it closes the session.
+	PingInterval time.Duration
 }
 
 // HasConsole says whether a VM in state s has a console: a running one,
@@ -161,7 +183,8 @@ type Console struct {
 	m        metrics
 
 	serialOnce sync.Once
-	serial     *serial.Hubs // shared serial connections, made on first use (serial.go)
+	serial     *serial.Hubs  // shared serial connections, made on first use (serial.go)
+	memLinks   *MemoryTokens // share links when Tokens keeps none
 }
 
 // New checks cfg, fills its defaults and registers the metrics.
@@ -189,11 +212,12 @@ func New(cfg Config) (*Console, error) {
 	setDefault(&cfg.MaxPerUser, DefaultMaxPerUser)
 	setDefault(&cfg.BufferSize, DefaultBufferSize)
 	setDefault(&cfg.DialWait, DefaultDialWait)
+	setDefault(&cfg.PingInterval, DefaultPingInterval)
 	if cfg.Sessions == nil {
 		ss, _ := cfg.Store.(login.Store)
 		cfg.Sessions = login.New(login.Config{Store: ss, Now: cfg.Now, Log: cfg.Log})
 	}
-	c := &Console{cfg: cfg, log: cfg.Log}
+	c := &Console{cfg: cfg, log: cfg.Log, memLinks: NewMemoryTokens(cfg.Now)}
 	path := strings.TrimRight(u.Path, "/")
 	c.origin = strings.ToLower(u.Scheme + "://" + u.Host)
 	c.base = u.Scheme + "://" + u.Host + path
@@ -223,6 +247,17 @@ func setDefault[T int | time.Duration](v *T, d T) {
 // belongs to the login session sessionID: it is void once that session
 // ends. "" binds it to no session (in-process callers: benches, tests).
 func (c *Console) Issue(ctx context.Context, caller store.User, sessionID string, v store.VM) (api.ConsoleResponse, error) {
+	return c.IssueWith(ctx, caller, sessionID, v, IssueOptions{})
+}
+
+// IssueOptions are the kinds of console token beyond the plain one.
+type IssueOptions struct {
+	ViewOnly bool   // the session's input is dropped by the proxy
+	LinkID   string // made through this share link (always view-only)
+}
+
+// IssueWith is Issue for a view-only token, or one of a share link.
+func (c *Console) IssueWith(ctx context.Context, caller store.User, sessionID string, v store.VM, o IssueOptions) (api.ConsoleResponse, error) {
 	if err := vm.Authorize(caller, v); err != nil {
 		return api.ConsoleResponse{}, fmt.Errorf("console: %w", err)
 	}
@@ -234,17 +269,23 @@ func (c *Console) Issue(ctx context.Context, caller store.User, sessionID string
 		return api.ConsoleResponse{}, fmt.Errorf("console token: %w", err)
 	}
 	now := c.cfg.Now()
-	g := Grant{UserID: caller.ID, VMID: v.ID, SessionID: sessionID, IssuedAt: now, ExpiresAt: now.Add(c.cfg.TokenTTL)}
+	g := Grant{UserID: caller.ID, VMID: v.ID, SessionID: sessionID, IssuedAt: now, ExpiresAt: now.Add(c.cfg.TokenTTL),
+		ViewOnly: o.ViewOnly || o.LinkID != "", LinkID: o.LinkID}
 	if err := c.cfg.Tokens.Put(ctx, hash, g); err != nil {
 		return api.ConsoleResponse{}, fmt.Errorf("store console token of vm %s: %w", v.ID, err)
 	}
 	id := url.PathEscape(v.ID)
+	page := c.base + "/console/" + id
+	if g.ViewOnly && g.LinkID == "" {
+		page += "?view_only=true"
+	}
 	return api.ConsoleResponse{
 		// The page reads the token from the fragment, which browsers send
 		// neither to servers nor in Referer headers.
-		URL:       c.base + "/console/" + id + "#token=" + tok,
+		URL:       page + "#token=" + tok,
 		WSURL:     c.wsBase + api.BasePath + "/vms/" + id + "/console/ws?token=" + tok,
 		ExpiresAt: g.ExpiresAt,
+		ViewOnly:  g.ViewOnly,
 	}, nil
 }
 
@@ -276,6 +317,39 @@ type session struct {
 	userID, vmID string
 	cancel       context.CancelCauseFunc
 	serial       bool // the VM's serial port, not its screen
+	viewOnly     bool
+	linkID       string
+	since        time.Time
+}
+
+// Presence lists the open console sessions of a VM on this node, oldest
+// first, for whoever may act on the VM (the caller checks that).
+func (c *Console) Presence(ctx context.Context, vmID string) ([]api.ConsoleSession, error) {
+	ss := c.sessions.ofVM(vmID)
+	sort.Slice(ss, func(i, j int) bool { return ss[i].since.Before(ss[j].since) })
+	out := make([]api.ConsoleSession, 0, len(ss))
+	emails := map[string]string{}
+	for _, s := range ss {
+		email, ok := emails[s.userID]
+		if !ok {
+			u, err := c.cfg.Store.GetUser(ctx, s.userID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("console sessions of vm %s: %w", vmID, err)
+			}
+			email, emails[s.userID] = u.Email, u.Email
+		}
+		out = append(out, api.ConsoleSession{UserID: s.userID, Email: email, ViewOnly: s.viewOnly, Since: s.since, LinkID: s.linkID})
+	}
+	return out, nil
+}
+
+// CloseLink ends the sessions opened through a share link (it was revoked).
+func (c *Console) CloseLink(vmID, linkID string) {
+	for _, s := range c.sessions.ofVM(vmID) {
+		if s.linkID == linkID {
+			s.cancel(errLinkRevoked)
+		}
+	}
 }
 
 // sessions counts open sessions per VM and per user under one lock, so a

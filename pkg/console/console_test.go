@@ -185,8 +185,8 @@ func TestProxyToQEMU(t *testing.T) {
 	// The reconciler's hook closes the session with a reason.
 	e.Console.CloseVM(v.ID)
 	_, _, err = ws.Read(ctx)
-	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
-		t.Fatalf("after CloseVM: %v, want going away", err)
+	if websocket.CloseStatus(err) != console.StatusVMStopped {
+		t.Fatalf("after CloseVM: %v, want vm stopped (4001)", err)
 	}
 	testutil.Eventually(t, 5*time.Second, "no active session", func() bool { return e.Metric(t, "console_active_sessions", "") == 0 })
 }
@@ -312,8 +312,8 @@ func TestStatePollClosesSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, _, err := ws.Read(ctx)
-	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
-		t.Fatalf("%v, want going away", err)
+	if websocket.CloseStatus(err) != console.StatusVMStopped {
+		t.Fatalf("%v, want vm stopped (4001)", err)
 	}
 }
 

@@ -16,6 +16,10 @@ type Grant struct {
 	SessionID string // the login session that asked for it; "" for none
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// ViewOnly makes the proxy drop the session's input (inputFilter).
+	ViewOnly bool
+	// LinkID is the share link the token was made through; "" for none.
+	LinkID string
 }
 
 // TokenStore keeps grants under the SHA-256 of their token, so a leaked
@@ -36,6 +40,7 @@ type TokenStore interface {
 // MemoryTokens is the in-process TokenStore.
 type MemoryTokens struct {
 	mu     sync.Mutex
+	links  map[string]Link // share links by hash
 	grants map[string]Grant
 	now    func() time.Time
 }

@@ -60,15 +60,19 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 	if g.VMID != vmID {
 		return ErrTokenInvalid
 	}
-	if authUserID != "" && authUserID != g.UserID {
+	// A share link's token is the authority whoever the viewer is signed in as.
+	if authUserID != "" && authUserID != g.UserID && g.LinkID == "" {
 		return ErrWrongUser
 	}
 	v, err := c.allowed(ctx, g)
 	if err != nil {
 		return err
 	}
+	if err := c.linkAlive(ctx, g); err != nil {
+		return err
+	}
 	sctx, scancel := context.WithCancelCause(context.Background())
-	s := &session{userID: g.UserID, vmID: v.ID, cancel: scancel, serial: typ == TypeSerial}
+	s := &session{userID: g.UserID, vmID: v.ID, cancel: scancel, serial: typ == TypeSerial, viewOnly: g.ViewOnly, linkID: g.LinkID, since: c.cfg.Now()}
 	if err := c.sessions.reserve(s, c.cfg.MaxPerVM, c.cfg.MaxPerUser); err != nil {
 		scancel(nil)
 		return err
@@ -292,7 +296,28 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	last.Store(time.Now().UnixNano())
 	fw := &fbWatch{}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { // pings: a peer that went away without a close (a laptop lid, a dead link) is noticed
+		defer wg.Done()
+		t := time.NewTicker(c.cfg.PingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			pctx, pcancel := context.WithTimeout(ctx, c.cfg.PingInterval)
+			err := ws.Ping(pctx)
+			pcancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					cancel(errNoPong)
+				}
+				return
+			}
+		}
+	}()
 	go func() { // VM to client
 		defer wg.Done()
 		buf := make([]byte, c.cfg.BufferSize)
@@ -320,6 +345,12 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	go func() { // client to VM
 		defer wg.Done()
 		buf := make([]byte, c.cfg.BufferSize)
+		// A view-only session's input is dropped here, not only by its page.
+		var filter *inputFilter
+		var passed []byte
+		if g.ViewOnly {
+			filter, passed = newInputFilter(), make([]byte, 0, c.cfg.BufferSize)
+		}
 		for {
 			typ, rd, err := ws.Reader(ioCtx)
 			if err != nil {
@@ -335,11 +366,22 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 				if n > 0 {
 					last.Store(time.Now().UnixNano())
 					fw.client(buf[:n])
-					if _, werr := vnc.Write(buf[:n]); werr != nil {
-						cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
-						return
+					out := buf[:n]
+					if filter != nil {
+						var ferr error
+						if out, ferr = filter.filter(out, passed[:0]); ferr != nil {
+							c.log.Info("console: view-only session", "vm", s.vmID, "err", ferr)
+							cancel(errViewOnlyRFB)
+							return
+						}
 					}
-					c.m.toVM.Add(float64(n))
+					if len(out) > 0 {
+						if _, werr := vnc.Write(out); werr != nil {
+							cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
+							return
+						}
+						c.m.toVM.Add(float64(len(out)))
+					}
 				}
 				if err != nil {
 					if errors.Is(err, io.EOF) {
@@ -391,7 +433,11 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	code, reason := closeCode(cause)
 	// Close sends the close frame and waits briefly for the peer's; it
 	// also closes the connection, which ends the client-to-VM loop.
-	_ = ws.Close(code, reason)
+	if errors.Is(cause, errNoPong) {
+		_ = ws.CloseNow() // a peer that does not pong will not answer a close either
+	} else {
+		_ = ws.Close(code, reason)
+	}
 	vnc.Close()
 	ioCancel()
 	wg.Wait()

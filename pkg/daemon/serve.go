@@ -207,7 +207,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer stopClu()
 	kicker := &vm.QueueKicker{Store: a.store, Queue: shared.Queue, Local: rec, Node: cfg.NodeName, Log: log}
 	vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
-		Health: clu, Placement: clu, TTL: cfg.TTL})
+		Health: clu, Placement: clu, TTL: cfg.TTL, Screens: drv})
 	vms.SetGuest(vm.GuestConfig{Agents: drv, OpsPerUser: cfg.GuestOpsPerUser, MaxUpload: cfg.MaxUpload})
 	keeper := vm.NewHousekeeper(vm.HousekeeperConfig{Store: a.store, KeepChanges: cfg.ChangesRetention, Logger: log})
 	rctx, stopRec := context.WithCancel(ctx)

@@ -65,7 +65,8 @@ func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []by
 	}
 	imgDir := filepath.Join(t.TempDir(), "images")
 	makeTemplate(t, imgDir, "tiny")
-	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg, Placement: reg})
+	vms := vm.NewService(vm.ServiceConfig{Store: st, Templates: image.NewCatalog(imgDir), Node: name, Health: reg, Placement: reg,
+		Screens: nodeScreens(name)})
 	var con *console.Console
 	if cons != nil {
 		con = cons(hs.URL)
@@ -166,6 +167,20 @@ func TestClusterRouting(t *testing.T) {
 			wantError(t, code, data, tc.status, tc.code)
 		})
 	}
+
+	t.Run("screenshot runs on the vm's node", func(t *testing.T) {
+		if _, err := st.SetState(ctx, web.ID, api.StateRunning, "test"); err != nil {
+			t.Fatal(err)
+		}
+		code, data := clusterDo(t, "GET", a.url+api.BasePath+"/vms/web/screenshot", ada, nil, nil)
+		if code != 200 || string(data) != "\x89PNG\r\n\x1a\nnode b" {
+			t.Fatalf("screenshot through a: %d %q", code, data)
+		}
+		code, data = clusterDo(t, "GET", a.url+api.BasePath+"/vms/"+web.ID+"/screenshot", bob, nil, nil)
+		wantError(t, code, data, 404, api.CodeNotFound)
+		code, data = clusterDo(t, "GET", a.url+api.BasePath+"/vms/"+web.ID+"/console/sessions", bob, nil, nil)
+		wantError(t, code, data, 404, api.CodeNotFound)
+	})
 
 	t.Run("signed placement is honoured", func(t *testing.T) {
 		code, data := clusterDo(t, "POST", b.url+api.BasePath+"/vms", ada, api.CreateVMRequest{Name: "pinned", Template: "tiny"},
@@ -361,4 +376,11 @@ func TestCreateAdmissionOrder(t *testing.T) {
 	if me, err := st.GetUserByEmail(ctx, "ada@example.com"); err != nil || me.Usage != (api.Quota{}) {
 		t.Fatalf("usage after refused creates: %+v, %v", me.Usage, err)
 	}
+}
+
+// nodeScreens answers every screenshot with a PNG signature and its node's name.
+type nodeScreens string
+
+func (n nodeScreens) Screenshot(context.Context, string) ([]byte, error) {
+	return []byte("\x89PNG\r\n\x1a\nnode " + string(n)), nil
 }

@@ -140,6 +140,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusConflict, api.CodeConflict, "the vm is not running: start it first"
 	case errors.Is(err, vm.ErrTooManyGuestOps):
 		return http.StatusTooManyRequests, api.CodeRateLimited, "too many guest agent operations at once: wait for one to end"
+	case errors.Is(err, vm.ErrUnsupported):
+		return http.StatusNotImplemented, api.CodeUnavailable, "this node's driver cannot do that (a screenshot, say)"
 	case errors.Is(err, vm.ErrTooManyStreams):
 		return http.StatusTooManyRequests, api.CodeRateLimited, "too many open event streams: close one first"
 	case errors.Is(err, vm.ErrForbidden):

@@ -26,6 +26,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/login"
+	"github.com/vmdhq/vmd/pkg/ratelimit"
 	"github.com/vmdhq/vmd/pkg/serial"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
@@ -60,6 +61,10 @@ type Config struct {
 	EventStreamsPerUser int
 	// Logs serves VMs' serial logs; nil answers GET /vms/{id}/logs with 503.
 	Logs *serial.Logs
+	// Screenshots counts screenshots per user; nil keeps the count in this
+	// process. ScreenshotsPerMinute defaults to DefaultScreenshotsPerMinute.
+	Screenshots          ratelimit.Limiter
+	ScreenshotsPerMinute int
 }
 
 // Server is the HTTP handler of vmd.
@@ -75,6 +80,8 @@ type Server struct {
 	feed      *vm.Feed
 	reqs      *prometheus.CounterVec
 	dur       *prometheus.HistogramVec
+	shots     ratelimit.Limiter
+	shotLimit int
 }
 
 // access is what a route needs of its caller.
@@ -117,6 +124,13 @@ func New(cfg Config) (*Server, error) {
 		s.sessions = login.New(login.Config{Log: cfg.Log})
 	}
 	s.feed = cfg.Feed
+	s.shots, s.shotLimit = cfg.Screenshots, cfg.ScreenshotsPerMinute
+	if s.shots == nil {
+		s.shots = ratelimit.NewMemory()
+	}
+	if s.shotLimit <= 0 {
+		s.shotLimit = DefaultScreenshotsPerMinute
+	}
 	if s.feed == nil && cfg.Store != nil {
 		s.feed = vm.NewFeed(vm.FeedConfig{Store: cfg.Store, MaxPerUser: cfg.EventStreamsPerUser, Log: cfg.Log})
 	}
@@ -222,6 +236,12 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/me/ssh-keys", user, s.listSSHKeys},
 		{http.MethodPost, "/me/ssh-keys", user, s.addSSHKey},
 		{http.MethodDelete, "/me/ssh-keys/:name", user, s.deleteSSHKey},
+		{http.MethodGet, "/vms/:id/screenshot", user, s.onVMNode(s.screenshot)},
+		{http.MethodGet, "/vms/:id/console/sessions", user, s.onVMNode(s.consoleSessions)},
+		{http.MethodPost, "/vms/:id/console/links", user, s.onVMNode(s.createShareLink)},
+		{http.MethodGet, "/vms/:id/console/links", user, s.onVMNode(s.listShareLinks)},
+		{http.MethodDelete, "/vms/:id/console/links/:link", user, s.onVMNode(s.revokeShareLink)},
+		{http.MethodPost, "/vms/:id/console/link-token", public, s.shareLinkToken}, // the link's secret is the authority
 	}
 }
 

@@ -35,6 +35,7 @@ var webPages = []struct{ route, page string }{
 	{"/forgot", "forgot"},
 	{"/reset", "reset"},
 	{"/console/:id", "console"},
+	{"/vms/:name", "vm"},
 }
 
 // registerWeb serves the pages of package web and their assets under /static/.

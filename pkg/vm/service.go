@@ -129,6 +129,7 @@ type Service struct {
 	touched   toucher
 	guest     GuestConfig // exec and files through the guest agent
 	ops       guestOps
+	screens   Screenshotter // nil: no screenshots
 }
 
 // ServiceConfig wires a Service.
@@ -144,12 +145,14 @@ type ServiceConfig struct {
 	Placement Placement
 	// TTL is the node's rules for VM lifetimes (zero: no default or maximum, 1 min minimum).
 	TTL TTLPolicy
+	// Screens, if set, takes screenshots of this node's guests (the driver).
+	Screens Screenshotter
 }
 
 // NewService returns a Service; Provisioner and Kicker may be nil.
 func NewService(c ServiceConfig) *Service {
 	return &Service{store: c.Store, templates: c.Templates, prov: c.Provisioner, kick: c.Kicker,
-		health: c.Health, place: c.Placement, node: c.Node, now: time.Now, ttl: c.TTL}
+		health: c.Health, place: c.Placement, node: c.Node, now: time.Now, ttl: c.TTL, screens: c.Screens}
 }
 
 // SetKicker wires the reconciler after both exist.

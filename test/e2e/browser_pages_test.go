@@ -172,6 +172,15 @@ func TestBrowserPagesFit(t *testing.T) {
 	b.checkLayout("dashboard")
 	vmID := value(b, "VM id", chromedp.Evaluate[string](row+`.dataset.vm`))
 
+	// The VM's own page, reached from its name on the dashboard.
+	b.run("open the VM page", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-vm=%q] a.vm-link`, vmID))),
+		chromedp.WaitVisible(chromedp.CSS("#vm-resources dt")))
+	b.waitJS("VM page shows the VM, its events and its screen", fmt.Sprintf(`document.querySelector('#vm-name').textContent === %s &&
+		document.querySelectorAll('#vm-events li').length > 0 && document.querySelector('#vm-screen').naturalWidth > 0 &&
+		document.title === %s`, jsString(long), jsString(long+" · vmd")), 30*time.Second)
+	b.checkLayout("vm")
+	b.run("back to the dashboard", chromedp.Navigate(v.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#vm-table")))
+
 	// The console, opened as the dashboard's link opens it (the session fetches the token).
 	b.run("open the console", chromedp.Navigate(v.URL+"/console/"+vmID))
 	b.waitJS("console connected", `document.body.dataset.console === 'connected'`, 30*time.Second)

@@ -305,6 +305,8 @@ func TestBrowserConsole(t *testing.T) {
 	vmID := value(b, "VM id", chromedp.AttributeValue(chromedp.CSS(`tr[data-name="con1"]`), "data-vm")).Value
 	serial := waitSerial(t, v, vmID, "vmd-tiny: booted", 2*time.Minute)
 	_ = serial
+	// The dashboard's live thumbnail: the guest's screen at its own size.
+	b.waitJS("thumbnail of the running VM", `document.querySelector('tr[data-name="con1"] img.thumb')?.naturalWidth === 720`, 30*time.Second)
 
 	// The API's console URL, fetched with the session cookie like any page call.
 	url := value(b, "console URL", chromedp.Evaluate[string](fmt.Sprintf(
@@ -319,6 +321,16 @@ func TestBrowserConsole(t *testing.T) {
 
 	b.run("reconnect", chromedp.Click(chromedp.CSS("#reconnect")))
 	b.waitJS("connected again with a fresh token", `document.body.dataset.console === 'connected'`, 30*time.Second)
+
+	// A second browser watches view-only; the first one lists it.
+	b2 := newBrowser(t)
+	b2.login(v.URL, email, password)
+	b2.run("open a view-only console", chromedp.Navigate(v.URL+"/console/"+vmID+"?view_only=true"))
+	b2.waitJS("view-only connected", `document.body.dataset.console === 'connected' &&
+		!document.querySelector('#view-only-note').hidden && document.querySelector('#keys').hidden`, 30*time.Second)
+	b.waitJS("presence lists the viewer", `document.querySelector('#presence').dataset.count === '2' &&
+		document.querySelector('#presence').textContent.includes('(view-only)')`, 15*time.Second)
+	b.shot("browser-console-presence")
 
 	// Type on the VGA shell through noVNC; the guest writes it to its serial port.
 	const marker = "vmd-web-typed-42"

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"image"
+	"image/draw"
+	"image/png"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -82,6 +86,120 @@ func TestConsoleThroughVMD(t *testing.T) {
 		bob := client.New(v.URL, lr.Token)
 		if _, err := bob.DialConsole(ctx, vm.ID); !client.IsNotFound(err) {
 			t.Fatalf("bob's console of ada's VM: %v", err)
+		}
+	})
+
+	t.Run("view-only input is dropped by the proxy; presence lists both", func(t *testing.T) {
+		vo, err := ada.DialConsoleViewOnly(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vo.Close()
+		if _, err := rfb.Handshake(ctx, vo); err != nil {
+			t.Fatal(err)
+		}
+		// Straight RFB key events, as a modified page would send them.
+		typeRFB(t, vo, "echo VOKEY-DROPPED > /dev/ttyS0\n")
+		full, err := ada.DialConsole(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer full.Close()
+		if _, err := rfb.Handshake(ctx, full); err != nil {
+			t.Fatal(err)
+		}
+		sessions, err := ada.ConsoleSessions(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sessions) != 2 || !sessions[0].ViewOnly || sessions[1].ViewOnly || sessions[0].Email != "ada@example.com" {
+			t.Fatalf("presence: %+v", sessions)
+		}
+		// The same keys from a full session reach the guest, after the dropped ones would have.
+		typeRFB(t, full, "echo VOKEY-PASSED > /dev/ttyS0\n")
+		serial := waitSerial(t, v, vm.ID, "VOKEY-PASSED", 30*time.Second)
+		if strings.Contains(serial, "VOKEY-DROPPED") {
+			t.Fatal("a view-only session's keys reached the guest")
+		}
+		bob := loggedIn(t, v, "dave@example.com")
+		if _, errOut, code := bob.run("", "console", vm.ID, "--print-url"); code == 0 {
+			t.Fatalf("another user's console: %s", errOut)
+		}
+	})
+
+	t.Run("share links: minted, listed, traded for view-only tokens, revoked", func(t *testing.T) {
+		link := strings.TrimSpace(c.must(0, "", "console", "web", "--share", "--ttl", "10m"))
+		secret, ok := strings.CutPrefix(link, v.URL+"/console/"+vm.ID+"#link=")
+		if !ok {
+			t.Fatalf("share url = %q", link)
+		}
+		list := c.must(0, "", "console", "web", "--links")
+		id := strings.Fields(list)[0]
+		if !strings.HasPrefix(id, "lnk_") || strings.Count(list, "\n") != 1 {
+			t.Fatalf("--links: %q", list)
+		}
+		trade := func() (int, string) {
+			res, err := http.Post(v.URL+"/api/v1/vms/"+vm.ID+"/console/link-token", "application/json",
+				strings.NewReader(`{"link":"`+secret+`"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(res.Body)
+			return res.StatusCode, b.String()
+		}
+		if code, body := trade(); code != 200 || !strings.Contains(body, `"view_only":true`) {
+			t.Fatalf("link token without an account: %d %s", code, body)
+		}
+		c.must(0, "", "console", "web", "--revoke", id)
+		if out := c.must(0, "", "console", "web", "--links"); strings.TrimSpace(out) != "" {
+			t.Fatalf("--links after revoke: %q", out)
+		}
+		if code, body := trade(); code != 403 {
+			t.Fatalf("revoked link: %d %s", code, body)
+		}
+	})
+
+	t.Run("screenshot", func(t *testing.T) {
+		conn, err := ada.DialConsole(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := rfb.Handshake(ctx, conn)
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "web.png")
+		start := time.Now()
+		c.must(0, "", "screenshot", "web", "-o", file)
+		took := time.Since(start)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("not a png: %v", err)
+		}
+		if b := img.Bounds(); b.Dx() != int(rc.Width) || b.Dy() != int(rc.Height) {
+			t.Fatalf("screenshot is %v, the guest's screen %dx%d", b.Size(), rc.Width, rc.Height)
+		}
+		rgba := image.NewRGBA(img.Bounds())
+		draw.Draw(rgba, rgba.Bounds(), img, image.Point{}, draw.Src)
+		if rfb.Colours(rgba, 3) < 2 {
+			t.Fatal("screenshot is one colour")
+		}
+		saveArtifact(t, "screenshot-api.png", data)
+		t.Logf("vmctl screenshot: %dx%d, %d bytes in %s", rc.Width, rc.Height, len(data), took.Round(time.Millisecond))
+		// Stdout only when it is not a terminal (here a pipe).
+		if out := c.must(0, "", "screenshot", "web", "-o", "-"); !strings.HasPrefix(out, "\x89PNG") {
+			t.Fatalf("-o - wrote %d bytes that are not a PNG", len(out))
+		}
+		carol := loggedIn(t, v, "carol@example.com")
+		if _, errOut, code := carol.run("", "screenshot", vm.ID, "-o", file+".carol"); code == 0 || !strings.Contains(errOut, "not found") {
+			t.Fatalf("another user's screenshot: exit %d: %s", code, errOut)
 		}
 	})
 
@@ -164,5 +282,35 @@ func screen(ctx context.Context, t *testing.T, conn net.Conn) {
 	img := rfbtest.WaitForText(ctx, t, rc, 30*time.Second)
 	if rfb.Colours(img, 3) < 2 {
 		t.Fatal("screen is one colour")
+	}
+}
+
+// typeRFB sends text as RFB key events (Shift around the characters that
+// need it on a US keyboard), as noVNC's "Type it" does.
+func typeRFB(t *testing.T, conn net.Conn, text string) {
+	t.Helper()
+	key := func(sym uint32, down bool) {
+		b := []byte{4, 0, 0, 0, byte(sym >> 24), byte(sym >> 16), byte(sym >> 8), byte(sym)}
+		if down {
+			b[1] = 1
+		}
+		if _, err := conn.Write(b); err != nil {
+			t.Fatalf("send key: %v", err)
+		}
+	}
+	for _, ch := range text {
+		sym := uint32(ch)
+		if ch == '\n' {
+			sym = 0xff0d
+		}
+		shift := strings.ContainsRune("ABCDEFGHIJKLMNOPQRSTUVWXYZ~!@#$%^&*()_+{}|:\"<>?", ch)
+		if shift {
+			key(0xffe1, true)
+		}
+		key(sym, true)
+		key(sym, false)
+		if shift {
+			key(0xffe1, false)
+		}
 	}
 }

@@ -2,53 +2,20 @@ package e2e
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/rfb"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
-
-// typeRFB types s and Enter through an RFB connection (KeyEvent messages),
-// holding Shift for upper-case letters and the few shifted symbols.
-func typeRFB(t *testing.T, conn net.Conn, s string) {
-	t.Helper()
-	key := func(sym uint32, down bool) {
-		msg := []byte{4, 0, 0, 0, 0, 0, 0, 0}
-		if down {
-			msg[1] = 1
-		}
-		binary.BigEndian.PutUint32(msg[4:], sym)
-		if _, err := conn.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const shift, enter = 0xffe1, 0xff0d
-	for _, r := range s {
-		shifted := unicode.IsUpper(r) || strings.ContainsRune(">&|", r)
-		if shifted {
-			key(shift, true)
-		}
-		key(uint32(r), true)
-		key(uint32(r), false)
-		if shifted {
-			key(shift, false)
-		}
-	}
-	key(enter, true)
-	key(enter, false)
-}
 
 func serialLen(t *testing.T, v *vmd, vm api.VM) int {
 	t.Helper()
@@ -107,7 +74,7 @@ func TestPauseResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	typeRFB(t, conn, "while true; do echo tick; sleep 1; done >/dev/ttyS0")
+	typeRFB(t, conn, "while true; do echo tick; sleep 1; done >/dev/ttyS0\n")
 	until(t, "ticks on the serial port", 60*time.Second, func() bool {
 		b, _ := os.ReadFile(v.vmFile(vm, "serial.log"))
 		return strings.Count(string(b), "tick") >= 2

@@ -3,10 +3,17 @@
 // (#token=…, never sent to a server); every later one fetches a fresh token
 // with the session cookie, since a token works once and for 60 s.
 import RFB from '@novnc/novnc';
-import { $, ApiError, get, onLogout } from './api.js';
+import { $, ApiError, get, onLogout, post } from './api.js';
 import './serial.js';
 
 const vmId = decodeURIComponent(location.pathname.split('/')[2] || '');
+// A view-only console (?view_only=true, or a share link): the page sends no
+// input, and the proxy drops any that a changed page would send.
+const fragment = new URLSearchParams(location.hash.slice(1));
+const shareKey = 'vmd.console.link.' + vmId;
+if (fragment.get('link')) sessionStorage.setItem(shareKey, fragment.get('link'));
+const shareLink = sessionStorage.getItem(shareKey) || '';
+const viewOnly = new URLSearchParams(location.search).get('view_only') === 'true' || shareLink !== '';
 const screen = $('#screen');
 const statusEl = $('#status');
 let rfb = null;
@@ -19,8 +26,18 @@ let over = false;
 
 // finalClose says whether a WebSocket close code ends the console for good:
 // the server closes with 1008 (policy) or an application code 4000-4999,
-// with the reason, when the session behind it ended.
+// with the reason, when the session behind it ended. 4001 (the VM stopped)
+// is final for the connection but not the page: it shows the VM's state and
+// offers Start. Others (1001 the VM's console closed, 1012 vmd restarting,
+// a dropped network) reconnect on their own, with backoff.
 const finalClose = (code) => code === 1008 || (code >= 4000 && code <= 4999);
+const vmStoppedCode = 4001;
+
+// Automatic reconnects: the delay doubles from 1 s to at most 15 s, and
+// resets once a connection stands.
+let attempt = 0;
+let retryTimer = null;
+const retryDelay = () => Math.min(1000 * 2 ** Math.max(0, attempt - 1), 15000);
 
 function setTitle() {
   document.title = `${vmName} · Console · vmd`;
@@ -31,6 +48,102 @@ function setStatus(state, text) {
   statusEl.className = 'status status-' + state;
   document.body.dataset.console = state;
   $('#ctrl-alt-del').disabled = state !== 'connected';
+}
+
+function cancelRetry() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
+}
+
+// autoRetry says why the console dropped and tries again after a while:
+// first the VM's state, then (when it runs) a fresh token and connection.
+function autoRetry(reason) {
+  if (over) return;
+  cancelRetry();
+  attempt++;
+  const ms = retryDelay();
+  setStatus('reconnecting', `Disconnected: ${reason}. Reconnecting in ${Math.round(ms / 1000)} s…`);
+  retryTimer = setTimeout(resume, ms);
+}
+
+// resume reconnects when the VM runs, keeps waiting while it changes
+// state, and offers Start when it has stopped.
+async function resume() {
+  retryTimer = null;
+  if (over) return;
+  let vm;
+  try {
+    vm = await get(`/vms/${encodeURIComponent(vmId)}`);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return reconnect(true); // says to sign in
+    if (e instanceof ApiError && e.status === 404) return ended('the VM no longer exists');
+    return autoRetry(e instanceof ApiError && e.status === 0 ? 'vmd is unreachable' : e.message);
+  }
+  if (vm.state === 'running') return reconnect(true);
+  if (vm.state === 'stopped' || vm.state === 'error') return showStopped(vm);
+  autoRetry(`the VM is ${vm.state}`);
+}
+
+// vmStopped handles the server's "vm stopped" close: it says so, then
+// follows the VM until it is stopped (offer Start) or runs again (a restart:
+// reconnect).
+function vmStopped(reason) {
+  cancelRetry();
+  generation++;
+  rfb = null;
+  setStatus('disconnected', 'Disconnected: ' + reason);
+  watchStopped();
+}
+
+async function watchStopped() {
+  const gen = generation;
+  for (;;) {
+    let vm = null;
+    try {
+      vm = await get(`/vms/${encodeURIComponent(vmId)}`);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return ended('the VM no longer exists');
+    }
+    if (gen !== generation || over) return;
+    if (vm && (vm.state === 'stopped' || vm.state === 'error')) return showStopped(vm);
+    if (vm && vm.state === 'running') return reconnect(true);
+    $('#vm-off-text').textContent = vm ? `The VM is ${vm.state}…` : 'Waiting for vmd…';
+    $('#vm-off').hidden = false;
+    $('#vm-start').hidden = true;
+    await sleep(1000);
+  }
+}
+
+// what says in words how a stopped VM got there, from its state and message.
+function what(vm) {
+  const m = (vm.message || '').trim();
+  if (/powered off/i.test(m)) return 'The guest powered itself off (a poweroff, or Ctrl-Alt-Del where that powers off).';
+  if (vm.state === 'error') return `The VM failed${m ? ': ' + m : ''}.`;
+  return `The VM is stopped${m && m.toLowerCase() !== 'stopped' ? ': ' + m : ''}.`;
+}
+
+function showStopped(vm) {
+  cancelRetry();
+  if (!document.body.dataset.console.startsWith('disconnected')) setStatus('disconnected', 'Disconnected: the VM is ' + vm.state);
+  $('#vm-off-text').textContent = what(vm);
+  $('#vm-start').hidden = false;
+  $('#vm-start').disabled = false;
+  $('#vm-off').hidden = false;
+}
+
+async function startVM() {
+  const b = $('#vm-start');
+  b.disabled = true;
+  $('#vm-off-text').textContent = 'Starting the VM…';
+  try {
+    await post(`/vms/${encodeURIComponent(vmId)}/start`);
+  } catch (e) {
+    $('#vm-off-text').textContent = 'Could not start the VM: ' + e.message;
+    b.disabled = false;
+    return;
+  }
+  generation++;
+  watchStopped();
 }
 
 function wsURLFor(token) {
@@ -62,6 +175,8 @@ async function why() {
 function ended(reason) {
   if (over) return;
   over = true;
+  cancelRetry();
+  $('#vm-off').hidden = true;
   generation++; // Silences the connection's own disconnect event.
   if (rfb) {
     rfb.disconnect();
@@ -94,12 +209,17 @@ function connect(url) {
     ws.addEventListener('close', (ev) => {
       closed = ev;
     });
+    // Watchdog: a socket stuck opening (a half-dead network) is given up.
+    setTimeout(() => {
+      if (ws.readyState === WebSocket.CONNECTING && gen === generation) ws.close();
+    }, 15000);
     r = new RFB(screen, ws, { shared: true });
   } catch (e) {
     setStatus('disconnected', 'Disconnected: ' + e.message);
     return;
   }
   rfb = r;
+  r.viewOnly = viewOnly;
   r.background = '#0b0f17';
   r.focusOnClick = true;
   const canvas = screen.querySelector('canvas');
@@ -111,6 +231,9 @@ function connect(url) {
   applyScale();
   r.addEventListener('connect', () => {
     if (gen !== generation) return;
+    presence();
+    attempt = 0;
+    $('#vm-off').hidden = true;
     setStatus('connected', 'Connected');
     r.focus();
   });
@@ -129,22 +252,36 @@ function connect(url) {
   r.addEventListener('disconnect', async (ev) => {
     if (gen !== generation) return;
     rfb = null;
+    if (closed && closed.code === vmStoppedCode) {
+      vmStopped(closed.reason || 'vm stopped');
+      return;
+    }
     if (closed && closed.reason && finalClose(closed.code)) {
       ended(closed.reason);
       return;
     }
+    const refused = failure; // a refused handshake would be refused again
     if (closed && closed.reason && !failure) failure = closed.reason;
     if (ev.detail.clean && !failure) {
       setStatus('disconnected', 'Disconnected');
       return;
     }
     const reason = failure || (await why()) || 'connection lost or refused';
-    if (gen === generation) setStatus('disconnected', 'Disconnected: ' + reason);
+    if (gen !== generation) return;
+    if (refused) setStatus('disconnected', 'Disconnected: ' + reason);
+    else autoRetry(reason);
   });
 }
 
-async function reconnect() {
-  over = false; // Asked for by hand: try again, whatever ended the last one.
+// reconnect fetches a fresh token and connects; auto is set for the
+// automatic reconnects, which keep trying while vmd or the VM is away.
+async function reconnect(auto) {
+  if (auto !== true) {
+    over = false; // Asked for by hand: try again, whatever ended the last one.
+    attempt = 0;
+  }
+  if (over) return;
+  cancelRetry();
   $('#ended').hidden = true;
   const gen = ++generation; // Silences the old connection's disconnect event.
   if (rfb) {
@@ -153,7 +290,9 @@ async function reconnect() {
   }
   setStatus('connecting', 'Getting a console token…');
   try {
-    const c = await get(`/vms/${encodeURIComponent(vmId)}/console`);
+    const c = shareLink
+      ? await post(`/vms/${encodeURIComponent(vmId)}/console/link-token`, { link: shareLink })
+      : await get(`/vms/${encodeURIComponent(vmId)}/console${viewOnly ? '?view_only=true' : ''}`);
     if (gen !== generation) return;
     connect(c.ws_url);
   } catch (e) {
@@ -164,6 +303,11 @@ async function reconnect() {
       a.href = '/login?next=' + encodeURIComponent(location.pathname);
       a.textContent = ' Sign in';
       statusEl.append(a);
+      return;
+    }
+    // vmd away (0, 502, 503) or the VM not running yet (409): wait for it.
+    if (auto === true && e instanceof ApiError && [0, 409, 502, 503].includes(e.status)) {
+      autoRetry(e.status === 0 ? 'vmd is unreachable' : e.message);
       return;
     }
     setStatus('disconnected', 'Disconnected: ' + e.message);
@@ -203,7 +347,17 @@ $('#scale').addEventListener('change', () => {
   applyScale();
 });
 $('#ctrl-alt-del').addEventListener('click', () => rfb && rfb.sendCtrlAltDel());
-$('#reconnect').addEventListener('click', reconnect);
+$('#reconnect').addEventListener('click', () => reconnect(false));
+$('#vm-start').addEventListener('click', startVM);
+// Back online, or back to the tab: a pending reconnect need not wait.
+const hurry = () => {
+  if (retryTimer && document.visibilityState === 'visible') {
+    cancelRetry();
+    resume();
+  }
+};
+window.addEventListener('online', hurry);
+document.addEventListener('visibilitychange', hurry);
 $('#fullscreen').addEventListener('click', () => {
   if (document.fullscreenElement) document.exitFullscreen();
   else screen.requestFullscreen().catch((e) => setStatus(document.body.dataset.console, 'Full screen refused: ' + e.message));
@@ -301,7 +455,31 @@ window.addEventListener('keyup', (ev) => {
   if (held.size && ev.target instanceof HTMLCanvasElement) setTimeout(releaseMods, 0);
 });
 
-onLogout(() => ended('you signed out in another tab'));
+if (!shareLink) onLogout(() => ended('you signed out in another tab'));
+
+// Presence: who else has this console open, refreshed while the tab shows.
+async function presence() {
+  if (document.visibilityState !== 'visible' || shareLink) return;
+  try {
+    const ss = (await get(`/vms/${encodeURIComponent(vmId)}/console/sessions`)) || [];
+    const box = $('#presence');
+    const who = ss.map((x) => x.email + (x.link_id ? ' (share link)' : x.view_only ? ' (view-only)' : ''));
+    box.textContent = ss.length > 1 ? `${ss.length} connected: ${who.join(', ')}` : '';
+    box.title = who.join('\n');
+    box.hidden = ss.length <= 1;
+    box.dataset.count = String(ss.length);
+  } catch {
+    // Not signed in (a share link) or vmd away: no list.
+  }
+}
+setInterval(presence, 5000);
+document.addEventListener('visibilitychange', presence);
+if (viewOnly) {
+  document.body.classList.add('view-only');
+  $('#keys').hidden = true;
+  $('#paste-toggle').hidden = true;
+  $('#view-only-note').hidden = false;
+}
 
 $('#vm-title').textContent = vmId;
 setTitle();
@@ -317,10 +495,9 @@ get(`/vms/${encodeURIComponent(vmId)}`).then(
   () => {},
 );
 
-const fragment = new URLSearchParams(location.hash.slice(1));
 const first = fragment.get('token');
 // The token is single-use: drop it from the address bar and history.
 if (location.hash) history.replaceState(null, '', location.pathname + location.search);
 if (!vmId) setStatus('disconnected', 'Disconnected: no VM in the address');
 else if (first) connect(wsURLFor(first));
-else reconnect();
+else reconnect(false);

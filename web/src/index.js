@@ -1,6 +1,7 @@
 // The dashboard: my VMs, my quota and a create form, refreshed every 2 s.
 import { $, ApiError, announceLogout, busy, del, el, fieldError, get, post, showError, showFieldErrors } from './api.js';
 import { limits, namePattern } from './limits.js';
+import { keepThumbs, thumb } from './thumbs.js';
 
 const pollMs = 2000;
 const rows = new Map(); // vm id -> {tr, sig}
@@ -113,7 +114,13 @@ function vmRow(vm) {
   return el(
     'tr',
     { 'data-vm': vm.id, 'data-name': vm.name, 'data-state': vm.state },
-    el('td', { class: 'name' }, el('strong', { class: 'vm-name ellipsis', title: vm.name }, vm.name), el('div', { class: 'muted mono ellipsis', title: vm.id }, vm.id)),
+    el(
+      'td',
+      { class: 'name' },
+      el('a', { class: 'vm-link', href: `/vms/${encodeURIComponent(vm.name)}` }, el('strong', { class: 'vm-name ellipsis', title: vm.name }, vm.name)),
+      el('div', { class: 'muted mono ellipsis', title: vm.id }, vm.id),
+      running ? thumb(vm.id, vm.name) : null,
+    ),
     el('td', { 'data-label': 'State' }, el('div', {}, badge, sub ? el('div', { class: 'muted small-text sub', 'data-note': '' }, sub) : null,
       vm.expires_at ? el('div', { class: 'muted small-text', 'data-expires': vm.expires_at }, expiresIn(vm.expires_at)) : null)),
     el('td', { 'data-label': 'Template' }, vm.template),
@@ -152,6 +159,7 @@ function renderVMs(vms) {
     }
   }
   $('#vm-empty').hidden = vms.length > 0;
+  keepThumbs(new Set(vms.filter((v) => v.state === 'running').map((v) => v.id)));
 }
 
 async function refresh() {

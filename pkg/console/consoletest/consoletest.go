@@ -129,15 +129,17 @@ func (e *Env) ws(w http.ResponseWriter, r *http.Request) {
 		authUser = u.ID
 	}
 	err := e.Console.ServeWS(w, r, r.PathValue("id"), authUser)
-	e.mu.Lock()
-	e.lastErr = err
-	e.mu.Unlock()
 	if err != nil {
+		// Only refusals: a session that ends returns nil, and would race
+		// with a later request's refusal.
+		e.mu.Lock()
+		e.lastErr = err
+		e.mu.Unlock()
 		writeErr(w, 403, "refused", err.Error())
 	}
 }
 
-// LastErr is what the last WebSocket request's ServeWS returned.
+// LastErr is the last refusal a WebSocket request's ServeWS returned.
 func (e *Env) LastErr() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

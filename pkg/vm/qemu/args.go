@@ -73,15 +73,53 @@ func Args(s Invocation) []string {
 		"-sandbox", sandbox,
 	)
 	if s.QGA != "" {
-		// The guest agent's virtio-serial port, which qemu-ga finds by this
-		// name; QEMU listens and vmd connects (one client at a time).
-		a = append(a,
-			"-chardev", "socket,id=qga0,path="+escape(s.QGA)+",server=on,wait=off",
-			"-device", "virtio-serial-pci",
-			"-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0")
+		a = append(a, "-chardev", "socket,id=qga0,path="+escape(s.QGA)+",server=on,wait=off")
 	}
 	if s.LoadVM != "" {
 		a = append(a, "-loadvm", s.LoadVM)
+	}
+	a = append(a, consoleDevices()...)
+	a = append(a, virtioSerial(serialPorts(s))...)
+	return a
+}
+
+// consoleDevices make the console feel local: a USB tablet reports
+// absolute positions, so the guest's pointer follows the browser's
+// (a relative mouse drifts), and QEMU's built-in vdagent (QEMU 7.1+)
+// carries VNC's clipboard to a spice-vdagent in the guest, both ways.
+func consoleDevices() []string {
+	return []string{
+		"-device", "qemu-xhci,id=usb0",
+		"-device", "usb-tablet,bus=usb0.0",
+		"-chardev", "qemu-vdagent,id=vdagent0,name=vdagent,clipboard=on",
+	}
+}
+
+// serialPort is one port of the guest's virtio-serial bus: a chardev and
+// the name the guest sees it by.
+type serialPort struct{ chardev, name string }
+
+// serialPorts are the guest's virtio-serial ports. Every guest channel (the
+// clipboard agent's, the guest agent's) is added here, so all share one
+// controller.
+func serialPorts(s Invocation) []serialPort {
+	ports := []serialPort{{chardev: "vdagent0", name: "com.redhat.spice.0"}}
+	if s.QGA != "" {
+		// qemu-ga finds its port by this name; QEMU listens on qga0's socket
+		// and vmd connects (one client at a time).
+		ports = append(ports, serialPort{chardev: "qga0", name: "org.qemu.guest_agent.0"})
+	}
+	return ports
+}
+
+// virtioSerial puts ports on one virtio-serial controller.
+func virtioSerial(ports []serialPort) []string {
+	if len(ports) == 0 {
+		return nil
+	}
+	a := []string{"-device", "virtio-serial-pci,id=vserial0"}
+	for i, p := range ports {
+		a = append(a, "-device", fmt.Sprintf("virtserialport,bus=vserial0.0,nr=%d,chardev=%s,name=%s", i+1, p.chardev, p.name))
 	}
 	return a
 }

@@ -40,7 +40,12 @@ func TestArgs(t *testing.T) {
 			{"-serial", "chardev:ser0"},
 			{"-pidfile", "/d/qemu.pid"},
 			{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
-		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S", "virtio-serial-pci",
+			// The console's absolute pointer and clipboard agent channel, on one virtio-serial bus.
+			{"-device", "qemu-xhci,id=usb0"}, {"-device", "usb-tablet,bus=usb0.0"},
+			{"-chardev", "qemu-vdagent,id=vdagent0,name=vdagent,clipboard=on"},
+			{"-device", "virtio-serial-pci,id=vserial0"},
+			{"-device", "virtserialport,bus=vserial0.0,nr=1,chardev=vdagent0,name=com.redhat.spice.0"},
+		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S",
 			// A guest's reboot resets in place; its poweroff ends the process.
 			"-no-reboot", "-no-shutdown"}},
 		{"seed", withSeed, [][]string{
@@ -51,8 +56,8 @@ func TestArgs(t *testing.T) {
 		{"kvm", kvm, [][]string{{"-accel", "kvm"}}, nil},
 		{"guest agent", agent, [][]string{
 			{"-chardev", "socket,id=qga0,path=/r/qga.sock,server=on,wait=off"},
-			{"-device", "virtio-serial-pci"},
-			{"-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"},
+			{"-device", "virtio-serial-pci,id=vserial0"},
+			{"-device", "virtserialport,bus=vserial0.0,nr=2,chardev=qga0,name=org.qemu.guest_agent.0"},
 		}, nil},
 		// A memory snapshot's restore starts the guest at it; a plain launch boots.
 		{"loadvm", loadvm, [][]string{{"-loadvm", "warm"}}, nil},
@@ -64,6 +69,10 @@ func TestArgs(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := Args(tc.spec)
+			// One virtio-serial controller, whatever channels share it.
+			if n := slices.Index(a, "virtio-serial-pci,id=vserial0"); n < 0 || slices.Index(a[n+1:], "virtio-serial-pci,id=vserial0") >= 0 {
+				t.Fatalf("want exactly one virtio-serial controller: %q", a)
+			}
 			for _, w := range tc.want {
 				i := slices.Index(a, w[0])
 				for i >= 0 && i+1 < len(a) && a[i+1] != w[1] {
