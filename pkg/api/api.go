@@ -191,7 +191,17 @@ type CreateVMRequest struct {
 	MemoryMB int    `json:"memory_mb,omitempty"`
 	DiskGB   int    `json:"disk_gb,omitempty"`
 	UserData string `json:"userdata,omitempty"`
+	// Network is NetworkNAT (the default when empty) or NetworkNone.
+	Network string `json:"network,omitempty"`
 }
+
+// Network kinds of a VM.
+const (
+	// NetworkNAT gives the guest one NIC with DHCP, DNS and filtered outbound NAT.
+	NetworkNAT = "nat"
+	// NetworkNone gives the guest no NIC.
+	NetworkNone = "none"
+)
 
 // VM is a virtual machine as the API returns it.
 type VM struct {
@@ -209,6 +219,11 @@ type VM struct {
 	CreatedAt    time.Time    `json:"created_at" yaml:"created_at"`
 	UpdatedAt    time.Time    `json:"updated_at" yaml:"updated_at"`
 	Events       []VMEvent    `json:"events,omitempty" yaml:"events,omitempty"`
+	// Network is NetworkNAT or NetworkNone.
+	Network string `json:"network" yaml:"network"`
+	// Addresses are the guest's IP addresses with prefix length
+	// ("192.168.127.2/24"), from its DHCP lease; [] before known.
+	Addresses []string `json:"addresses" yaml:"addresses"`
 }
 
 // VMEvent records one state change of a VM.
@@ -247,6 +262,15 @@ type Template struct {
 type ConsoleResponse struct {
 	URL       string    `json:"url"`
 	WSURL     string    `json:"ws_url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// PortForwardResponse is the body of POST /vms/{id}/portforward?port=N: a
+// one-time link for a browser (cookie) client; a bearer client opens
+// GET /vms/{id}/portforward?port=N directly.
+type PortForwardResponse struct {
+	WSURL     string    `json:"ws_url"`
+	Port      int       `json:"port"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 

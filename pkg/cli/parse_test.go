@@ -41,14 +41,15 @@ func TestParseCreate(t *testing.T) {
 	}{
 		{"minimal", []string{"web", "--template", "tiny"},
 			CreateOptions{Name: "web", Template: "tiny", Timeout: 5 * time.Minute, Output: "table"}, false},
-		{"all flags", []string{"db", "-t", "tiny", "--cpu", "2", "--memory", "1024", "--disk", "5", "--userdata", "u.yaml", "--wait", "--timeout", "30s", "-o", "json"},
-			CreateOptions{Name: "db", Template: "tiny", CPU: 2, MemoryMB: 1024, DiskGB: 5, UserDataFile: "u.yaml", Wait: true, Timeout: 30 * time.Second, Output: "json"}, false},
+		{"all flags", []string{"db", "-t", "tiny", "--cpu", "2", "--memory", "1024", "--disk", "5", "--userdata", "u.yaml", "--wait", "--timeout", "30s", "-o", "json", "--network", "none"},
+			CreateOptions{Name: "db", Template: "tiny", CPU: 2, MemoryMB: 1024, DiskGB: 5, UserDataFile: "u.yaml", Network: "none", Wait: true, Timeout: 30 * time.Second, Output: "json"}, false},
 		{"no template", []string{"web"}, CreateOptions{}, true},
 		{"no name", []string{"--template", "tiny"}, CreateOptions{}, true},
 		{"two names", []string{"a", "b", "--template", "tiny"}, CreateOptions{}, true},
 		{"bad cpu", []string{"web", "--template", "tiny", "--cpu", "two"}, CreateOptions{}, true},
 		{"negative", []string{"web", "--template", "tiny", "--memory", "-1"}, CreateOptions{}, true},
 		{"bad output", []string{"web", "--template", "tiny", "-o", "xml"}, CreateOptions{}, true},
+		{"bad network", []string{"web", "--template", "tiny", "--network", "bridge"}, CreateOptions{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,7 @@ type CreateOptions struct {
 	MemoryMB     int
 	DiskGB       int
 	UserDataFile string
+	Network      string // "" lets the server choose (nat)
 	Wait         bool
 	Timeout      time.Duration
 	Interval     time.Duration
@@ -65,6 +67,12 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 	fl.StringVar(&opts.UserDataFile, "userdata", "", "cloud-init user data file ('-' for stdin)")
 	fl.BoolVar(&opts.Wait, "wait", false, "wait until the VM is running")
 	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long --wait waits")
+	networks := []string{api.NetworkNAT, api.NetworkNone}
+	fl.Var(&enumValue{p: &opts.Network, allowed: networks}, "network",
+		"guest network: "+strings.Join(networks, "|")+" (server default "+api.NetworkNAT+")")
+	_ = cmd.RegisterFlagCompletionFunc("network", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return networks, cobra.ShellCompDirectiveNoFileComp
+	})
 	addOutputFlag(cmd, &opts.Output)
 	_ = cmd.RegisterFlagCompletionFunc("template", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		c, err := opts.Client()
@@ -87,7 +95,8 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 }
 
 func createRun(ctx context.Context, opts *CreateOptions) error {
-	req := api.CreateVMRequest{Name: opts.Name, Template: opts.Template, CPU: opts.CPU, MemoryMB: opts.MemoryMB, DiskGB: opts.DiskGB}
+	req := api.CreateVMRequest{Name: opts.Name, Template: opts.Template, CPU: opts.CPU, MemoryMB: opts.MemoryMB, DiskGB: opts.DiskGB,
+		Network: opts.Network}
 	if opts.UserDataFile != "" {
 		var (
 			b   []byte

@@ -197,13 +197,13 @@ func (s *sqlStore) RevokeUserSessions(ctx context.Context, userID, exceptID stri
 }
 
 const vmCols = `id, owner_id, name, template, cpu, memory_mb, disk_gb, user_data,
-	state, desired, node, message, created_at, updated_at`
+	state, desired, node, message, created_at, updated_at, network`
 
 func scanVM(s scanner) (VM, error) {
 	var v VM
 	var state, desired string
 	err := s.Scan(&v.ID, &v.OwnerID, &v.Name, &v.Template, &v.CPU, &v.MemoryMB, &v.DiskGB, &v.UserData,
-		&state, &desired, &v.Node, &v.Message, &v.CreatedAt, &v.UpdatedAt)
+		&state, &desired, &v.Node, &v.Message, &v.CreatedAt, &v.UpdatedAt, &v.Network)
 	v.State, v.Desired = api.State(state), api.DesiredState(desired)
 	return v, err
 }
@@ -241,9 +241,9 @@ func (s *sqlStore) CreateVMPlaced(ctx context.Context, v VM, place Placer) (VM, 
 			}
 		}
 		if _, err := q.exec(ctx, `INSERT INTO vms (`+vmCols+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			v.ID, v.OwnerID, v.Name, v.Template, v.CPU, v.MemoryMB, v.DiskGB, v.UserData,
-			string(v.State), string(v.Desired), v.Node, v.Message, v.CreatedAt, v.UpdatedAt); err != nil {
+			string(v.State), string(v.Desired), v.Node, v.Message, v.CreatedAt, v.UpdatedAt, v.Network); err != nil {
 			return err
 		}
 		if err := addEvent(ctx, q, v.ID, v.CreatedAt, v.State, v.Message); err != nil {

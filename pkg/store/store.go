@@ -109,13 +109,15 @@ type VM struct {
 	Message   string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	Network   string // api.NetworkNAT or api.NetworkNone
 }
 
 // ToAPI returns the VM as the API shows it (events are added by the caller).
 func (v VM) ToAPI() api.VM {
 	return api.VM{ID: v.ID, Name: v.Name, OwnerID: v.OwnerID, Template: v.Template, CPU: v.CPU,
 		MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, State: v.State, DesiredState: v.Desired,
-		Node: v.Node, Message: v.Message, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
+		Node: v.Node, Message: v.Message, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
+		Network: v.Network, Addresses: []string{}}
 }
 
 // Event is one recorded state change of a VM.

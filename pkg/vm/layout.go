@@ -17,6 +17,7 @@ const (
 	QEMULog    = "qemu.log"   // QEMU's own stdout and stderr
 	QMPSocket  = "qmp.sock"   // in the runtime dir
 	VNCSocket  = "vnc.sock"   // in the runtime dir
+	NetSocket  = "net.sock"   // in the runtime dir: QEMU's -netdev stream, vmd's guestnet dials it
 )
 
 // maxSocketPath is sun_path's size less its terminating NUL.

@@ -50,12 +50,14 @@ type GuestSpec struct {
 	MemoryMB int
 	DiskGB   int    // the overlay's size; never below the base image's
 	UserData string // cloud-init user-data; "" for no seed
+	Network  string // api.NetworkNAT: one NIC on vmd's guest network; else none
 }
 
 // SpecOf is the one conversion from a VM's record to what its driver is told.
 func SpecOf(v store.VM) GuestSpec {
 	return GuestSpec{ID: v.ID, OwnerID: v.OwnerID, Hostname: v.Name,
-		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData}
+		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData,
+		Network: v.Network}
 }
 
 // GuestExit is how a guest's process ended.

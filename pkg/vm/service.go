@@ -160,6 +160,9 @@ func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 	if r.DiskGB == 0 {
 		r.DiskGB = api.DefaultDiskGB
 	}
+	if r.Network == "" {
+		r.Network = api.NetworkNAT
+	}
 	switch {
 	case r.Name == "":
 		return r, &ValidationError{"name", "is required"}
@@ -175,6 +178,8 @@ func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 		return r, &ValidationError{"disk_gb", fmt.Sprintf("must be between 1 and %d", api.MaxDiskGB)}
 	case len(r.UserData) > 64*1024:
 		return r, &ValidationError{"userdata", "must be at most 64 KiB"}
+	case r.Network != api.NetworkNAT && r.Network != api.NetworkNone:
+		return r, &ValidationError{"network", fmt.Sprintf("must be %s or %s", api.NetworkNAT, api.NetworkNone)}
 	}
 	return r, nil
 }
@@ -212,7 +217,7 @@ func (s *Service) create(ctx context.Context, ownerID string, r api.CreateVMRequ
 	now := s.now().UTC()
 	v := store.VM{ID: NewID(), OwnerID: ownerID, Name: r.Name, Template: r.Template, CPU: r.CPU,
 		MemoryMB: r.MemoryMB, DiskGB: r.DiskGB, UserData: r.UserData, State: api.StatePending,
-		Desired: api.DesiredRunning, Node: s.node, CreatedAt: now, UpdatedAt: now}
+		Desired: api.DesiredRunning, Node: s.node, CreatedAt: now, UpdatedAt: now, Network: r.Network}
 	if s.prov != nil {
 		v.State = api.StateProvisioning
 	}

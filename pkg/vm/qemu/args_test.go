@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/guestnet"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
 
@@ -17,6 +19,10 @@ func TestArgs(t *testing.T) {
 	commas.Disk = "/d,x/disk.qcow2"
 	kvm := base
 	kvm.Accel = "kvm"
+	nat := base
+	nat.Network, nat.Net = api.NetworkNAT, "/r/net.sock"
+	none := base
+	none.Network, none.Net = api.NetworkNone, "/r/net.sock"
 	tests := []struct {
 		name    string
 		spec    Invocation
@@ -43,6 +49,12 @@ func TestArgs(t *testing.T) {
 		}, nil},
 		{"comma in path", commas, [][]string{{"-drive", "if=none,id=disk0,file=/d,,x/disk.qcow2,format=qcow2"}}, nil},
 		{"kvm", kvm, [][]string{{"-accel", "kvm"}}, nil},
+		{"nat", nat, [][]string{
+			{"-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path=/r/net.sock"},
+			{"-device", "virtio-net-pci,netdev=n0,mac=" + guestnet.GuestMAC("vm_1").String()},
+		}, []string{"user", "-nic"}},
+		{"none", none, nil, []string{"-netdev", "-nic", "virtio-net-pci"}},
+		{"unset is none", base, nil, []string{"-netdev", "-nic"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,10 +93,12 @@ func TestArgs(t *testing.T) {
 func TestSpecValidate(t *testing.T) {
 	ok := Invocation{Spec: Spec{ID: "vm_1", CPU: 1, MemoryMB: 64}, Accel: "tcg", Disk: "d", Serial: "s", PIDFile: "p", QMP: "q", VNC: "v"}
 	bad := map[string]func(*Invocation){
-		"accel":      func(s *Invocation) { s.Accel = "xen" },
-		"cpu":        func(s *Invocation) { s.CPU = 0 },
-		"no disk":    func(s *Invocation) { s.Disk = "" },
-		"comma sock": func(s *Invocation) { s.QMP = "a,b" },
+		"accel":       func(s *Invocation) { s.Accel = "xen" },
+		"cpu":         func(s *Invocation) { s.CPU = 0 },
+		"no disk":     func(s *Invocation) { s.Disk = "" },
+		"comma sock":  func(s *Invocation) { s.QMP = "a,b" },
+		"nat no sock": func(s *Invocation) { s.Network = api.NetworkNAT },
+		"bad network": func(s *Invocation) { s.Network, s.Net = "bridge", "n" },
 	}
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)

@@ -228,7 +228,8 @@ func (d *Driver) invocation(s Spec) Invocation {
 		Serial:  l.VMFile(s.OwnerID, s.ID, vm.SerialFile),
 		PIDFile: l.VMFile(s.OwnerID, s.ID, vm.PIDFile),
 		QMP:     l.Socket(s.ID, vm.QMPSocket),
-		VNC:     l.Socket(s.ID, vm.VNCSocket)}
+		VNC:     l.Socket(s.ID, vm.VNCSocket),
+		Net:     l.Socket(s.ID, vm.NetSocket)}
 	if seed := l.VMFile(s.OwnerID, s.ID, vm.SeedFile); fileExists(seed) {
 		inv.Seed = seed
 	}
