@@ -91,6 +91,7 @@ func (s *settings) config() (Config, error) {
 		DefaultQuota: api.Quota{VMs: v.GetInt("quota-vms"), CPUs: v.GetInt("quota-cpus"),
 			MemoryMB: v.GetInt("quota-memory-mb"), DiskGB: v.GetInt("quota-disk-gb")},
 		EventStreamsPerUser: v.GetInt("max-event-streams"),
+		GuestEgressAllow:    v.GetStringSlice("guest-egress-allow"),
 	}
 	c.Cluster = s.clusterSettings()
 	return c, c.complete()
@@ -137,6 +138,7 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.Int("quota-memory-mb", 8192, "default quota: memory in MB per user")
 	fs.Int("quota-disk-gb", 100, "default quota: disk in GB per user")
 	fs.Int("max-event-streams", vm.DefaultStreamsPerUser, "open GET /events streams allowed per user (more get 429)")
+	fs.StringSlice("guest-egress-allow", nil, "private CIDR guests may reach besides the internet (repeatable); loopback, link-local and the host's own addresses stay closed")
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {

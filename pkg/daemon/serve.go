@@ -180,7 +180,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	layout := vm.Layout{DataDir: cfg.DataDir, RunDir: cfg.RunDir}
 	drv, err := qemu.New(qemu.Config{Layout: layout, Accel: accel,
-		User: cfg.QEMUUser, UIDs: cfg.qemuUIDs, StopTimeout: cfg.StopTimeout, Logger: log})
+		User: cfg.QEMUUser, UIDs: cfg.qemuUIDs, StopTimeout: cfg.StopTimeout, Logger: log,
+		EgressAllow: cfg.egressAllow})
 	if err != nil {
 		return err
 	}
@@ -205,6 +206,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	kicker := &vm.QueueKicker{Store: a.store, Queue: shared.Queue, Local: rec, Node: cfg.NodeName, Log: log}
 	vms := vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
 		Health: clu, Placement: clu})
+	vms.SetAddresser(drv)
 	keeper := vm.NewHousekeeper(vm.HousekeeperConfig{Store: a.store, KeepChanges: cfg.ChangesRetention, Logger: log})
 	rctx, stopRec := context.WithCancel(ctx)
 	var workers sync.WaitGroup

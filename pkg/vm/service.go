@@ -122,6 +122,7 @@ type Service struct {
 	prov      Provisioner // nil: records only
 	place     Placement   // nil: every VM is created here, unchecked
 	kick      Kicker      // nil: nothing reconciles
+	addrs     Addresser   // nil: addresses stay []
 	health    NodeHealth  // nil: every node is taken as alive
 	node      string
 	now       func() time.Time
@@ -148,6 +149,15 @@ func NewService(c ServiceConfig) *Service {
 
 // SetKicker wires the reconciler after both exist.
 func (s *Service) SetKicker(k Kicker) { s.kick = k }
+
+// Addresser knows the addresses of the guests running on this node (the
+// driver, from their DHCP leases).
+type Addresser interface {
+	Addresses(vmID string) []string
+}
+
+// SetAddresser makes the VMs this node runs show their guests' addresses.
+func (s *Service) SetAddresser(a Addresser) { s.addrs = a }
 
 // normalize fills defaults and checks a create request's shape.
 func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
@@ -466,6 +476,11 @@ func (s *Service) Templates(ctx context.Context) ([]api.Template, error) {
 // stays for when the node comes back.
 func (s *Service) shown(ctx context.Context, v store.VM) api.VM {
 	out := v.ToAPI()
+	if s.addrs != nil && v.Node == s.node && v.State == api.StateRunning {
+		if a := s.addrs.Addresses(v.ID); len(a) > 0 {
+			out.Addresses = a
+		}
+	}
 	if s.health == nil {
 		return out
 	}
