@@ -32,6 +32,8 @@ const (
 	CodeTooLarge = "request_too_large"
 	// CodeMethodNotAllowed: the route exists, the method does not (405).
 	CodeMethodNotAllowed = "method_not_allowed"
+	// CodePortClosed: nothing listens on the guest port a port-forward asked for (502).
+	CodePortClosed = "port_closed"
 )
 
 // StatusError is an error that already knows its HTTP status and API code.

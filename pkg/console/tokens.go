@@ -16,6 +16,10 @@ type Grant struct {
 	SessionID string // the login session that asked for it; "" for none
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// Kind is what the token opens: "" the console, KindPortForward one
+	// TCP stream to the guest's Port. A token of one kind opens nothing else.
+	Kind string `json:",omitempty"`
+	Port int    `json:",omitempty"`
 }
 
 // TokenStore keeps grants under the SHA-256 of their token, so a leaked

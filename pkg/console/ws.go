@@ -37,6 +37,14 @@ const Subprotocol = "binary"
 // usable; it is taken in one atomic step just before the upgrade, so it
 // still opens at most one connection.
 func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUserID string) error {
+	return c.serve(w, r, vmID, authUserID, c.consoleTarget(), nil)
+}
+
+// serve is the one path of every WebSocket session (console, port-forward):
+// Origin, handshake, token (or a grant the caller vouches for, direct),
+// user, authorization, VM state, caps, then the target's dial, the token's
+// spending and the upgrade.
+func (c *Console) serve(w http.ResponseWriter, r *http.Request, vmID, authUserID string, t *target, direct *Grant) error {
 	// Origin first (nova's CVE-2015-0259 was a missing Origin check).
 	if err := c.CheckOrigin(r); err != nil {
 		return err
@@ -50,11 +58,17 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		return fmt.Errorf("%w: a client without an Origin header must send its bearer token", ErrWrongUser)
 	}
 	ctx := r.Context()
-	hash, g, err := c.grant(ctx, r)
-	if err != nil {
+	var (
+		hash string
+		g    Grant
+		err  error
+	)
+	if direct != nil {
+		g = *direct
+	} else if hash, g, err = c.grant(ctx, r); err != nil {
 		return err
 	}
-	if g.VMID != vmID {
+	if g.VMID != vmID || g.Kind != t.kind || (t.kind == KindPortForward && g.Port != t.port) {
 		return ErrTokenInvalid
 	}
 	if authUserID != "" && authUserID != g.UserID {
@@ -64,9 +78,14 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 	if err != nil {
 		return err
 	}
+	if t.check != nil {
+		if err := t.check(v); err != nil {
+			return err
+		}
+	}
 	sctx, scancel := context.WithCancelCause(context.Background())
 	s := &session{userID: g.UserID, vmID: v.ID, cancel: scancel}
-	if err := c.sessions.reserve(s, c.cfg.MaxPerVM, c.cfg.MaxPerUser); err != nil {
+	if err := t.sessions.reserve(s, t.maxVM, t.maxUser); err != nil {
 		scancel(nil)
 		return err
 	}
@@ -76,22 +95,24 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		if reserved {
 			forget()
 			scancel(nil)
-			c.sessions.release(s)
+			t.sessions.release(s)
 		}
 	}()
-	vnc, err := c.dialVNC(ctx, c.cfg.Sockets.VNCSocket(v))
+	// Dialled before the upgrade, so the client is told why it failed.
+	conn, err := t.dial(ctx, v)
 	if err != nil {
-		c.log.Warn("console: dial vnc socket", "vm", v.ID, "err", err)
-		return fmt.Errorf("%w: vm %s", ErrUnavailable, v.Name)
+		return err
 	}
 	// The one step that spends the token: of concurrent requests with it,
 	// only one gets past here.
-	if _, err := c.cfg.Tokens.Take(ctx, hash); err != nil {
-		vnc.Close()
-		if errors.Is(err, ErrTokenInvalid) {
-			return err
+	if direct == nil {
+		if _, err := c.cfg.Tokens.Take(ctx, hash); err != nil {
+			conn.Close()
+			if errors.Is(err, ErrTokenInvalid) {
+				return err
+			}
+			return fmt.Errorf("take console token: %w", err)
 		}
-		return fmt.Errorf("take console token: %w", err)
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols: []string{Subprotocol},
@@ -101,14 +122,14 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
-		vnc.Close()
+		conn.Close()
 		// Accept has written its own refusal.
-		c.log.Info("console: websocket accept", "vm", v.ID, "err", err)
+		c.log.Info("console: websocket accept", "vm", v.ID, "kind", t.name, "err", err)
 		return nil
 	}
 	reserved = false
 	defer forget()
-	c.run(sctx, ws, vnc, s, g)
+	c.run(sctx, ws, conn, s, g, t)
 	return nil
 }
 
@@ -273,10 +294,10 @@ func headerHas(h http.Header, name, token string) bool {
 
 // run proxies between ws and vnc until either side ends, the VM stops, the
 // session idles out or the server shuts down.
-func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *session, g Grant) {
-	defer c.sessions.release(s)
-	c.m.active.Inc()
-	defer c.m.active.Dec()
+func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *session, g Grant, t *target) {
+	defer t.sessions.release(s)
+	t.m.active.Inc()
+	defer t.m.active.Dec()
 	cancel := s.cancel
 	// I/O has its own context: cancelling it makes coder/websocket drop the
 	// connection at once, and the close frame with the reason goes first.
@@ -292,7 +313,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 	go func() { // VM to client
 		defer wg.Done()
 		buf := make([]byte, c.cfg.BufferSize)
-		watching := true
+		watching := t.kind == kindConsole
 		for {
 			n, err := vnc.Read(buf)
 			if n > 0 {
@@ -305,9 +326,13 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 					cancel(werr)
 					return
 				}
-				c.m.toClient.Add(float64(n))
+				t.m.toClient.Add(float64(n))
 			}
 			if err != nil {
+				if t.kind == KindPortForward && errors.Is(err, io.EOF) {
+					cancel(errGuestClosed) // the guest closed its side: all its data went first
+					return
+				}
 				cancel(fmt.Errorf("%w: %w", errVNCClosed, err))
 				return
 			}
@@ -326,19 +351,26 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 				cancel(errTextFrame)
 				return
 			}
+			empty := true
 			for {
 				n, err := rd.Read(buf)
 				if n > 0 {
+					empty = false
 					last.Store(time.Now().UnixNano())
-					fw.client(buf[:n])
+					if t.kind == kindConsole {
+						fw.client(buf[:n])
+					}
 					if _, werr := vnc.Write(buf[:n]); werr != nil {
 						cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
 						return
 					}
-					c.m.toVM.Add(float64(n))
+					t.m.toVM.Add(float64(n))
 				}
 				if err != nil {
 					if errors.Is(err, io.EOF) {
+						if empty && t.kind == KindPortForward {
+							halfClose(vnc) // an empty message: the client sends no more
+						}
 						break
 					}
 					cancel(err)
@@ -349,7 +381,8 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 	}()
 	go func() { // watcher: idle timeout and the VM's state, as a backstop to CloseVM
 		defer wg.Done()
-		tick := min(c.cfg.StatePoll, c.cfg.IdleTimeout/4)
+		idle := t.idle
+		tick := min(c.cfg.StatePoll, idle/4)
 		t := time.NewTicker(tick)
 		defer t.Stop()
 		nextPoll := time.Now().Add(c.cfg.StatePoll)
@@ -358,7 +391,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				if now.Sub(time.Unix(0, last.Load())) >= c.cfg.IdleTimeout {
+				if now.Sub(time.Unix(0, last.Load())) >= idle {
 					cancel(errIdle)
 					return
 				}
@@ -393,5 +426,5 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 	if why == "" {
 		why = cause.Error()
 	}
-	c.log.Info("console: session ended", "vm", s.vmID, "user", s.userID, "reason", why)
+	c.log.Info("console: session ended", "vm", s.vmID, "user", s.userID, "kind", t.name, "reason", why)
 }

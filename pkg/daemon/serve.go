@@ -187,7 +187,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer drv.Close() // guests keep running; the next vmd re-adopts them
 	cons, err := console.New(console.Config{PublicURL: cfg.PublicURL, Store: a.store,
-		Sockets: console.LayoutSockets{Layout: layout}, Tokens: shared.Tokens, Registry: reg, Log: log})
+		Sockets: console.LayoutSockets{Layout: layout}, Tokens: shared.Tokens, Registry: reg, Log: log,
+		Guests: drv})
 	if err != nil {
 		return err
 	}

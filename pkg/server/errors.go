@@ -86,6 +86,16 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusTooManyRequests, api.CodeRateLimited, console.ErrTooManySessions.Error()
 	case errors.Is(err, console.ErrUnavailable):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "the vm's console cannot be reached right now; try again shortly"
+	case errors.Is(err, console.ErrNoNetwork):
+		return http.StatusConflict, api.CodeConflict, console.ErrNoNetwork.Error()
+	case errors.Is(err, console.ErrNoForward):
+		return http.StatusServiceUnavailable, api.CodeUnavailable, console.ErrNoForward.Error()
+	case errors.Is(err, console.ErrPortClosed):
+		return http.StatusBadGateway, api.CodePortClosed, console.ErrPortClosed.Error()
+	case errors.Is(err, console.ErrNoLease):
+		return http.StatusServiceUnavailable, api.CodeUnavailable, console.ErrNoLease.Error()
+	case errors.Is(err, console.ErrGuestUnreachable):
+		return http.StatusBadGateway, api.CodeUnavailable, console.ErrGuestUnreachable.Error()
 	case errors.Is(err, console.ErrNotWebSocket):
 		return http.StatusUpgradeRequired, api.CodeBadRequest, console.ErrNotWebSocket.Error()
 	case errors.Is(err, console.ErrBadHandshake):

@@ -200,6 +200,8 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/users/:id/enable", admin, s.setDisabled(false)},
 		{http.MethodGet, "/version", public, s.version},
 		{http.MethodGet, "/openapi.json", public, s.openapi},
+		{http.MethodPost, "/vms/:id/portforward", user, s.onOwner(s.portForwardToken)},
+		{http.MethodGet, "/vms/:id/portforward", public, s.wsOnOwner(s.portForwardWS)}, // a one-time token or the bearer token is the authority
 	}
 }
 
