@@ -57,8 +57,11 @@ func ExitCode(err error) int {
 		te *TimeoutError
 		nf *NotFoundError
 		ae *AuthError
+		xe *ExitStatusError
 	)
 	switch {
+	case errors.As(err, &xe):
+		return xe.Code
 	case errors.As(err, &fe):
 		return ExitUsage
 	case errors.As(err, &te):

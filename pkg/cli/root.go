@@ -28,7 +28,10 @@ func Main(ctx context.Context, args []string, ios *IOStreams, version string) in
 		return ExitOK
 	}
 	code := ExitCode(err)
+	var xe *ExitStatusError
 	switch {
+	case errors.As(err, &xe):
+		// the child (ssh) has said what went wrong
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		fmt.Fprintln(ios.ErrOut, "cancelled")
 	default:
@@ -106,6 +109,8 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdTUI(f, nil),
 		NewCmdVersion(f, nil),
 		NewCmdConfig(f),
+		NewCmdPortForward(f, nil),
+		NewCmdSSH(f, nil),
 	)
 	return root, nil
 }
