@@ -89,7 +89,8 @@ func shellQuote(s string) string {
 // (its server, token and context come through the environment, so the
 // token is in no process's argv).
 func sshArgs(self, id, knownHosts string, opts *SSHOptions) []string {
-	proxy := fmt.Sprintf("exec %s port-forward %s --stdio %d", shellQuote(self), shellQuote(id), opts.Port)
+	// ssh runs it as "exec <command>" through sh.
+	proxy := fmt.Sprintf("%s port-forward %s --stdio %d", shellQuote(self), shellQuote(id), opts.Port)
 	a := []string{"ssh",
 		"-o", "ProxyCommand=" + proxy,
 		"-o", "UserKnownHostsFile=" + knownHosts,
