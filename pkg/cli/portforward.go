@@ -226,9 +226,9 @@ func serveForward(ctx context.Context, c *client.Client, vmID string, guest int,
 	}
 }
 
-// carry copies in to the guest and the guest to out until the guest's side
-// ends; the end of in is passed on as a half-close, so a guest reading to
-// EOF (nc, cat) finishes and closes. The stream is closed on return.
+// carry copies in to the guest and the guest to out until both sides have
+// ended (each end is passed on as a half-close, so a guest reading to EOF —
+// nc, cat — finishes) or one fails. The stream is closed on return.
 func carry(ctx context.Context, s *client.Stream, in io.Reader, out io.Writer, closeOut func()) error {
 	defer s.Close()
 	sent := make(chan error, 1)
@@ -245,17 +245,21 @@ func carry(ctx context.Context, s *client.Stream, in io.Reader, out io.Writer, c
 		closeOut()
 		got <- err
 	}()
-	for {
+	for left := 2; left > 0; left-- {
 		select {
 		case err := <-got:
-			return err
+			if err != nil {
+				return err
+			}
+			got = nil
 		case err := <-sent:
 			if err != nil {
 				return err
 			}
-			sent = nil // half-closed: wait for the guest to finish
+			sent = nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+	return nil
 }

@@ -305,7 +305,8 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 	defer ioCancel()
 	ws.SetReadLimit(16 << 20)
 
-	var last atomic.Int64 // unix nanoseconds of the last byte either way
+	var last atomic.Int64   // unix nanoseconds of the last byte either way
+	var halves atomic.Int32 // port-forward: sides closed (guest EOF, client's empty message)
 	last.Store(time.Now().UnixNano())
 	fw := &fbWatch{}
 	var wg sync.WaitGroup
@@ -330,7 +331,13 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 			}
 			if err != nil {
 				if t.kind == KindPortForward && errors.Is(err, io.EOF) {
-					cancel(errGuestClosed) // the guest closed its side: all its data went first
+					// The guest closed its side: tell the client with an empty
+					// message, and end once the client has closed its side too.
+					if werr := ws.Write(ioCtx, websocket.MessageBinary, nil); werr != nil {
+						cancel(werr)
+					} else if halves.Add(1) == 2 {
+						cancel(errGuestClosed)
+					}
 					return
 				}
 				cancel(fmt.Errorf("%w: %w", errVNCClosed, err))
@@ -370,6 +377,10 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc net.Conn, s *
 					if errors.Is(err, io.EOF) {
 						if empty && t.kind == KindPortForward {
 							halfClose(vnc) // an empty message: the client sends no more
+							if halves.Add(1) == 2 {
+								cancel(errGuestClosed)
+								return
+							}
 						}
 						break
 					}
