@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -70,7 +72,7 @@ func TestParsePortForwardAndSSH(t *testing.T) {
 // TestSSHArgs: the ProxyCommand re-runs this vmctl (quoted for sh, % doubled
 // for ssh) and the known_hosts file and alias are the VM's own.
 func TestSSHArgs(t *testing.T) {
-	got := sshArgs("/opt/my vmctl%1/vmctl", "vm_1", "/c/known_hosts.d/vm_1",
+	got := sshArgs("/opt/my vmctl%1/vmctl", "vm_1", "/c/known_hosts.d/vm_1", false,
 		&SSHOptions{User: "root", KeyFile: "/k", Port: 22, Command: []string{"echo", "ok"}})
 	want := []string{"ssh",
 		"-o", "ProxyCommand='/opt/my vmctl%%1/vmctl' port-forward 'vm_1' --stdio 22",
@@ -84,5 +86,19 @@ func TestSSHArgs(t *testing.T) {
 	}
 	if code := ExitCode(&ExitStatusError{Code: 7}); code != 7 {
 		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestSeedKnownHosts(t *testing.T) {
+	p := t.TempDir() + "/vm_1"
+	if err := seedKnownHosts(p, "vm_1", []string{"ssh-ed25519 AAAAC3 comment", "bad"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil || string(b) != "vm_1 ssh-ed25519 AAAAC3\n" {
+		t.Fatalf("known_hosts %q %v", b, err)
+	}
+	if a := sshArgs("vmctl", "vm_1", p, true, &SSHOptions{User: "root", Port: 22}); !slices.Contains(a, "StrictHostKeyChecking=yes") {
+		t.Fatalf("pinned keys not strict: %q", a)
 	}
 }
