@@ -14,9 +14,10 @@ import (
 // there fails here.
 func TestSpecOf(t *testing.T) {
 	v := store.VM{ID: "vm_1", OwnerID: "u_1", Name: "web", Template: "tiny", CPU: 2, MemoryMB: 256, DiskGB: 3,
-		UserData: "#cloud-config\n", Node: "n1", State: api.StateRunning, Desired: api.DesiredRunning}
+		UserData: "#cloud-config\n", Node: "n1", State: api.StateRunning, Desired: api.DesiredRunning,
+		Network: api.NetworkNAT}
 	want := vm.GuestSpec{ID: "vm_1", OwnerID: "u_1", Hostname: "web", CPU: 2, MemoryMB: 256, DiskGB: 3,
-		UserData: "#cloud-config\n"}
+		UserData: "#cloud-config\n", Network: api.NetworkNAT}
 	got := vm.SpecOf(v)
 	if got != want {
 		t.Fatalf("SpecOf = %+v, want %+v", got, want)
