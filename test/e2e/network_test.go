@@ -326,4 +326,31 @@ func TestNetworkSSHPortForward(t *testing.T) {
 	if _, err := ca.DialStreamURL(bg, pr.WSURL); status(err) != 403 {
 		t.Errorf("used token: %v, want 403", err)
 	}
+
+	// vmd restarts: an open stream ends (not hangs), the adopted guest keeps its address
+	// and answers through the new vmd.
+	open, err := ca.DialPortForward(bg, vm1.ID, 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(open, banner); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, open); ended <- err }()
+	v.stop()
+	select {
+	case <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a port-forward stream outlived vmd's shutdown")
+	}
+	open.Close()
+	v.start()
+	waitFor(t, "net1's address after adoption", time.Minute, func() bool {
+		got := getVM(t, a, "net1").Addresses
+		return len(got) == 1 && got[0] == "192.168.127.2/24"
+	})
+	if out, errOut, code := ssh(a, "", "net1", "echo", "again"); code != 0 || strings.TrimSpace(out) != "again" {
+		t.Fatalf("vmctl ssh after vmd restart: %d %q %s", code, out, errOut)
+	}
 }
