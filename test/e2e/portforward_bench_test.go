@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/internal/testutil"
-	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/internal/testutil/netns"
+	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
