@@ -27,6 +27,7 @@ cpio
 gzip
 busybox-static
 dropbear-bin
+openssh-client
 libglib2.0-0
 liburing2
 libnuma1

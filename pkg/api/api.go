@@ -36,6 +36,8 @@ const (
 	CodeTooLarge = "request_too_large"
 	// CodeMethodNotAllowed: the route exists, the method does not (405).
 	CodeMethodNotAllowed = "method_not_allowed"
+	// CodePortClosed: nothing listens on the guest port a port-forward asked for (502).
+	CodePortClosed = "port_closed"
 )
 
 // StatusError is an error that already knows its HTTP status and API code.
@@ -211,6 +213,8 @@ type CreateVMRequest struct {
 	// SSHKeys are public keys (authorized_keys form) given to this VM on
 	// top of the owner's stored keys; validated like POST /me/ssh-keys.
 	SSHKeys []string `json:"ssh_keys,omitempty"`
+	// Network is NetworkNAT (the default when empty) or NetworkNone.
+	Network string `json:"network,omitempty"`
 }
 
 // ExtendRequest is the body of POST /vms/{id}/extend: the VM then expires
@@ -218,6 +222,14 @@ type CreateVMRequest struct {
 type ExtendRequest struct {
 	TTL string `json:"ttl"`
 }
+
+// Network kinds of a VM.
+const (
+	// NetworkNAT gives the guest one NIC with DHCP, DNS and filtered outbound NAT.
+	NetworkNAT = "nat"
+	// NetworkNone gives the guest no NIC.
+	NetworkNone = "none"
+)
 
 // VM is a virtual machine as the API returns it.
 type VM struct {
@@ -244,13 +256,16 @@ type VM struct {
 	// line; false again when the guest stops or reboots.
 	Ready bool `json:"ready" yaml:"ready"`
 	// Addresses are the guest's IP addresses with prefix length
-	// ("10.0.2.15/24"), from its agent, loopback left out; [] before known.
+	// ("192.168.127.2/24"): its DHCP lease from vmd's network and what its
+	// agent reports, loopback left out; [] before known.
 	Addresses []string   `json:"addresses" yaml:"addresses"`
 	Snapshots []Snapshot `json:"snapshots,omitempty" yaml:"snapshots,omitempty"`
 	// SSHHostKeys are the SSH host keys the guest reported on its serial
 	// console ("TYPE BASE64", no comment), [] until it has. The guest
 	// vouches for them itself: they name it, they prove nothing else.
 	SSHHostKeys []string `json:"ssh_host_keys" yaml:"ssh_host_keys"`
+	// Network is NetworkNAT or NetworkNone.
+	Network string `json:"network" yaml:"network"`
 }
 
 // VMEvent records one state change of a VM.
@@ -301,6 +316,15 @@ type ConsoleResponse struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// ViewOnly: the proxy drops the session's keyboard, pointer and clipboard input.
 	ViewOnly bool `json:"view_only,omitempty"`
+}
+
+// PortForwardResponse is the body of POST /vms/{id}/portforward?port=N: a
+// one-time link for a browser (cookie) client; a bearer client opens
+// GET /vms/{id}/portforward?port=N directly.
+type PortForwardResponse struct {
+	WSURL     string    `json:"ws_url"`
+	Port      int       `json:"port"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // Version is the body of GET /version.

@@ -41,8 +41,8 @@ func TestParseCreate(t *testing.T) {
 	}{
 		{"minimal", []string{"web", "--template", "tiny"},
 			CreateOptions{Name: "web", Template: "tiny", Timeout: 5 * time.Minute, Output: "table"}, false},
-		{"all flags", []string{"db", "-t", "tiny", "--cpu", "2", "--memory", "1024", "--disk", "5", "--userdata", "u.yaml", "--wait", "--timeout", "30s", "-o", "json"},
-			CreateOptions{Name: "db", Template: "tiny", CPU: 2, MemoryMB: 1024, DiskGB: 5, UserDataFile: "u.yaml", Wait: true, Timeout: 30 * time.Second, Output: "json"}, false},
+		{"all flags", []string{"db", "-t", "tiny", "--cpu", "2", "--memory", "1024", "--disk", "5", "--userdata", "u.yaml", "--wait", "--timeout", "30s", "-o", "json", "--network", "none"},
+			CreateOptions{Name: "db", Template: "tiny", CPU: 2, MemoryMB: 1024, DiskGB: 5, UserDataFile: "u.yaml", Network: "none", Wait: true, Timeout: 30 * time.Second, Output: "json"}, false},
 		{"wait ready", []string{"web", "-t", "tiny", "--wait=ready"},
 			CreateOptions{Name: "web", Template: "tiny", Wait: true, WaitReady: true, Timeout: 5 * time.Minute, Output: "table"}, false},
 		{"wait running", []string{"web", "-t", "tiny", "--wait=running"},
@@ -56,6 +56,7 @@ func TestParseCreate(t *testing.T) {
 		{"bad output", []string{"web", "--template", "tiny", "-o", "xml"}, CreateOptions{}, true},
 		{"lifetimes", []string{"ci", "-t", "tiny", "--ttl", "30m", "--idle-stop", "10m"},
 			CreateOptions{Name: "ci", Template: "tiny", Timeout: 5 * time.Minute, Output: "table", TTL: "30m", IdleStop: "10m"}, false},
+		{"bad network", []string{"web", "--template", "tiny", "--network", "bridge"}, CreateOptions{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -118,6 +118,8 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdLogs(f, nil),
 		NewCmdSSHKey(f, nil),
 		NewCmdScreenshot(f, nil),
+		NewCmdPortForward(f, nil),
+		NewCmdSSH(f, nil),
 	)
 	return root, nil
 }

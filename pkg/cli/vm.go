@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,6 +28,7 @@ type CreateOptions struct {
 	UserDataFile string
 	From         string // NAME or NAME@SNAPSHOT: a clone
 	SSHKeyFiles  []string
+	Network      string // "" lets the server choose (nat)
 	Wait         bool
 	Timeout      time.Duration
 	Interval     time.Duration
@@ -77,6 +79,12 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 	fl.StringVar(&opts.IdleStop, "idle-stop", "", "stop the VM after this long without a console, exec, port-forward or API action, e.g. 30m")
 	fl.StringVar(&opts.From, "from", "", "clone VM[@SNAPSHOT]: the disk starts as that VM's (or snapshot's); sizes default to its")
 	fl.StringArrayVar(&opts.SSHKeyFiles, "ssh-key", nil, "public key file (.pub) for this VM besides your stored keys (repeatable)")
+	networks := []string{api.NetworkNAT, api.NetworkNone}
+	fl.Var(&enumValue{p: &opts.Network, allowed: networks}, "network",
+		"guest network: "+strings.Join(networks, "|")+" (server default "+api.NetworkNAT+")")
+	_ = cmd.RegisterFlagCompletionFunc("network", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return networks, cobra.ShellCompDirectiveNoFileComp
+	})
 	addOutputFlag(cmd, &opts.Output)
 	_ = cmd.RegisterFlagCompletionFunc("template", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		c, err := opts.Client()
@@ -100,7 +108,7 @@ func NewCmdCreate(f *Factory, runF func(context.Context, *CreateOptions) error) 
 
 func createRun(ctx context.Context, opts *CreateOptions) error {
 	req := api.CreateVMRequest{Name: opts.Name, Template: opts.Template, CPU: opts.CPU, MemoryMB: opts.MemoryMB, DiskGB: opts.DiskGB,
-		TTL: opts.TTL, IdleStop: opts.IdleStop, From: opts.From}
+		TTL: opts.TTL, IdleStop: opts.IdleStop, From: opts.From, Network: opts.Network}
 	if opts.UserDataFile != "" {
 		var (
 			b   []byte

@@ -84,6 +84,7 @@ var (
 	errVNCClosed    = &endReason{websocket.StatusGoingAway, "vm console closed"}
 	errLoginEnded   = &endReason{websocket.StatusPolicyViolation, "session ended: log in again"}
 	errClientClosed = &endReason{websocket.StatusNormalClosure, "client closed"}
+	errGuestClosed  = &endReason{websocket.StatusNormalClosure, "guest closed the connection"}
 )
 
 // closeCode is the close frame of a session that ended for cause.
@@ -166,6 +167,15 @@ type Config struct {
 	// PingInterval is how often a session pings its peer; a ping not
 	// answered within it closes the session.
 	PingInterval time.Duration
+
+	// Guests dials a running guest's TCP port for port-forward; nil
+	// answers port-forward with ErrNoForward.
+	Guests GuestDialer
+	// Caps and idle limit of port-forward streams (each ssh, each
+	// forwarded connection is one).
+	MaxForwardsPerVM   int
+	MaxForwardsPerUser int
+	ForwardIdleTimeout time.Duration
 }
 
 // HasConsole says whether a VM in state s has a console: a running one,
@@ -176,15 +186,17 @@ func HasConsole(s api.State) bool { return s == api.StateRunning || s == api.Sta
 type Console struct {
 	cfg      Config
 	log      *slog.Logger
-	base     string // public URL without a trailing slash
-	origin   string // scheme://host of the public URL, lower-case
-	wsBase   string // ws(s)://host/prefix
-	sessions sessions
+	base     string   // public URL without a trailing slash
+	origin   string   // scheme://host of the public URL, lower-case
+	wsBase   string   // ws(s)://host/prefix
+	sessions sessions // console sessions
+	fwd      sessions // port-forward streams, capped apart: one ssh or transfer each
 	m        metrics
 
 	serialOnce sync.Once
 	serial     *serial.Hubs  // shared serial connections, made on first use (serial.go)
 	memLinks   *MemoryTokens // share links when Tokens keeps none
+	fm         metrics
 }
 
 // New checks cfg, fills its defaults and registers the metrics.
@@ -213,6 +225,9 @@ func New(cfg Config) (*Console, error) {
 	setDefault(&cfg.BufferSize, DefaultBufferSize)
 	setDefault(&cfg.DialWait, DefaultDialWait)
 	setDefault(&cfg.PingInterval, DefaultPingInterval)
+	setDefault(&cfg.MaxForwardsPerVM, DefaultMaxForwardsPerVM)
+	setDefault(&cfg.MaxForwardsPerUser, DefaultMaxForwardsPerUser)
+	setDefault(&cfg.ForwardIdleTimeout, DefaultForwardIdleTimeout)
 	if cfg.Sessions == nil {
 		ss, _ := cfg.Store.(login.Store)
 		cfg.Sessions = login.New(login.Config{Store: ss, Now: cfg.Now, Log: cfg.Log})
@@ -227,9 +242,15 @@ func New(cfg Config) (*Console, error) {
 	}
 	c.wsBase = ws + "://" + u.Host + path
 	c.sessions.init()
-	c.m = newMetrics()
+	c.fwd.init()
+	c.m = newMetrics("console", "RFB")
+	c.fm = newMetrics("portforward", "TCP")
+	c.fm.firstUpdt = nil
 	if cfg.Registry != nil {
 		if err := c.m.register(cfg.Registry); err != nil {
+			return nil, fmt.Errorf("console: register metrics: %w", err)
+		}
+		if err := c.fm.register(cfg.Registry); err != nil {
 			return nil, fmt.Errorf("console: register metrics: %w", err)
 		}
 	}
@@ -292,7 +313,7 @@ func (c *Console) IssueWith(ctx context.Context, caller store.User, sessionID st
 // CloseVM ends every console session of a VM; the reconciler calls it when
 // the VM stops or is deleted.
 func (c *Console) CloseVM(vmID string) {
-	for _, s := range c.sessions.ofVM(vmID) {
+	for _, s := range append(c.sessions.ofVM(vmID), c.fwd.ofVM(vmID)...) {
 		s.cancel(errVMStopped)
 	}
 }
@@ -300,10 +321,11 @@ func (c *Console) CloseVM(vmID string) {
 // Close ends every session and waits for them, at shutdown: http.Server's
 // Shutdown does not touch hijacked connections.
 func (c *Console) Close() {
-	for _, s := range c.sessions.all() {
+	for _, s := range append(c.sessions.all(), c.fwd.all()...) {
 		s.cancel(errShutdown)
 	}
 	c.sessions.wg.Wait()
+	c.fwd.wg.Wait()
 }
 
 // Sessions returns the number of open sessions of a VM.
@@ -427,12 +449,14 @@ type metrics struct {
 	firstUpdt prometheus.Histogram
 }
 
-func newMetrics() metrics {
+// newMetrics makes the metrics of one kind of session: prefix "console"
+// (RFB) or "portforward" (guest TCP streams).
+func newMetrics(prefix, what string) metrics {
 	m := metrics{
-		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "console_active_sessions",
-			Help: "Open console WebSocket sessions."}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "console_bytes_total",
-			Help: "RFB bytes proxied by console sessions, by direction (to_client, to_vm)."}, []string{"direction"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: prefix + "_active_sessions",
+			Help: "Open " + prefix + " WebSocket sessions."}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: prefix + "_bytes_total",
+			Help: what + " bytes proxied by " + prefix + " sessions, by direction (to_client, to_vm)."}, []string{"direction"}),
 		firstUpdt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "console_time_to_first_update_seconds",
 			Help:    "Time from issuing a console token to the first RFB FramebufferUpdate the VM sends through it.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60}}),
@@ -443,7 +467,11 @@ func newMetrics() metrics {
 }
 
 func (m metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.active, m.bytes, m.firstUpdt} {
+	cs := []prometheus.Collector{m.active, m.bytes}
+	if m.firstUpdt != nil {
+		cs = append(cs, m.firstUpdt)
+	}
+	for _, c := range cs {
 		if err := r.Register(c); err != nil {
 			return err
 		}

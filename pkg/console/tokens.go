@@ -20,6 +20,10 @@ type Grant struct {
 	ViewOnly bool
 	// LinkID is the share link the token was made through; "" for none.
 	LinkID string
+	// Kind is what the token opens: "" the console, KindPortForward one
+	// TCP stream to the guest's Port. A token of one kind opens nothing else.
+	Kind string `json:",omitempty"`
+	Port int    `json:",omitempty"`
 }
 
 // TokenStore keeps grants under the SHA-256 of their token, so a leaked

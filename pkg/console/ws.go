@@ -36,6 +36,14 @@ const Subprotocol = "binary"
 // usable; it is taken in one atomic step just before the upgrade, so it
 // still opens at most one connection.
 func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUserID string) error {
+	return c.serve(w, r, vmID, authUserID, c.consoleTarget(), nil)
+}
+
+// serve is the one path of every WebSocket session (console, port-forward):
+// Origin, handshake, token (or a grant the caller vouches for, direct),
+// user, authorization, VM state, caps, then the target's dial, the token's
+// spending and the upgrade.
+func (c *Console) serve(w http.ResponseWriter, r *http.Request, vmID, authUserID string, t *target, direct *Grant) error {
 	// Origin first (nova's CVE-2015-0259 was a missing Origin check).
 	if err := c.CheckOrigin(r); err != nil {
 		return err
@@ -53,11 +61,16 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		return fmt.Errorf("%w: a client without an Origin header must send its bearer token", ErrWrongUser)
 	}
 	ctx := r.Context()
-	hash, g, err := c.grant(ctx, r)
-	if err != nil {
+	var (
+		hash string
+		g    Grant
+	)
+	if direct != nil {
+		g = *direct
+	} else if hash, g, err = c.grant(ctx, r); err != nil {
 		return err
 	}
-	if g.VMID != vmID {
+	if g.VMID != vmID || g.Kind != t.kind || (t.kind == KindPortForward && g.Port != t.port) {
 		return ErrTokenInvalid
 	}
 	// A share link's token is the authority whoever the viewer is signed in as.
@@ -71,9 +84,14 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 	if err := c.linkAlive(ctx, g); err != nil {
 		return err
 	}
+	if t.check != nil {
+		if err := t.check(v); err != nil {
+			return err
+		}
+	}
 	sctx, scancel := context.WithCancelCause(context.Background())
 	s := &session{userID: g.UserID, vmID: v.ID, cancel: scancel, serial: typ == TypeSerial, viewOnly: g.ViewOnly, linkID: g.LinkID, since: c.cfg.Now()}
-	if err := c.sessions.reserve(s, c.cfg.MaxPerVM, c.cfg.MaxPerUser); err != nil {
+	if err := t.sessions.reserve(s, t.maxVM, t.maxUser); err != nil {
 		scancel(nil)
 		return err
 	}
@@ -83,22 +101,24 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		if reserved {
 			forget()
 			scancel(nil)
-			c.sessions.release(s)
+			t.sessions.release(s)
 		}
 	}()
-	vnc, err := c.dialTarget(ctx, r, v, s)
+	// Dialled before the upgrade, so the client is told why it failed.
+	conn, err := t.dial(ctx, r, v, s)
 	if err != nil {
-		c.log.Warn("console: dial vm socket", "vm", v.ID, "type", typ, "err", err)
-		return fmt.Errorf("%w: vm %s", ErrUnavailable, v.Name)
+		return err
 	}
 	// The one step that spends the token: of concurrent requests with it,
 	// only one gets past here.
-	if _, err := c.cfg.Tokens.Take(ctx, hash); err != nil {
-		vnc.Close()
-		if errors.Is(err, ErrTokenInvalid) {
-			return err
+	if direct == nil {
+		if _, err := c.cfg.Tokens.Take(ctx, hash); err != nil {
+			conn.Close()
+			if errors.Is(err, ErrTokenInvalid) {
+				return err
+			}
+			return fmt.Errorf("take console token: %w", err)
 		}
-		return fmt.Errorf("take console token: %w", err)
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols: []string{Subprotocol},
@@ -108,15 +128,15 @@ func (c *Console) ServeWS(w http.ResponseWriter, r *http.Request, vmID, authUser
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
-		vnc.Close()
+		conn.Close()
 		// Accept has written its own refusal.
-		c.log.Info("console: websocket accept", "vm", v.ID, "err", err)
+		c.log.Info("console: websocket accept", "vm", v.ID, "kind", t.name, "err", err)
 		return nil
 	}
 	reserved = false
 	defer forget()
 	c.active(ctx, v.ID)
-	c.run(sctx, ws, vnc, s, g)
+	c.run(sctx, ws, conn, s, g, t)
 	return nil
 }
 
@@ -281,10 +301,10 @@ func headerHas(h http.Header, name, token string) bool {
 
 // run proxies between ws and vnc until either side ends, the VM stops, the
 // session idles out or the server shuts down.
-func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteCloser, s *session, g Grant) {
-	defer c.sessions.release(s)
-	c.m.active.Inc()
-	defer c.m.active.Dec()
+func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteCloser, s *session, g Grant, t *target) {
+	defer t.sessions.release(s)
+	t.m.active.Inc()
+	defer t.m.active.Dec()
 	cancel := s.cancel
 	// I/O has its own context: cancelling it makes coder/websocket drop the
 	// connection at once, and the close frame with the reason goes first.
@@ -292,7 +312,8 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	defer ioCancel()
 	ws.SetReadLimit(16 << 20)
 
-	var last atomic.Int64 // unix nanoseconds of the last byte either way
+	var last atomic.Int64   // unix nanoseconds of the last byte either way
+	var halves atomic.Int32 // port-forward: sides closed (guest EOF, client's empty message)
 	last.Store(time.Now().UnixNano())
 	fw := &fbWatch{}
 	var wg sync.WaitGroup
@@ -321,7 +342,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	go func() { // VM to client
 		defer wg.Done()
 		buf := make([]byte, c.cfg.BufferSize)
-		watching := !s.serial // RFB's first update; a serial port has none
+		watching := t.kind == kindConsole && !s.serial // RFB's first update; a serial port has none
 		for {
 			n, err := vnc.Read(buf)
 			if n > 0 {
@@ -334,9 +355,19 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 					cancel(werr)
 					return
 				}
-				c.m.toClient.Add(float64(n))
+				t.m.toClient.Add(float64(n))
 			}
 			if err != nil {
+				if t.kind == KindPortForward && errors.Is(err, io.EOF) {
+					// The guest closed its side: tell the client with an empty
+					// message, and end once the client has closed its side too.
+					if werr := ws.Write(ioCtx, websocket.MessageBinary, nil); werr != nil {
+						cancel(werr)
+					} else if halves.Add(1) == 2 {
+						cancel(errGuestClosed)
+					}
+					return
+				}
 				cancel(fmt.Errorf("%w: %w", errVNCClosed, err))
 				return
 			}
@@ -361,11 +392,15 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 				cancel(errTextFrame)
 				return
 			}
+			empty := true
 			for {
 				n, err := rd.Read(buf)
 				if n > 0 {
+					empty = false
 					last.Store(time.Now().UnixNano())
-					fw.client(buf[:n])
+					if t.kind == kindConsole {
+						fw.client(buf[:n])
+					}
 					out := buf[:n]
 					if filter != nil {
 						var ferr error
@@ -380,11 +415,18 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 							cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
 							return
 						}
-						c.m.toVM.Add(float64(len(out)))
+						t.m.toVM.Add(float64(len(out)))
 					}
 				}
 				if err != nil {
 					if errors.Is(err, io.EOF) {
+						if empty && t.kind == KindPortForward {
+							halfClose(vnc) // an empty message: the client sends no more
+							if halves.Add(1) == 2 {
+								cancel(errGuestClosed)
+								return
+							}
+						}
 						break
 					}
 					cancel(err)
@@ -395,7 +437,8 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	}()
 	go func() { // watcher: idle timeout and the VM's state, as a backstop to CloseVM
 		defer wg.Done()
-		tick := min(c.cfg.StatePoll, c.cfg.IdleTimeout/4)
+		idle := t.idle
+		tick := min(c.cfg.StatePoll, idle/4)
 		t := time.NewTicker(tick)
 		defer t.Stop()
 		nextPoll := time.Now().Add(c.cfg.StatePoll)
@@ -404,7 +447,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				if now.Sub(time.Unix(0, last.Load())) >= c.cfg.IdleTimeout {
+				if now.Sub(time.Unix(0, last.Load())) >= idle {
 					cancel(errIdle)
 					return
 				}
@@ -445,7 +488,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	if why == "" {
 		why = cause.Error()
 	}
-	c.log.Info("console: session ended", "vm", s.vmID, "user", s.userID, "reason", why)
+	c.log.Info("console: session ended", "vm", s.vmID, "user", s.userID, "kind", t.name, "reason", why)
 }
 
 // active tells Config.Active that a session of the VM is open.

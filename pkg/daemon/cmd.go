@@ -94,8 +94,9 @@ func (s *settings) config() (Config, error) {
 		EventStreamsPerUser: v.GetInt("max-event-streams"),
 		TTL: vm.TTLPolicy{Min: v.GetDuration("min-ttl"), Default: v.GetDuration("default-ttl"),
 			Max: v.GetDuration("max-ttl")},
-		GuestOpsPerUser: v.GetInt("max-guest-ops"),
-		MaxUpload:       v.GetInt64("max-upload"),
+		GuestOpsPerUser:  v.GetInt("max-guest-ops"),
+		MaxUpload:        v.GetInt64("max-upload"),
+		GuestEgressAllow: v.GetStringSlice("guest-egress-allow"),
 	}
 	c.Cluster = s.clusterSettings()
 	return c, c.complete()
@@ -147,6 +148,7 @@ func addCommonFlags(fs *pflag.FlagSet) {
 	fs.Duration("min-ttl", vm.DefaultMinTTL, "shortest ttl and idle stop accepted; lower it only for tests and CI")
 	fs.Int("max-guest-ops", vm.DefaultGuestOps, "concurrent vmctl exec and cp per user (more get 429)")
 	fs.Int64("max-upload", vm.DefaultMaxUpload, "bytes one vmctl cp into a guest may carry (more get 413)")
+	fs.StringSlice("guest-egress-allow", nil, "private CIDR guests may reach besides the internet (repeatable); loopback, link-local and the host's own addresses stay closed")
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {

@@ -5,6 +5,7 @@ package daemon
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -52,6 +53,9 @@ type Config struct {
 	// GuestOpsPerUser caps each user's concurrent execs and copies; MaxUpload one upload's bytes.
 	GuestOpsPerUser int
 	MaxUpload       int64
+	// GuestEgressAllow are CIDRs (--guest-egress-allow); parsed into egressAllow by complete.
+	GuestEgressAllow []string
+	egressAllow      []netip.Prefix
 }
 
 // defaultDataDir follows the contract: /var/lib/vmd as root, else $XDG_DATA_HOME/vmd.
@@ -87,6 +91,15 @@ func (c *Config) complete() error {
 			return fmt.Errorf("--trusted-proxies %q: %w", cidr, err)
 		}
 		c.trustedNets = append(c.trustedNets, n)
+	}
+	for _, e := range c.GuestEgressAllow {
+		for _, cidr := range strings.FieldsFunc(e, func(r rune) bool { return r == ',' || r == ' ' }) {
+			p, err := netip.ParsePrefix(cidr)
+			if err != nil {
+				return fmt.Errorf("--guest-egress-allow %q: want a CIDR such as 10.1.2.0/24: %w", cidr, err)
+			}
+			c.egressAllow = append(c.egressAllow, p.Masked())
+		}
 	}
 	// QEMU gets these paths on its command line and runs in another directory.
 	for _, p := range []*string{&c.DataDir, &c.RunDir} {

@@ -121,3 +121,23 @@ func TestRelativeDirsBecomeAbsolute(t *testing.T) {
 		t.Fatalf("dirs not absolute: %s %s", c.DataDir, c.RunDir)
 	}
 }
+
+func TestGuestEgressAllow(t *testing.T) {
+	t.Setenv("VMD_DATA_DIR", t.TempDir())
+	c, err := settingsFor(t, []string{"--guest-egress-allow", "10.231.0.7/24", "--guest-egress-allow", "192.168.50.0/24,172.16.0.0/12"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.egressAllow {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, " ") != "10.231.0.0/24 192.168.50.0/24 172.16.0.0/12" {
+		t.Fatalf("egress allow = %v", got)
+	}
+	for _, bad := range []string{"10.0.0.1", "nope/8", "10.0.0.0/33"} {
+		if _, err := settingsFor(t, []string{"--guest-egress-allow", bad}); err == nil {
+			t.Errorf("--guest-egress-allow %s accepted", bad)
+		}
+	}
+}

@@ -181,7 +181,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	layout := vm.Layout{DataDir: cfg.DataDir, RunDir: cfg.RunDir}
 	drv, err := qemu.New(qemu.Config{Layout: layout, Accel: accel,
-		User: cfg.QEMUUser, UIDs: cfg.qemuUIDs, StopTimeout: cfg.StopTimeout, Logger: log})
+		User: cfg.QEMUUser, UIDs: cfg.qemuUIDs, StopTimeout: cfg.StopTimeout, Logger: log,
+		EgressAllow: cfg.egressAllow})
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var vms *vm.Service // made below; an open console is activity on its VM
 	cons, err := console.New(console.Config{PublicURL: cfg.PublicURL, Store: a.store,
 		Sockets: console.LayoutSockets{Layout: layout}, Tokens: shared.Tokens, Registry: reg, Log: log,
-		Active: func(ctx context.Context, id string) { vms.Touch(ctx, id) }})
+		Active: func(ctx context.Context, id string) { vms.Touch(ctx, id) }, Guests: drv})
 	if err != nil {
 		return err
 	}
@@ -209,6 +210,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	vms = vm.NewService(vm.ServiceConfig{Store: a.store, Templates: a.catalog, Provisioner: rec, Kicker: kicker, Node: cfg.NodeName,
 		Health: clu, Placement: clu, TTL: cfg.TTL, Screens: drv})
 	vms.SetGuest(vm.GuestConfig{Agents: drv, OpsPerUser: cfg.GuestOpsPerUser, MaxUpload: cfg.MaxUpload})
+	vms.SetAddresser(drv)
 	keeper := vm.NewHousekeeper(vm.HousekeeperConfig{Store: a.store, KeepChanges: cfg.ChangesRetention, Logger: log})
 	rctx, stopRec := context.WithCancel(ctx)
 	var workers sync.WaitGroup

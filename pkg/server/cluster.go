@@ -106,23 +106,27 @@ func (s *Server) toOwner(next echo.HandlerFunc, modify func(*http.Response) erro
 	}
 }
 
-// rebaseConsole points a console answer's links at this node's public URL.
+// rebaseConsole points a console (or port-forward) answer's links at this
+// node's public URL; the answer's other fields pass as they are.
 func (s *Server) rebaseConsole(res *http.Response) error {
 	if res.StatusCode != http.StatusOK {
 		return nil
 	}
-	var cr api.ConsoleResponse
+	var cr map[string]any
 	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&cr); err != nil {
 		return err
 	}
 	res.Body.Close()
 	base := strings.TrimRight(s.cfg.PublicURL, "/")
-	if i := strings.Index(cr.URL, "/console/"); i >= 0 {
-		cr.URL = base + cr.URL[i:]
+	if u, _ := cr["url"].(string); u != "" {
+		if i := strings.Index(u, "/console/"); i >= 0 {
+			cr["url"] = base + u[i:]
+		}
 	}
-	if i := strings.Index(cr.WSURL, api.BasePath+"/vms/"); i >= 0 {
-		ws := "ws" + strings.TrimPrefix(base, "http")
-		cr.WSURL = ws + cr.WSURL[i:]
+	if u, _ := cr["ws_url"].(string); u != "" {
+		if i := strings.Index(u, api.BasePath+"/vms/"); i >= 0 {
+			cr["ws_url"] = "ws" + strings.TrimPrefix(base, "http") + u[i:]
+		}
 	}
 	b, err := json.Marshal(cr)
 	if err != nil {

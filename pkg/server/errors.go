@@ -45,6 +45,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		qe     *vm.QuotaError
 		nte    *vm.NameTakenError
 		vce    *vm.ConflictError
+		sce    *vm.StateConflictError
+		snf    *vm.SnapshotNotFoundError
 		ce     *vm.CapacityError
 		gfe    *vm.GuestFileError
 		netErr net.Error
@@ -89,6 +91,16 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusTooManyRequests, api.CodeRateLimited, console.ErrTooManySessions.Error()
 	case errors.Is(err, console.ErrUnavailable):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "the vm's console cannot be reached right now; try again shortly"
+	case errors.Is(err, console.ErrNoNetwork):
+		return http.StatusConflict, api.CodeConflict, console.ErrNoNetwork.Error()
+	case errors.Is(err, console.ErrNoForward):
+		return http.StatusServiceUnavailable, api.CodeUnavailable, console.ErrNoForward.Error()
+	case errors.Is(err, console.ErrPortClosed):
+		return http.StatusBadGateway, api.CodePortClosed, console.ErrPortClosed.Error()
+	case errors.Is(err, console.ErrNoLease):
+		return http.StatusServiceUnavailable, api.CodeUnavailable, console.ErrNoLease.Error()
+	case errors.Is(err, console.ErrGuestUnreachable):
+		return http.StatusBadGateway, api.CodeUnavailable, console.ErrGuestUnreachable.Error()
 	case errors.Is(err, console.ErrNotWebSocket):
 		return http.StatusUpgradeRequired, api.CodeBadRequest, console.ErrNotWebSocket.Error()
 	case errors.Is(err, console.ErrBadHandshake):
@@ -111,6 +123,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusServiceUnavailable, api.CodeNoCapacity, "no node has room for this vm"
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "the database is unreachable; try again shortly"
+	case errors.As(err, &snf):
+		return http.StatusNotFound, api.CodeNotFound, snf.Error()
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, api.CodeNotFound, "not found"
 	case errors.As(err, &qe):
@@ -121,6 +135,8 @@ func (s *Server) mapError(err error) (int, string, string) {
 		return http.StatusConflict, api.CodeConflict, nte.Error()
 	case errors.As(err, &vce):
 		return http.StatusConflict, api.CodeConflict, vce.Message
+	case errors.As(err, &sce):
+		return http.StatusConflict, api.CodeConflict, sce.Error()
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, api.CodeConflict, "that conflicts with an existing object (a name already taken?)"
 	case errors.As(err, &gfe):

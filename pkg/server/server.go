@@ -242,6 +242,8 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/vms/:id/console/links", user, s.onVMNode(s.listShareLinks)},
 		{http.MethodDelete, "/vms/:id/console/links/:link", user, s.onVMNode(s.revokeShareLink)},
 		{http.MethodPost, "/vms/:id/console/link-token", public, s.shareLinkToken}, // the link's secret is the authority
+		{http.MethodPost, "/vms/:id/portforward", user, s.onOwner(s.portForwardToken)},
+		{http.MethodGet, "/vms/:id/portforward", public, s.wsOnOwner(s.portForwardWS)}, // a one-time token or the bearer token is the authority
 	}
 }
 

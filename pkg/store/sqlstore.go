@@ -200,7 +200,7 @@ func (s *sqlStore) RevokeUserSessions(ctx context.Context, userID, exceptID stri
 const vmCols = `id, owner_id, name, template, cpu, memory_mb, disk_gb, user_data,
 	state, desired, node, message, created_at, updated_at,
 	expires_at, idle_stop_s, last_active_at, ready, addresses,
-	ssh_keys, host_keys`
+	ssh_keys, host_keys, network`
 
 func scanVM(s scanner) (VM, error) {
 	var v VM
@@ -208,7 +208,7 @@ func scanVM(s scanner) (VM, error) {
 	var idleS int64
 	err := s.Scan(&v.ID, &v.OwnerID, &v.Name, &v.Template, &v.CPU, &v.MemoryMB, &v.DiskGB, &v.UserData,
 		&state, &desired, &v.Node, &v.Message, &v.CreatedAt, &v.UpdatedAt,
-		&v.ExpiresAt, &idleS, &v.LastActiveAt, &v.Ready, &addrs, &sshKeys, &hostKeys)
+		&v.ExpiresAt, &idleS, &v.LastActiveAt, &v.Ready, &addrs, &sshKeys, &hostKeys, &v.Network)
 	v.State, v.Desired = api.State(state), api.DesiredState(desired)
 	v.IdleStop = time.Duration(idleS) * time.Second
 	v.SSHKeys, v.HostKeys = splitKeys(sshKeys), splitKeys(hostKeys)
@@ -253,11 +253,11 @@ func (s *sqlStore) CreateVMPlaced(ctx context.Context, v VM, place Placer) (VM, 
 			}
 		}
 		if _, err := q.exec(ctx, `INSERT INTO vms (`+vmCols+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, '[]', $19, $20)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, '[]', $19, $20, $21)`,
 			v.ID, v.OwnerID, v.Name, v.Template, v.CPU, v.MemoryMB, v.DiskGB, v.UserData,
 			string(v.State), string(v.Desired), v.Node, v.Message, v.CreatedAt, v.UpdatedAt,
 			v.ExpiresAt, int64(v.IdleStop/time.Second), v.LastActiveAt, false,
-			joinKeys(v.SSHKeys), joinKeys(v.HostKeys)); err != nil {
+			joinKeys(v.SSHKeys), joinKeys(v.HostKeys), v.Network); err != nil {
 			return err
 		}
 		if err := addEvent(ctx, q, v.ID, v.CreatedAt, v.State, v.Message); err != nil {

@@ -126,6 +126,7 @@ type VM struct {
 	SSHKeys []string
 	// HostKeys are the SSH host keys the guest last reported ("TYPE BASE64").
 	HostKeys []string
+	Network  string // api.NetworkNAT or api.NetworkNone
 }
 
 // ToAPI returns the VM as the API shows it (events are added by the caller).
@@ -137,7 +138,8 @@ func (v VM) ToAPI() api.VM {
 	out := api.VM{ID: v.ID, Name: v.Name, OwnerID: v.OwnerID, Template: v.Template, CPU: v.CPU,
 		MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, State: v.State, DesiredState: v.Desired,
 		Node: v.Node, Message: v.Message, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
-		Ready: v.Ready, Addresses: addrs, SSHHostKeys: append([]string{}, v.HostKeys...)}
+		Ready: v.Ready, Addresses: addrs, SSHHostKeys: append([]string{}, v.HostKeys...),
+		Network: v.Network}
 	if v.ExpiresAt != nil {
 		t := v.ExpiresAt.UTC()
 		out.ExpiresAt = &t

@@ -21,6 +21,7 @@ const (
 	// SerialSocket is the serial port's chardev socket, in the runtime dir;
 	// QEMU takes one client at a time, so vmd holds it (pkg/console).
 	SerialSocket = "serial.sock"
+	NetSocket    = "net.sock" // in the runtime dir: QEMU's -netdev stream, vmd's guestnet dials it
 )
 
 // maxSocketPath is sun_path's size less its terminating NUL.

@@ -58,6 +58,7 @@ type GuestSpec struct {
 	// SSHKeys are the authorized keys ("TYPE BASE64") fixed at create
 	// time, written to the seed's meta-data public-keys.
 	SSHKeys []string
+	Network string // api.NetworkNAT: one NIC on vmd's guest network; else none
 }
 
 // DefaultReadyLine is the tiny test image's line once its init has run.
@@ -66,7 +67,8 @@ const DefaultReadyLine = "vmd-tiny: booted"
 // SpecOf is the one conversion from a VM's record to what its driver is told.
 func SpecOf(v store.VM) GuestSpec {
 	return GuestSpec{ID: v.ID, OwnerID: v.OwnerID, Hostname: v.Name,
-		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData, ReadyLine: DefaultReadyLine, SSHKeys: v.SSHKeys}
+		CPU: v.CPU, MemoryMB: v.MemoryMB, DiskGB: v.DiskGB, UserData: v.UserData, ReadyLine: DefaultReadyLine, SSHKeys: v.SSHKeys,
+		Network: v.Network}
 }
 
 // GuestExit is how a guest's process ended.

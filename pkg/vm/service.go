@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,6 +123,7 @@ type Service struct {
 	prov      Provisioner // nil: records only
 	place     Placement   // nil: every VM is created here, unchecked
 	kick      Kicker      // nil: nothing reconciles
+	addrs     Addresser   // nil: addresses stay []
 	health    NodeHealth  // nil: every node is taken as alive
 	node      string
 	now       func() time.Time
@@ -158,6 +160,15 @@ func NewService(c ServiceConfig) *Service {
 // SetKicker wires the reconciler after both exist.
 func (s *Service) SetKicker(k Kicker) { s.kick = k }
 
+// Addresser knows the addresses of the guests running on this node (the
+// driver, from their DHCP leases).
+type Addresser interface {
+	Addresses(vmID string) []string
+}
+
+// SetAddresser makes the VMs this node runs show their guests' addresses.
+func (s *Service) SetAddresser(a Addresser) { s.addrs = a }
+
 // normalize fills defaults and checks a create request's shape.
 func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 	if r.CPU == 0 {
@@ -168,6 +179,9 @@ func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 	}
 	if r.DiskGB == 0 {
 		r.DiskGB = api.DefaultDiskGB
+	}
+	if r.Network == "" {
+		r.Network = api.NetworkNAT
 	}
 	switch {
 	case r.Name == "":
@@ -184,6 +198,8 @@ func normalize(r api.CreateVMRequest) (api.CreateVMRequest, error) {
 		return r, &ValidationError{"disk_gb", fmt.Sprintf("must be between 1 and %d", api.MaxDiskGB)}
 	case len(r.UserData) > 64*1024:
 		return r, &ValidationError{"userdata", "must be at most 64 KiB"}
+	case r.Network != api.NetworkNAT && r.Network != api.NetworkNone:
+		return r, &ValidationError{"network", fmt.Sprintf("must be %s or %s", api.NetworkNAT, api.NetworkNone)}
 	}
 	return r, nil
 }
@@ -243,7 +259,7 @@ func (s *Service) create(ctx context.Context, ownerID string, r api.CreateVMRequ
 	now := s.now().UTC()
 	v := store.VM{ID: NewID(), OwnerID: ownerID, Name: r.Name, Template: r.Template, CPU: r.CPU,
 		MemoryMB: r.MemoryMB, DiskGB: r.DiskGB, UserData: r.UserData, State: api.StatePending,
-		Desired: api.DesiredRunning, Node: s.node, CreatedAt: now, UpdatedAt: now, SSHKeys: keys}
+		Desired: api.DesiredRunning, Node: s.node, CreatedAt: now, UpdatedAt: now, SSHKeys: keys, Network: r.Network}
 	if err := s.lifetimes(ctx, ownerID, r, &v); err != nil {
 		return api.VM{}, err
 	}
@@ -516,6 +532,14 @@ func (s *Service) Templates(ctx context.Context) ([]api.Template, error) {
 // stays for when the node comes back.
 func (s *Service) shown(ctx context.Context, v store.VM) api.VM {
 	out := v.ToAPI()
+	if s.addrs != nil && v.Node == s.node && v.State == api.StateRunning {
+		// The lease vmd's network handed out, beside what the guest agent reported.
+		for _, a := range s.addrs.Addresses(v.ID) {
+			if !slices.Contains(out.Addresses, a) {
+				out.Addresses = append(out.Addresses, a)
+			}
+		}
+	}
 	if s.health == nil {
 		return out
 	}

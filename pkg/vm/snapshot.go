@@ -289,7 +289,7 @@ func (r *Reconciler) withVM(ctx context.Context, id string, f func() error) erro
 	lease, err := r.cfg.Locker.Acquire(lctx, "vm:"+id, r.cfg.LockTTL)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("vm %s is busy: %w", id, ErrConflict)
+		return conflictf("vm %s is busy", id)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -360,7 +360,7 @@ func (r *Reconciler) CreateSnapshot(ctx context.Context, id, name string, memory
 			case errors.As(err, &qe):
 				return qe
 			case errors.Is(err, ErrConflict):
-				return fmt.Errorf("vm %s already has a snapshot named %s: %w", v.Name, name, ErrConflict)
+				return conflictf("vm %s already has a snapshot named %s", v.Name, name)
 			}
 			return fmt.Errorf("snapshot %s: %w", v.Name, err)
 		}
@@ -574,7 +574,7 @@ func (r *Reconciler) ProvisionClone(ctx context.Context, v store.VM, basePath st
 		return r.withVM(ctx, src.ID, func() error {
 			cur, err := r.cfg.Store.GetVM(ctx, src.ID)
 			if err != nil {
-				return fmt.Errorf("clone source %s is gone: %w", src.Name, ErrConflict)
+				return conflictf("clone source %s is gone", src.Name)
 			}
 			running, ok := r.settled(cur)
 			if snap != "" {

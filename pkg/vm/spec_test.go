@@ -15,9 +15,10 @@ import (
 func TestSpecOf(t *testing.T) {
 	v := store.VM{ID: "vm_1", OwnerID: "u_1", Name: "web", Template: "tiny", CPU: 2, MemoryMB: 256, DiskGB: 3,
 		UserData: "#cloud-config\n", Node: "n1", State: api.StateRunning, Desired: api.DesiredRunning,
-		SSHKeys: []string{"ssh-ed25519 AAAA"}}
+		SSHKeys: []string{"ssh-ed25519 AAAA"},
+		Network: api.NetworkNAT}
 	want := vm.GuestSpec{ID: "vm_1", OwnerID: "u_1", Hostname: "web", CPU: 2, MemoryMB: 256, DiskGB: 3,
-		UserData: "#cloud-config\n", ReadyLine: vm.DefaultReadyLine, SSHKeys: []string{"ssh-ed25519 AAAA"}}
+		UserData: "#cloud-config\n", ReadyLine: vm.DefaultReadyLine, SSHKeys: []string{"ssh-ed25519 AAAA"}, Network: api.NetworkNAT}
 	got := vm.SpecOf(v)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("SpecOf = %+v, want %+v", got, want)

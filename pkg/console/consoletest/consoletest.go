@@ -57,7 +57,11 @@ type Env struct {
 
 	mu      sync.Mutex
 	lastErr error
+	mux     *http.ServeMux
 }
+
+// HandleFunc adds a route to the Env's server (a test's own handler).
+func (e *Env) HandleFunc(pattern string, h http.HandlerFunc) { e.mux.HandleFunc(pattern, h) }
 
 // New starts an Env on the SQLite store; tune changes the console's config.
 func New(t testing.TB, tune func(*console.Config)) *Env {
@@ -69,6 +73,7 @@ func New(t testing.TB, tune func(*console.Config)) *Env {
 		Layout:   vmtest.Layout(t),
 	}
 	mux := http.NewServeMux()
+	e.mux = mux
 	e.Server = httptest.NewServer(mux)
 	t.Cleanup(e.Server.Close)
 	cfg := console.Config{PublicURL: e.Server.URL, Store: e.Store, Sockets: console.LayoutSockets{Layout: e.Layout},

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/guestnet"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
 
@@ -34,6 +36,7 @@ type Invocation struct {
 	// SerialSock is the serial port's unix socket (vmd holds its one client
 	// connection and fans it out); the port's output is also appended to Serial.
 	SerialSock string
+	Net        string // unix socket of the NIC's stream netdev, used when Network is nat
 }
 
 // sandbox denies what a guest's QEMU never needs. It must not be combined
@@ -58,6 +61,13 @@ func Args(s Invocation) []string {
 		a = append(a,
 			"-drive", "if=none,id=seed0,file="+escape(s.Seed)+",format=raw,readonly=on",
 			"-device", "virtio-blk-pci,drive=seed0")
+	}
+	if s.Network == api.NetworkNAT {
+		// QEMU listens and vmd's guestnet connects (docs/ARCHITECTURE.md "Guest network"): no
+		// host TCP port, and QEMU listens again when vmd goes, so a restarted vmd reattaches.
+		a = append(a,
+			"-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path="+escape(s.Net),
+			"-device", "virtio-net-pci,netdev=n0,mac="+guestnet.GuestMAC(s.ID).String())
 	}
 	a = append(a,
 		"-vga", "std",
@@ -138,6 +148,10 @@ func (s Invocation) validate() error {
 		return fmt.Errorf("disk, serial, pid file and sockets are required")
 	case strings.Contains(s.VNC, ",") || strings.Contains(s.QMP, ",") || strings.Contains(s.QGA, ",") || strings.Contains(s.SerialSock, ","):
 		return fmt.Errorf("socket paths must not contain commas")
+	case s.Network == api.NetworkNAT && s.Net == "":
+		return fmt.Errorf("network %s needs its socket path", s.Network)
+	case s.Network != "" && s.Network != api.NetworkNAT && s.Network != api.NetworkNone:
+		return fmt.Errorf("network %q: want %s or %s", s.Network, api.NetworkNAT, api.NetworkNone)
 	}
 	return nil
 }

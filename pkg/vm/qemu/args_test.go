@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/guestnet"
 	"github.com/vmdhq/vmd/pkg/vm"
 )
 
@@ -22,6 +24,10 @@ func TestArgs(t *testing.T) {
 	agent.QGA = "/r/qga.sock"
 	loadvm := base
 	loadvm.LoadVM = "warm"
+	nat := base
+	nat.Network, nat.Net = api.NetworkNAT, "/r/net.sock"
+	none := base
+	none.Network, none.Net = api.NetworkNone, "/r/net.sock"
 	tests := []struct {
 		name    string
 		spec    Invocation
@@ -62,6 +68,12 @@ func TestArgs(t *testing.T) {
 		// A memory snapshot's restore starts the guest at it; a plain launch boots.
 		{"loadvm", loadvm, [][]string{{"-loadvm", "warm"}}, nil},
 		{"boots", base, nil, []string{"-loadvm"}},
+		{"nat", nat, [][]string{
+			{"-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path=/r/net.sock"},
+			{"-device", "virtio-net-pci,netdev=n0,mac=" + guestnet.GuestMAC("vm_1").String()},
+		}, []string{"user", "-nic"}},
+		{"none", none, nil, []string{"-netdev", "-nic", "virtio-net-pci"}},
+		{"unset is none", base, nil, []string{"-netdev", "-nic"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,6 +122,8 @@ func TestSpecValidate(t *testing.T) {
 		"comma sock":     func(s *Invocation) { s.QMP = "a,b" },
 		"no serial sock": func(s *Invocation) { s.SerialSock = "" },
 		"comma serial":   func(s *Invocation) { s.SerialSock = "a,b" },
+		"nat no sock":    func(s *Invocation) { s.Network = api.NetworkNAT },
+		"bad network":    func(s *Invocation) { s.Network, s.Net = "bridge", "n" },
 	}
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,9 @@ type Config struct {
 	StopTimeout time.Duration
 	// Logger gets what the driver cannot return (default slog.Default()).
 	Logger *slog.Logger
+	// EgressAllow is the private ranges guests may reach (vmd serve
+	// --guest-egress-allow): guestnet.Policy.Allow of every guest network.
+	EgressAllow []netip.Prefix
 }
 
 // Driver implements vm.Driver with one QEMU process per VM.
@@ -67,8 +71,10 @@ type guest struct {
 	qmpPath   string
 	exited    chan struct{} // closed once the process is gone and exit is set
 
-	mu  sync.Mutex // guards mon
-	mon Monitor
+	mu       sync.Mutex // guards mon, net, netEnded
+	mon      Monitor
+	net      *guestNet // nil for network none
+	netEnded bool      // closeNet ran: no network may start any more
 
 	poweredOff atomic.Bool  // QEMU said the guest shut itself down
 	exit       vm.GuestExit // how it ended: written before exited closes, read after
@@ -176,6 +182,7 @@ func (d *Driver) Close() error {
 	for _, g := range gs {
 		g.closeMonitor()
 		g.closeAgent()
+		g.closeNet() // streams end; the guest keeps running and keeps its lease for the next vmd
 	}
 	return nil
 }
@@ -238,7 +245,8 @@ func (d *Driver) invocation(s Spec) Invocation {
 		PIDFile: l.VMFile(s.OwnerID, s.ID, vm.PIDFile),
 		QMP:     l.Socket(s.ID, vm.QMPSocket),
 		VNC:     l.Socket(s.ID, vm.VNCSocket),
-		QGA:     l.Socket(s.ID, vm.QGASocket)}
+		QGA:     l.Socket(s.ID, vm.QGASocket),
+		Net:     l.Socket(s.ID, vm.NetSocket)}
 	inv.SerialSock = l.Socket(s.ID, vm.SerialSocket)
 	if seed := l.VMFile(s.OwnerID, s.ID, vm.SeedFile); fileExists(seed) {
 		inv.Seed = seed
@@ -336,6 +344,12 @@ func (d *Driver) launch(ctx context.Context, s Spec, loadvm string) error {
 		}
 		return fmt.Errorf("launch %s: %w", s.ID, err)
 	}
+	if err := d.startNet(g, s, inv.Net); err != nil {
+		_ = syscall.Kill(g.pid, syscall.SIGKILL)
+		<-g.exited
+		_ = d.removeRuntime(s)
+		return fmt.Errorf("launch %s: %w", s.ID, err)
+	}
 	d.saveSerialFrom(s.ID, serialFrom)
 	d.withAgent(g, inv, serialFrom)
 	d.mu.Lock()
@@ -362,6 +376,7 @@ func (d *Driver) ended(g *guest, msg string) {
 		case <-time.After(drainLimit):
 		}
 	}
+	g.closeNet()
 	g.exit = vm.GuestExit{PoweredOff: g.poweredOff.Load(), Message: msg}
 	if g.exit.PoweredOff {
 		g.exit.Message = "guest powered off"
@@ -513,6 +528,9 @@ func (d *Driver) Adopt(ctx context.Context, s Spec) (bool, error) {
 	if _, err := g.monitor(ctx, d); err != nil {
 		// Alive but not answering: keep it, Status dials again later.
 		d.log.Warn("adopted guest's monitor does not answer", "vm", s.ID, "pid", pid, "err", err)
+	}
+	if err := d.startNet(g, s, inv.Net); err != nil {
+		return false, fmt.Errorf("adopt %s: %w", s.ID, err)
 	}
 	// Not our child, so no Wait: watch /proc for its end instead. Started
 	// after the dial, so a SHUTDOWN the monitor reads is seen by ended.

@@ -1,0 +1,141 @@
+package console_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/client"
+	"github.com/vmdhq/vmd/pkg/console"
+	"github.com/vmdhq/vmd/pkg/console/consoletest"
+	"github.com/vmdhq/vmd/pkg/guestnet"
+	"github.com/vmdhq/vmd/pkg/store"
+)
+
+// guests is a GuestDialer whose guest listens on loopback ports the test opens.
+type guests struct{ ports sync.Map }
+
+func (g *guests) DialGuest(ctx context.Context, _ string, port int) (net.Conn, error) {
+	addr, ok := g.ports.Load(port)
+	if !ok {
+		return nil, fmt.Errorf("dial: %w", guestnet.ErrPortClosed)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr.(string))
+}
+
+// sumServer reads to EOF, then answers with the sha256 of what it read and closes.
+func sumServer(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				h := sha256.New()
+				_, _ = io.Copy(h, c)
+				fmt.Fprintf(c, "%x", h.Sum(nil))
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func natVM(t *testing.T, e *consoletest.Env, owner store.User, name, network string) store.VM {
+	t.Helper()
+	ctx := context.Background()
+	v := store.VM{ID: "vm_" + ulid.Make().String(), OwnerID: owner.ID, Name: name, Template: "tiny", CPU: 1,
+		MemoryMB: 128, DiskGB: 1, State: api.StateRunning, Desired: api.DesiredRunning, Node: "test", Network: network}
+	if err := e.Store.CreateVM(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestPortForwardStream: a one-time token opens one stream to the guest
+// port; both half-closes pass (the guest reads to EOF, answers, closes);
+// the token is then used up; a console token opens no port; a closed port
+// and a VM without network are refused before the upgrade.
+func TestPortForwardStream(t *testing.T) {
+	g := &guests{}
+	g.ports.Store(9000, sumServer(t))
+	e := consoletest.New(t, func(c *console.Config) { c.Guests = g })
+	var mu sync.Mutex
+	var last error
+	lastErr := func() error { mu.Lock(); defer mu.Unlock(); return last }
+	e.HandleFunc("GET /api/v1/vms/{id}/portforward", func(w http.ResponseWriter, r *http.Request) {
+		err := e.Console.ServePortForward(w, r, r.PathValue("id"), 9000, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), nil)
+		mu.Lock()
+		last = err
+		mu.Unlock()
+		if err != nil {
+			w.WriteHeader(http.StatusForbidden)
+		}
+	})
+	alice := e.AddUser(t, "alice")
+	v := natVM(t, e, alice, "web", api.NetworkNAT)
+	ctx := context.Background()
+	res, err := e.Console.IssuePortForward(ctx, alice, "", v, 9000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(e.Server.URL, alice.ID)
+	s, err := c.DialStreamURL(ctx, res.WSURL)
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, lastErr())
+	}
+	data := strings.Repeat("vmd port-forward ", 1<<16)
+	if _, err := io.WriteString(s, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%x", sha256.Sum256([]byte(data))); string(got) != want {
+		t.Fatalf("guest answered %q, want %q", got, want)
+	}
+	s.Close()
+	if _, err := c.DialStreamURL(ctx, res.WSURL); err == nil || !errors.Is(lastErr(), console.ErrTokenInvalid) {
+		t.Fatalf("reused token: %v, %v", err, lastErr())
+	}
+	cres, err := e.Console.Issue(ctx, alice, "", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := cres.WSURL[strings.Index(cres.WSURL, "token="):]
+	if _, err := c.DialStreamURL(ctx, strings.Replace(res.WSURL, res.WSURL[strings.Index(res.WSURL, "token="):], tok, 1)); err == nil || !errors.Is(lastErr(), console.ErrTokenInvalid) {
+		t.Fatalf("console token on a port: %v, %v", err, lastErr())
+	}
+	if _, err := e.Console.IssuePortForward(ctx, alice, "", natVM(t, e, alice, "nonet", api.NetworkNone), 9000); !errors.Is(err, console.ErrNoNetwork) {
+		t.Fatalf("network none: %v", err)
+	}
+	g.ports.Delete(9000)
+	res, _ = e.Console.IssuePortForward(ctx, alice, "", v, 9000)
+	if _, err := c.DialStreamURL(ctx, res.WSURL); err == nil || !errors.Is(lastErr(), console.ErrPortClosed) {
+		t.Fatalf("closed port: %v, %v", err, lastErr())
+	}
+	if _, err := e.Console.IssuePortForward(ctx, alice, "", v, 0); err == nil {
+		t.Fatal("port 0 issued")
+	}
+}
