@@ -46,12 +46,11 @@ func TestArgs(t *testing.T) {
 			{"-serial", "chardev:ser0"},
 			{"-pidfile", "/d/qemu.pid"},
 			{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
-			// The console's absolute pointer and clipboard agent channel, on one virtio-serial bus.
+			// The console's absolute pointer.
 			{"-device", "qemu-xhci,id=usb0"}, {"-device", "usb-tablet,bus=usb0.0"},
-			{"-chardev", "qemu-vdagent,id=vdagent0,name=vdagent,clipboard=on"},
-			{"-device", "virtio-serial-pci,id=vserial0"},
-			{"-device", "virtserialport,bus=vserial0.0,nr=1,chardev=vdagent0,name=com.redhat.spice.0"},
 		}, []string{"-daemonize", "-runas", "virtio-blk-pci,drive=seed0", "-S",
+			// No qemu-vdagent: QEMU 7.2 cannot migrate it, which memory snapshots need.
+			"qemu-vdagent,id=vdagent0,name=vdagent,clipboard=on", "virtio-serial-pci,id=vserial0",
 			// A guest's reboot resets in place; its poweroff ends the process.
 			"-no-reboot", "-no-shutdown"}},
 		{"seed", withSeed, [][]string{
@@ -63,7 +62,7 @@ func TestArgs(t *testing.T) {
 		{"guest agent", agent, [][]string{
 			{"-chardev", "socket,id=qga0,path=/r/qga.sock,server=on,wait=off"},
 			{"-device", "virtio-serial-pci,id=vserial0"},
-			{"-device", "virtserialport,bus=vserial0.0,nr=2,chardev=qga0,name=org.qemu.guest_agent.0"},
+			{"-device", "virtserialport,bus=vserial0.0,nr=1,chardev=qga0,name=org.qemu.guest_agent.0"},
 		}, nil},
 		// A memory snapshot's restore starts the guest at it; a plain launch boots.
 		{"loadvm", loadvm, [][]string{{"-loadvm", "warm"}}, nil},
@@ -81,9 +80,9 @@ func TestArgs(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := Args(tc.spec)
-			// One virtio-serial controller, whatever channels share it.
-			if n := slices.Index(a, "virtio-serial-pci,id=vserial0"); n < 0 || slices.Index(a[n+1:], "virtio-serial-pci,id=vserial0") >= 0 {
-				t.Fatalf("want exactly one virtio-serial controller: %q", a)
+			// At most one virtio-serial controller, whatever channels share it.
+			if n := slices.Index(a, "virtio-serial-pci,id=vserial0"); n >= 0 && slices.Index(a[n+1:], "virtio-serial-pci,id=vserial0") >= 0 {
+				t.Fatalf("want one virtio-serial controller: %q", a)
 			}
 			for _, w := range tc.want {
 				i := slices.Index(a, w[0])
