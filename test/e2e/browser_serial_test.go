@@ -27,11 +27,14 @@ func TestBrowserSerialConsole(t *testing.T) {
 	vmID := value(b, "VM id", chromedp.AttributeValue(chromedp.CSS(`tr[data-name="ser1"]`), "data-vm")).Value
 	waitSerial(t, v, vmID, "vmd-tiny: booted", 2*time.Minute)
 
-	b.run("open the Serial tab",
+	b.run("open the console page",
 		chromedp.Navigate(v.URL+"/console/"+vmID),
 		chromedp.WaitVisible(chromedp.CSS("#tab-serial")),
-		chromedp.Click(chromedp.CSS("#tab-serial")),
 	)
+	// The tab is visible before the page's module script has run: click
+	// until the tab has taken it (a click before its listener is lost).
+	b.waitJS("the Serial tab selected", `(() => { const t = document.querySelector('#tab-serial');
+		if (t.getAttribute('aria-selected') === 'true') return true; t.click(); return false; })()`, 30*time.Second)
 	b.waitJS("serial connected", `document.querySelector('#serial').dataset.serial === 'Connected'`, 30*time.Second)
 	rows := `(document.querySelector('#serial-term .xterm-rows')?.textContent || '')`
 	// An empty line makes the shell print its prompt again.
