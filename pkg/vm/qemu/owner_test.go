@@ -50,7 +50,10 @@ func TestGuestsCannotReadEachOther(t *testing.T) {
 		return []string{dir, filepath.Join(dir, vm.DiskFile), filepath.Join(dir, vm.SerialFile),
 			filepath.Join(dir, vm.PIDFile), l.Socket(v.ID, vm.VNCSocket), l.RuntimeDir(v.ID)}
 	}
-	waitSerial(t, filepath.Join(l.VMDir(b.OwnerID, b.ID), vm.SerialFile), "vmd-tiny: boot 1", 60*time.Second)
+	// Both have written their serial logs (the probe reads a byte of each).
+	for _, v := range []Spec{a, b} {
+		waitSerial(t, filepath.Join(l.VMDir(v.OwnerID, v.ID), vm.SerialFile), "vmd-tiny: boot 1", 60*time.Second)
+	}
 	theirs := append(files(b), filepath.Join(l.VMDir(b.OwnerID, b.ID), vm.SeedFile), l.Socket(b.ID, vm.QMPSocket))
 	for p, res := range asUID(t, ua, theirs...) {
 		if !strings.Contains(res, "permission denied") {
