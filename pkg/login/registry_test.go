@@ -2,6 +2,7 @@ package login_test
 
 import (
 	"context"
+	"github.com/vmdhq/vmd/internal/testutil"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,13 +47,8 @@ func TestRegistry(t *testing.T) {
 		if err := st.RevokeSession(ctx, "s_1", time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for ended[0].Load() == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("a revoked session's things were not ended by the check")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testutil.Eventually(t, 5*time.Second, "a revoked session's things ended by the check",
+			func() bool { return ended[0].Load() != 0 })
 		if err := r.Alive(ctx, "s_1"); err != login.ErrEnded {
 			t.Fatalf("alive after revoke: %v", err)
 		}

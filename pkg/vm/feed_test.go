@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"github.com/vmdhq/vmd/internal/testutil"
 	"testing"
 	"time"
 
@@ -12,13 +13,7 @@ import (
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10 s: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, what, cond)
 }
 
 // A subscription that falls behind the one poller (its queue overflows)
