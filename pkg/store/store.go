@@ -298,4 +298,20 @@ type Store interface {
 	DeleteSSHKey(ctx context.Context, userID, name string) error
 	// SetHostKeys records the SSH host keys a VM's guest reported.
 	SetHostKeys(ctx context.Context, vmID string, keys []string) error
+
+	ShareLinkStore
+}
+
+// ShareLinkStore keeps view-only console share links (pkg/console).
+type ShareLinkStore interface {
+	// CreateShareLink inserts a link: ErrNotFound when its VM or maker is
+	// gone, ErrConflict when its id or hash is taken.
+	CreateShareLink(ctx context.Context, l ShareLink) error
+	// GetShareLink finds the link whose secret hashes to hash, unexpired at
+	// now; ErrNotFound when there is none.
+	GetShareLink(ctx context.Context, hash string, now time.Time) (ShareLink, error)
+	// ListShareLinks lists a VM's links unexpired at now, oldest first.
+	ListShareLinks(ctx context.Context, vmID string, now time.Time) ([]ShareLink, error)
+	// DeleteShareLink revokes one of a VM's links; ErrNotFound when none.
+	DeleteShareLink(ctx context.Context, vmID, id string) error
 }
