@@ -310,7 +310,8 @@ type ShareLinkStore interface {
 	// GetShareLink finds the link whose secret hashes to hash, unexpired at
 	// now; ErrNotFound when there is none.
 	GetShareLink(ctx context.Context, hash string, now time.Time) (ShareLink, error)
-	// ListShareLinks lists a VM's links unexpired at now, oldest first.
+	// ListShareLinks lists a VM's links unexpired at now (every one for a
+	// zero now), oldest first.
 	ListShareLinks(ctx context.Context, vmID string, now time.Time) ([]ShareLink, error)
 	// DeleteShareLink revokes one of a VM's links; ErrNotFound when none.
 	DeleteShareLink(ctx context.Context, vmID, id string) error
