@@ -92,6 +92,20 @@ func TestBrowserConsoleHeals(t *testing.T) {
 		}
 	})
 
+	t.Run("vmd restart, in the VM page", func(t *testing.T) {
+		b.run("open the VM page", chromedp.Navigate(v.URL+"/vms/heal"))
+		b.waitJS("embedded console shows the screen", embeddedScreen, 60*time.Second)
+		status := `document.querySelector('#vm-console-frame').contentDocument.querySelector('#status').textContent`
+		v.stop()
+		b.waitJS("says why inside the VM page", `document.querySelector('#vm-console-frame').contentDocument.body.dataset.console === 'reconnecting' &&
+			`+status+`.includes('server restarting')`, 15*time.Second)
+		b.shot("vm-page-console-reconnecting")
+		v.start()
+		b.waitJS("embedded console back without a click", embeddedScreen, 90*time.Second)
+		b.run("back to the console page", chromedp.Navigate(v.URL+"/console/"+vmID))
+		b.waitJS("console page connected", `document.body.dataset.console === 'connected'`, 30*time.Second)
+	})
+
 	t.Run("ctrl-alt-del powers off, Start brings it back", func(t *testing.T) {
 		b.run("Ctrl-Alt-Del", chromedp.Click(chromedp.CSS("#ctrl-alt-del")))
 		b.waitJS("says the guest powered off and offers Start", `!document.querySelector('#vm-off').hidden &&

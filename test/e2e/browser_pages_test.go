@@ -44,7 +44,8 @@ func (b *browser) axeCheck(page string) {
 	if !value(b, "axe loaded", chromedp.Evaluate[bool](`typeof axe !== 'undefined'`)) {
 		value(b, "inject axe-core", chromedp.Evaluate[bool](axeSource(b.t)+"\n;true"))
 	}
-	got := value(b, "run axe on "+page, chromedp.Evaluate[[]string](`axe.run(document, {resultTypes: ['violations']}).then(r =>
+	// Frames (the console in the VM page) are checked as pages of their own.
+	got := value(b, "run axe on "+page, chromedp.Evaluate[[]string](`axe.run(document, {resultTypes: ['violations'], iframes: false}).then(r =>
 		r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
 			.map(v => v.impact + ' ' + v.id + ': ' + v.help + ' [' + v.nodes.slice(0, 4).map(n => n.target.join(' ')).join(', ') + ']'))`,
 		chromedp.EvalAwaitPromise))
@@ -71,6 +72,15 @@ func (b *browser) checkLayout(page string) {
 }
 
 func jsString(s string) string { j, _ := json.Marshal(s); return string(j) }
+
+// embeddedScreen is true when the VM page's framed console is connected and
+// its canvas holds the guest's screen: more than one colour, some lit pixels.
+const embeddedScreen = `(() => { const f = document.querySelector('#vm-console-frame'); const d = f && f.contentDocument;
+	if (f.hidden || !d || !d.body || d.body.dataset.console !== 'connected') return false;
+	const c = d.querySelector('#screen canvas'); if (!c || !c.width || !c.height) return false;
+	const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; const seen = new Set(); let lit = 0;
+	for (let i = 0; i < px.length; i += 16) { seen.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]); if (px[i] + px[i + 1] + px[i + 2] > 384) lit++; }
+	return seen.size > 1 && lit > 0; })()`
 
 // TestBrowserPagesFit walks every page at phone and laptop sizes (no
 // horizontal scroll, no serious axe-core violation, screenshots in
@@ -175,10 +185,17 @@ func TestBrowserPagesFit(t *testing.T) {
 	// The VM's own page, reached from its name on the dashboard.
 	b.run("open the VM page", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-vm=%q] a.vm-link`, vmID))),
 		chromedp.WaitVisible(chromedp.CSS("#vm-resources dt")))
-	b.waitJS("VM page shows the VM, its events and its screen", fmt.Sprintf(`document.querySelector('#vm-name').textContent === %s &&
-		document.querySelectorAll('#vm-events li').length > 0 && document.querySelector('#vm-screen').naturalWidth > 0 &&
-		document.title === %s`, jsString(long), jsString(long+" · vmd")), 30*time.Second)
+	b.waitJS("VM page shows the VM and its events", fmt.Sprintf(`document.querySelector('#vm-name').textContent === %s &&
+		document.querySelectorAll('#vm-events li').length > 0 && document.title === %s`, jsString(long), jsString(long+" · vmd")), 30*time.Second)
+	b.waitJS("VM page's console shows the guest's screen", embeddedScreen, 60*time.Second)
 	b.checkLayout("vm")
+	for _, vp := range []int64{390, 1280} {
+		b.run(fmt.Sprintf("VM page at %d px", vp), chromedp.EmulateViewport(vp, 800))
+		b.waitJS(fmt.Sprintf("embedded console fits %d px", vp), `(() => { const f = document.querySelector('#vm-console-frame');
+			const d = f.contentDocument, r = f.getBoundingClientRect();
+			return r.width > 0 && r.right <= window.innerWidth + 0.5 && d.documentElement.scrollWidth <= d.defaultView.innerWidth; })()`, 5*time.Second)
+	}
+	b.waitJS("embedded console still shows the screen", embeddedScreen, 10*time.Second)
 	b.run("back to the dashboard", chromedp.Navigate(v.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#vm-table")))
 
 	// The console, opened as the dashboard's link opens it (the session fetches the token).
