@@ -188,6 +188,9 @@ func (e *SnapshotNotFoundError) Error() string {
 // Unwrap lets errors.Is(err, ErrNotFound) find it.
 func (e *SnapshotNotFoundError) Unwrap() error { return ErrNotFound }
 
+// APICode makes it an api.CodedError.
+func (e *SnapshotNotFoundError) APICode() string { return api.CodeNotFound }
+
 // StateConflictError: the VM is not in a state the operation works in.
 // Its text is safe to show.
 type StateConflictError struct {
@@ -205,6 +208,9 @@ func (e *StateConflictError) Error() string {
 
 // Unwrap lets errors.Is(err, ErrConflict) find it.
 func (e *StateConflictError) Unwrap() error { return ErrConflict }
+
+// APICode makes it an api.CodedError.
+func (e *StateConflictError) APICode() string { return api.CodeConflict }
 
 // --- clones ---
 
