@@ -228,3 +228,22 @@ func TestConsoleWSRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestShareLinkTTLRefused: a share link's TTL that is no duration, or one
+// out of bounds, is the mapper's 422 with the same sentence either way.
+func TestShareLinkTTLRefused(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		ce := newConsoleEnv(t, b, nil)
+		alice := ce.signup("alice@example.com")
+		ce.runningVM(alice, "web")
+		for _, ttl := range []string{"banana", "1s", "1000h"} {
+			st, data := ce.on(alice).do("POST", "/vms/web/console/links", api.CreateShareLinkRequest{TTL: ttl}, nil)
+			wantError(t, st, data, 422, api.CodeValidation)
+			var eb api.ErrorBody
+			if err := json.Unmarshal(data, &eb); err != nil || eb.Error.Message != "ttl: "+console.ErrLinkTTL.Error() || eb.Error.RequestID == "" {
+				t.Fatalf("ttl %q: %s", ttl, data)
+			}
+		}
+		ce.on(alice).mustDo("POST", "/vms/web/console/links", api.CreateShareLinkRequest{TTL: "10m"}, 201, nil)
+	})
+}

@@ -45,6 +45,9 @@ func (e *QuotaError) Error() string {
 // Unwrap lets errors.Is(err, ErrQuotaExceeded) find every QuotaError.
 func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
 
+// APICode makes it an api.CodedError.
+func (e *QuotaError) APICode() string { return api.CodeQuotaExceeded }
+
 // Placer chooses a new VM's node inside CreateVMPlaced's transaction, given
 // every registered node and what the VMs recorded on each hold (NodeUsage).
 // Its error aborts the create.

@@ -85,6 +85,9 @@ func (e *CapacityError) Error() string {
 // Unwrap lets errors.Is(err, ErrNoCapacity) find every CapacityError.
 func (e *CapacityError) Unwrap() error { return ErrNoCapacity }
 
+// APICode makes it an api.CodedError.
+func (e *CapacityError) APICode() string { return api.CodeNoCapacity }
+
 // ElsewhereError is Create's answer when placement picked another node:
 // the VM is to be created there (the server forwards the request with a
 // signed placement, and that node calls CreateHere). Nothing was recorded.
@@ -105,6 +108,9 @@ func (e *NameTakenError) Error() string { return "a VM named " + e.Name + " alre
 // Unwrap lets errors.Is(err, ErrConflict) find it.
 func (e *NameTakenError) Unwrap() error { return ErrConflict }
 
+// APICode makes it an api.CodedError.
+func (e *NameTakenError) APICode() string { return api.CodeConflict }
+
 // ValidationError says which field of a request is wrong.
 type ValidationError struct {
 	Field   string
@@ -115,6 +121,12 @@ func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
 
 // Unwrap lets errors.Is(err, ErrInvalid) find every validation error.
 func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// APICode makes it an api.CodedError.
+func (e *ValidationError) APICode() string { return api.CodeValidation }
+
+// APIField names the field in the error body.
+func (e *ValidationError) APIField() string { return e.Field }
 
 // Service is the VM use-cases behind the API.
 type Service struct {
