@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/tui"
 )
@@ -86,11 +87,13 @@ func tuiRun(ctx context.Context, opts *TUIOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := tui.ClientBackend{Client: c, All: opts.All, PollInterval: opts.PollInterval}
-	var shell func(string) *exec.Cmd
+	var shell func(api.VM, string) *exec.Cmd
+	var serial func(string) *exec.Cmd
 	if self, err := os.Executable(); err == nil {
 		shell = tui.ShellCommand(ctx, self, opts.Global)
+		serial = tui.SerialCommand(ctx, self, opts.Global)
 	}
-	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r, Shell: shell,
+	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r, Shell: shell, Serial: serial,
 		Tunnel: func(ctx context.Context, id string) (string, func(), error) { return startTunnel(ctx, c, id) }})
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.IO.In), tea.WithOutput(opts.IO.Out), tea.WithAltScreen())
 	if _, err := p.Run(); err != nil {

@@ -78,3 +78,36 @@ func TestTUI(t *testing.T) {
 	tm.run("send-keys", "-t", "tui", "q")
 	tm.waitFor(regexp.MustCompile(`vmctl exited 0`), 10*time.Second)
 }
+
+// TestTUIShell: e on a running tiny guest without a network opens vmctl
+// shell (the guest agent, a line at a time): a command's output shows, cd
+// carries over, and Ctrl-D comes back to the dashboard.
+func TestTUIShell(t *testing.T) {
+	v := startVMD(t, storetest.Backends()[0])
+	c := loggedIn(t, v, "shell@example.com")
+	c.must(0, "", "create", "box", "--template", "tiny", "--memory", "256", "--network", "none", "--wait=ready", "--timeout", "4m")
+	tm := newTmux(t)
+	script := "env -i TERM=screen " + strings.Join(c.env, " ") + " " + filepath.Join(binDir, "vmctl") + " tui; echo \"vmctl exited $?\"; sleep 600"
+	tm.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "30", "sh", "-c", script)
+	tm.waitFor(regexp.MustCompile(`(?m)^> box +running`), 30*time.Second)
+	tm.run("send-keys", "-t", "tui", "e")
+	tm.waitFor(regexp.MustCompile(`(?m)^box:/\S*#\s*$`), 30*time.Second)
+	tm.run("send-keys", "-t", "tui", "-l", "echo hi-from-$((2+3))e")
+	tm.run("send-keys", "-t", "tui", "Enter")
+	tm.waitFor(regexp.MustCompile(`(?m)^hi-from-5e\s*$`), 30*time.Second)
+	tm.run("send-keys", "-t", "tui", "-l", "cd /tmp")
+	tm.run("send-keys", "-t", "tui", "Enter")
+	tm.run("send-keys", "-t", "tui", "-l", "pwd; ls /no-such-dir")
+	tm.run("send-keys", "-t", "tui", "Enter")
+	screen := tm.waitFor(regexp.MustCompile(`(?m)^\[exit [12]\]\s*$`), 30*time.Second)
+	if !regexp.MustCompile(`(?m)^/tmp\s*$`).MatchString(screen) || !strings.Contains(screen, "box:/tmp# ") || !strings.Contains(screen, "No such file") {
+		t.Fatalf("cd did not carry over, or stderr is missing:\n%s", screen)
+	}
+	tm.run("send-keys", "-t", "tui", "C-d")
+	screen = tm.waitFor(regexp.MustCompile(`shell in box ended`), 20*time.Second)
+	if !regexp.MustCompile(`(?m)^> box +running`).MatchString(screen) {
+		t.Fatalf("not back on the dashboard:\n%s", screen)
+	}
+	tm.run("send-keys", "-t", "tui", "q")
+	tm.waitFor(regexp.MustCompile(`vmctl exited 0`), 10*time.Second)
+}
