@@ -30,7 +30,7 @@ type TUIOptions struct {
 	All          bool
 	PollInterval time.Duration
 	// Global are the global flags given (--server, --context…), passed on
-	// to the vmctl that e runs for a shell.
+	// to the vmctl that e (shell) and a (serial console) run.
 	Global []string
 }
 
@@ -44,7 +44,11 @@ func NewCmdTUI(f *Factory, runF func(context.Context, *TUIOptions) error) *cobra
 
 Keys: s start, x stop, X force stop, d delete (asks y/n), n create, c open the
 console in the browser, t VNC tunnel on/off, / filter by name, r refresh, ? help, q quit.
-Colour is off when NO_COLOR is set.`,
+Enter shows a VM's details and l its serial log. e opens a shell: 'vmctl ssh'
+where the VM has a network, an address and a known login user, else 'vmctl
+shell' (through the guest agent, a line at a time, no terminal in the guest);
+a opens its serial console (Ctrl-] detaches). Both come back to the dashboard
+when they end. Colour is off when NO_COLOR is set.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.PollInterval <= 0 {
