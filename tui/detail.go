@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -136,7 +137,12 @@ func (m Model) detailUpdate(msg tea.Msg) (Model, tea.Cmd, bool) {
 		return m, nil, true
 	case shellDoneMsg:
 		m.mode = modeTable
-		if msg.err != nil {
+		var exit *exec.ExitError
+		switch {
+		case errors.As(msg.err, &exit) && exit.ExitCode() > 0:
+			// A shell ends with its last command's status: not the TUI's error.
+			return m.setStatus(fmt.Sprintf("%s ended (exit status %d)", msg.what, exit.ExitCode())), m.refreshCmd(), true
+		case msg.err != nil:
 			return m.fail(msg.what, msg.err), m.refreshCmd(), true
 		}
 		return m.setStatus(msg.what + " ended"), m.refreshCmd(), true

@@ -113,6 +113,11 @@ func TestDetailShell(t *testing.T) {
 	if m.mode != modeTable || m.status != "shell in build ended" {
 		t.Fatalf("after the shell: mode %d, status %q", m.mode, m.status)
 	}
+	exit7 := exec.Command("sh", "-c", "exit 7").Run()
+	m = update(t, m, shellDoneMsg{what: "shell in build", err: exit7})
+	if m.status != "shell in build ended (exit status 7)" || m.statusErr {
+		t.Fatalf("after a shell that exited 7: status %q (error %v)", m.status, m.statusErr)
+	}
 	next, cmd = m.Update(keyMsg("a")) // from the table too
 	m = next.(Model)
 	if cmd == nil || !slices.Equal(asked[1:], []string{"serial build"}) {
