@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -169,5 +170,34 @@ func TestShellRun(t *testing.T) {
 	err = shellRun(context.Background(), &ShellOptions{IO: e.f.IOStreams, Client: e.f.Client, Name: "nope", Timeout: time.Minute})
 	if err == nil {
 		t.Fatal("a shell in a missing VM started")
+	}
+}
+
+func TestWithoutInterrupt(t *testing.T) {
+	parent, cancel := context.WithCancelCause(context.Background())
+	ctx, stop := withoutInterrupt(parent)
+	defer stop()
+	cancel(errors.New("interrupt signal received")) // as signal.NotifyContext says SIGINT
+	select {
+	case <-ctx.Done():
+		t.Fatal("Ctrl-C ended the context")
+	case <-time.After(50 * time.Millisecond): // nothing to wait for: asserting an absence
+	}
+	stop()
+	if ctx.Err() == nil {
+		t.Fatal("stop did not end it")
+	}
+
+	parent, cancel = context.WithCancelCause(context.Background())
+	ctx, stop = withoutInterrupt(parent)
+	defer stop()
+	cancel(errors.New("terminated signal received"))
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("another cause did not end the context")
+	}
+	if c := context.Cause(ctx); c == nil || c.Error() != "terminated signal received" {
+		t.Fatalf("cause %v", c)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -87,6 +88,8 @@ func splitCwd(stderr []byte) (rest []byte, cwd string, ok bool) {
 }
 
 func shellRun(ctx context.Context, opts *ShellOptions) error {
+	ctx, stop := withoutInterrupt(ctx)
+	defer stop()
 	c, err := authedClient(opts.Client)
 	if err != nil {
 		return err
@@ -220,4 +223,41 @@ func shellExec(ctx context.Context, c *client.Client, opts *ShellOptions, line, 
 		return 0, "", errors.New("the guest has no /bin/sh")
 	}
 	return res.ExitCode, dir, nil
+}
+
+// withoutInterrupt is ctx but for Ctrl-C: main's context ends on SIGINT,
+// and a program that handles Ctrl-C itself (vmctl shell, and vmctl tui
+// while a shell it started has the terminal: they share its process group)
+// must not end with it. The result ends when ctx ends for another reason,
+// on SIGTERM, or when stop is called.
+func withoutInterrupt(ctx context.Context) (_ context.Context, stop func()) {
+	out, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	go func() {
+		defer signal.Stop(term)
+		parent := ctx.Done()
+		for {
+			select {
+			case <-parent:
+				if cause := context.Cause(ctx); !isInterrupt(cause) {
+					cancel(cause)
+					return
+				}
+				parent = nil // Ctrl-C: the program's to handle
+			case s := <-term:
+				cancel(fmt.Errorf("%s signal received", s))
+				return
+			case <-out.Done():
+				return
+			}
+		}
+	}()
+	return out, func() { cancel(context.Canceled) }
+}
+
+// isInterrupt tells signal.NotifyContext's cause for SIGINT (its type is
+// unexported; its text is "interrupt signal received").
+func isInterrupt(err error) bool {
+	return err != nil && err.Error() == os.Interrupt.String()+" signal received"
 }

@@ -87,7 +87,11 @@ func tuiRun(ctx context.Context, opts *TUIOptions) error {
 	if open == nil {
 		open = openBrowser
 	}
-	// Ends the change feed's goroutine and any tunnels when the program quits.
+	// Ends the change feed's goroutine and any tunnels when the program
+	// quits. Ctrl-C is a key here (raw mode), and in a shell that e started
+	// (same process group) that shell's: it does not end the dashboard.
+	ctx, stopSignals := withoutInterrupt(ctx)
+	defer stopSignals()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := tui.ClientBackend{Client: c, All: opts.All, PollInterval: opts.PollInterval}

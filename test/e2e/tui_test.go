@@ -83,7 +83,8 @@ func TestTUI(t *testing.T) {
 
 // TestTUIShell: e on a running tiny guest without a network opens vmctl
 // shell (the guest agent, a line at a time): a command's output shows, cd
-// carries over, and Ctrl-D comes back to the dashboard; e on a guest with
+// carries over, Ctrl-C kills a running line in the guest, and Ctrl-D comes
+// back to the dashboard; e on a guest with
 // vmd's network, an address and the template's login user opens vmctl ssh
 // (the key in an ssh-agent), and exit comes back. vmd and its
 // guests run inside a network namespace the test creates.
@@ -127,7 +128,9 @@ func TestTUIShell(t *testing.T) {
 	})
 
 	tm := newTmux(t)
-	script := "env -i TERM=screen " + strings.Join(c.env, " ") + " " + filepath.Join(binDir, "vmctl") + " tui; echo \"vmctl exited $?\"; sleep 600"
+	// Ctrl-C signals the pane's whole process group, this sh too: a
+	// login shell would have put vmctl in a group of its own.
+	script := "trap : INT; env -i TERM=screen " + strings.Join(c.env, " ") + " " + filepath.Join(binDir, "vmctl") + " tui; echo \"vmctl exited $?\"; sleep 600"
 	tm.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "30", "sh", "-c", script)
 	tm.waitFor(regexp.MustCompile(`(?m)^> box +running`), 30*time.Second)
 	tm.run("send-keys", "-t", "tui", "e")
@@ -144,6 +147,19 @@ func TestTUIShell(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^/tmp\s*$`).MatchString(screen) || !strings.Contains(screen, "No such file") {
 		t.Fatalf("cd did not carry over, or stderr is missing:\n%s", screen)
 	}
+	// Ctrl-C ends a running line, in the guest too, and the shell goes on.
+	tm.run("send-keys", "-t", "tui", "-l", "sleep 300")
+	tm.run("send-keys", "-t", "tui", "Enter")
+	waitFor(t, "sleep running in the guest", 30*time.Second, func() bool {
+		_, _, code := c.run("", "exec", "box", "--", "pidof", "sleep")
+		return code == 0
+	})
+	tm.run("send-keys", "-t", "tui", "C-c")
+	tm.waitFor(regexp.MustCompile(`(?s)interrupted; the command is killed in the guest\s*\n\s*box:/tmp#\s*$`), 30*time.Second)
+	waitFor(t, "sleep killed in the guest", 30*time.Second, func() bool {
+		_, _, code := c.run("", "exec", "box", "--", "pidof", "sleep")
+		return code != 0
+	})
 	tm.run("send-keys", "-t", "tui", "C-d")
 	screen = tm.waitFor(regexp.MustCompile(`shell in box ended`), 20*time.Second)
 	if !regexp.MustCompile(`(?m)^> box +running`).MatchString(screen) {
@@ -153,6 +169,7 @@ func TestTUIShell(t *testing.T) {
 	tm.run("send-keys", "-t", "tui", "j")
 	tm.waitFor(regexp.MustCompile(`(?m)^> web +running`), 10*time.Second)
 	tm.run("send-keys", "-t", "tui", "e")
+	tm.waitFor(regexp.MustCompile(`vmd-tiny:~#\s*$`), time.Minute) // the guest's login shell
 	tm.run("send-keys", "-t", "tui", "-l", "echo hi-from-$((2+4))ssh")
 	tm.run("send-keys", "-t", "tui", "Enter")
 	screen = tm.waitFor(regexp.MustCompile(`(?m)^hi-from-6ssh\s*$`), time.Minute)
