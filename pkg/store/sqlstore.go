@@ -12,8 +12,9 @@ import (
 
 // sqlStore implements Store over either backend with one set of SQL.
 type sqlStore struct {
-	db db
-	dl dialect
+	db    db
+	dl    dialect
+	views viewSQL
 }
 
 var _ Store = (*sqlStore)(nil)

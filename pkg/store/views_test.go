@@ -1,0 +1,128 @@
+package store_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/store"
+	"github.com/vmdhq/vmd/pkg/store/storetest"
+)
+
+// TestViews checks, on every backend, that the one-statement views read
+// what the separate reads do: the VM, its events and its snapshots.
+func TestViews(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) { testViews(t, b.Open(t)) })
+}
+
+func testViews(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addUser(t, s, "u1", bigQuota)
+	addUser(t, s, "u2", bigQuota)
+	for _, v := range []store.VM{newVM("v1", "u1", "web", 1, 128, 2), newVM("v2", "u1", "db", 1, 128, 2),
+		newVM("v3", "u2", "web", 1, 128, 2)} {
+		if err := s.CreateVM(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Text JSON must escape, and a guest's addresses.
+	if _, err := s.SetState(ctx, "v1", api.StateRunning, `said "hi" \ é ☃`+"\n\ttab"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetGuest(ctx, "v1", true, []string{"10.0.0.2", "fd00::2"}, "guest ready"); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
+	for i, sn := range []store.Snapshot{{VMID: "v1", Name: "b", SizeGB: 2, Memory: true, CreatedAt: at},
+		{VMID: "v1", Name: "a", SizeGB: 1, CreatedAt: at.Add(time.Microsecond)},
+		{VMID: "v3", Name: "x", SizeGB: 1, CreatedAt: at}} {
+		if err := s.CreateSnapshot(ctx, sn); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := s.FinishSnapshot(ctx, "v1", "b", "memory"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// want is the view as the separate reads give it.
+	want := func(id string) store.VMView {
+		t.Helper()
+		v, err := s.GetVM(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := s.ListEvents(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sns, err := s.ListSnapshots(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.VMView{VM: v, Events: evs, Snapshots: sns}
+	}
+	w1 := want("v1")
+	if len(w1.Events) != 3 || len(w1.Snapshots) != 2 || w1.Snapshots[0].Name != "b" || !w1.Snapshots[1].Pending ||
+		len(w1.Addresses) != 2 {
+		t.Fatalf("the separate reads of v1 are not what the test made: %+v", w1)
+	}
+	cases := []struct {
+		name string
+		k    store.VMKey
+		want string
+	}{
+		{"by id", store.VMKey{ID: "v1"}, "v1"},
+		{"by name", store.VMKey{OwnerID: "u1", Name: "web"}, "v1"},
+		{"by name, other owner", store.VMKey{OwnerID: "u2", Name: "web"}, "v3"},
+		{"no snapshots", store.VMKey{ID: "v2"}, "v2"},
+	}
+	for _, c := range cases {
+		got, err := s.GetVMView(ctx, c.k)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		w := want(c.want)
+		if !reflect.DeepEqual(got, w) {
+			t.Fatalf("%s:\n got %+v\nwant %+v", c.name, got, w)
+		}
+		for _, e := range got.Events {
+			if e.Time.Location() != time.UTC {
+				t.Fatalf("%s: event time %v not UTC", c.name, e.Time)
+			}
+		}
+	}
+	for _, k := range []store.VMKey{{ID: "nope"}, {OwnerID: "u2", Name: "db"}, {OwnerID: "nobody", Name: "web"}} {
+		_, err := s.GetVMView(ctx, k)
+		mustErr(t, err, store.ErrNotFound, "view of "+k.String())
+	}
+
+	for _, owner := range []string{"u1", "u2", ""} {
+		vms, err := s.ListVMs(ctx, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ListVMViews(ctx, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(vms) || len(vms) == 0 {
+			t.Fatalf("owner %q: %d views, %d vms", owner, len(got), len(vms))
+		}
+		for i, v := range vms {
+			sns, err := s.ListSnapshots(ctx, v.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := (store.VMView{VM: v, Snapshots: sns}); !reflect.DeepEqual(got[i], w) {
+				t.Fatalf("owner %q, vm %d:\n got %+v\nwant %+v", owner, i, got[i], w)
+			}
+		}
+	}
+	if got, err := s.ListVMViews(ctx, "nobody"); err != nil || len(got) != 0 {
+		t.Fatalf("views of an owner without VMs: %+v %v", got, err)
+	}
+}
