@@ -55,6 +55,8 @@ func newViewSQL(d dialect) viewSQL {
 	snaps := `(SELECT ` + agg(d.jsonObject+`('n', s.name, 'g', s.size_gb, 'y', `+fmt.Sprintf(d.boolInt, "s.memory")+
 		`, 'c', s.consistency, 'p', `+fmt.Sprintf(d.boolInt, "s.pending")+`, 't', `+fmt.Sprintf(d.micros, "s.created_at")+`)`,
 		"s.created_at, s.name") + ` FROM snapshots s WHERE s.vm_id = v.id)`
+	// Most VMs have no snapshots: SQLite skips its aggregate's sort then.
+	snaps = `CASE WHEN EXISTS (SELECT 1 FROM snapshots s WHERE s.vm_id = v.id) THEN ` + snaps + ` END`
 	get := `SELECT ` + vmCols + `, ` + events + `, ` + snaps + ` FROM vms v WHERE `
 	list := `SELECT ` + vmCols + `, ` + snaps + ` FROM vms v `
 	return viewSQL{
@@ -67,22 +69,13 @@ func newViewSQL(d dialect) viewSQL {
 	}
 }
 
-// withExtra scans a row's leading columns into what the caller (scanVM)
-// asks for and the trailing ones into extra.
-type withExtra struct {
-	s     scanner
-	extra []any
-}
-
-func (w withExtra) Scan(dest ...any) error { return w.s.Scan(append(dest, w.extra...)...) }
-
 func (s *sqlStore) GetVMView(ctx context.Context, k VMKey) (VMView, error) {
 	q, args := s.views.getByID, []any{k.ID}
 	if k.ID == "" {
 		q, args = s.views.getByName, []any{k.OwnerID, k.Name}
 	}
 	var evs, snaps []byte
-	v, err := scanVM(withExtra{s.db.queryRow(ctx, q, args...), []any{&evs, &snaps}})
+	v, err := scanVM(s.db.queryRow(ctx, q, args...), &evs, &snaps)
 	if err != nil {
 		return VMView{}, notFound(err, k.String())
 	}
@@ -109,7 +102,7 @@ func (s *sqlStore) ListVMViews(ctx context.Context, ownerID string) ([]VMView, e
 	var out []VMView
 	for rs.Next() {
 		var snaps []byte
-		v, err := scanVM(withExtra{rs, []any{&snaps}})
+		v, err := scanVM(rs, &snaps)
 		if err != nil {
 			return nil, fmt.Errorf("list vms: %w", err)
 		}
