@@ -286,6 +286,7 @@ type Store interface {
 
 	NodeStore
 	SnapshotStore
+	ViewStore
 
 	// Ping checks the connection, for /readyz.
 	Ping(ctx context.Context) error

@@ -166,18 +166,6 @@ func (s *Service) DeleteSnapshot(ctx context.Context, caller store.User, ref, na
 	return sn.DeleteSnapshot(ctx, v.ID, name)
 }
 
-// withSnapshots fills a shown VM's snapshot list.
-func (s *Service) withSnapshots(ctx context.Context, out *api.VM) error {
-	all, err := s.store.ListSnapshots(ctx, out.ID)
-	if err != nil {
-		return fmt.Errorf("snapshots of %s: %w", out.ID, err)
-	}
-	if sh := shownSnapshots(all); len(sh) > 0 {
-		out.Snapshots = sh
-	}
-	return nil
-}
-
 // SnapshotNotFoundError: the VM has no snapshot of that name. Its text is safe to show.
 type SnapshotNotFoundError struct{ VM, Name string }
 
