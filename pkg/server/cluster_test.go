@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/account/accounttest"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/cluster"
 	"github.com/vmdhq/vmd/pkg/console"
@@ -58,7 +59,7 @@ func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []by
 	if err := reg.Register(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	accounts, err := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+	accounts, err := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 		Mailer: mail.LogSender{Log: log}, Secret: secret, PublicURL: hs.URL, DefaultQuota: testQuota, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +122,7 @@ func TestClusterRouting(t *testing.T) {
 	b := startClusterNode(t, st, "b", secret, capa)
 
 	token := func(email string) string {
-		acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+		acc, _ := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 			Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 		if _, err := acc.AddUser(ctx, email, "correct horse battery", false); err != nil {
 			t.Fatal(err)
@@ -264,7 +265,7 @@ func TestClusterConsole(t *testing.T) {
 	a := startClusterNodeWith(t, st, "a", secret, capa, cons)
 	// Only b serves serial logs: a request to a must be forwarded to work.
 	startClusterNodeWith(t, st, "b", secret, capa, cons, func(c *server.Config) { c.Logs = &serial.Logs{Layout: layout} })
-	acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+	acc, _ := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 		Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 	if _, err := acc.AddUser(ctx, "ada@example.com", "correct horse battery", false); err != nil {
 		t.Fatal(err)
@@ -332,7 +333,7 @@ func TestCreateAdmissionOrder(t *testing.T) {
 	secret := bytes.Repeat([]byte("s"), 32)
 	a := startClusterNode(t, st, "a", secret, cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50})
 	startClusterNode(t, st, "b", secret, cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50})
-	acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+	acc, _ := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 		Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 	ada, err := acc.AddUser(ctx, "ada@example.com", "correct horse battery", false)
 	if err != nil {

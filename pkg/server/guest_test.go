@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/account/accounttest"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/cluster"
 	"github.com/vmdhq/vmd/pkg/mail"
@@ -100,7 +101,7 @@ func TestClusterGuestForwarded(t *testing.T) {
 	b.vms.SetGuest(vm.GuestConfig{Agents: oneAgent{agent}})
 	tokens := map[string]string{}
 	for _, email := range []string{"ada@example.com", "bob@example.com"} {
-		acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+		acc, _ := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 			Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 		if _, err := acc.AddUser(ctx, email, "correct horse battery", false); err != nil {
 			t.Fatal(err)
