@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/mail/mailtest"
 	"github.com/vmdhq/vmd/pkg/store"
@@ -29,16 +30,11 @@ func mailsTo(s *mailtest.Server, addr string) []mailtest.Message {
 // waitMail waits for the n-th e-mail to addr (1-based) and returns it.
 func waitMail(t *testing.T, s *mailtest.Server, addr string, n int) mailtest.Message {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ms := mailsTo(s, addr); len(ms) >= n {
-			return ms[n-1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("e-mail %d to %s did not arrive; have %d", n, addr, len(mailsTo(s, addr)))
-		}
-		time.Sleep(20 * time.Millisecond)
+	var ms []mailtest.Message
+	if !testutil.WaitFor(10*time.Second, func() bool { ms = mailsTo(s, addr); return len(ms) >= n }) {
+		t.Fatalf("e-mail %d to %s did not arrive; have %d", n, addr, len(ms))
 	}
+	return ms[n-1]
 }
 
 // noMore checks that no e-mail to addr beyond the n-th arrives: an e-mail
