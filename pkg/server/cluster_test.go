@@ -115,6 +115,7 @@ func clusterDo(t *testing.T, method, url, token string, body any, hdr map[string
 // says no_capacity, VM calls are authorized before any proxying, and a
 // silent node's VMs read unknown.
 func TestClusterRouting(t *testing.T) {
+	t.Parallel()
 	st := storetest.Backends()[0].Open(t)
 	ctx := context.Background()
 	secret := bytes.Repeat([]byte("s"), 32)
@@ -243,6 +244,7 @@ func TestClusterRouting(t *testing.T) {
 // forwarded to b by the token's VM, as the console tells it, after a's
 // Origin check, which refuses without spending the token.
 func TestClusterConsole(t *testing.T) {
+	t.Parallel()
 	st := storetest.Backends()[0].Open(t)
 	ctx := context.Background()
 	secret := bytes.Repeat([]byte("s"), 32)
@@ -329,6 +331,7 @@ func TestClusterConsole(t *testing.T) {
 // over quota is told so, not that no node has room (nodes here have 4
 // vCPUs and 4096 MB each, the quota 4 vCPUs and 2048 MB).
 func TestCreateAdmissionOrder(t *testing.T) {
+	t.Parallel()
 	st := storetest.Backends()[0].Open(t)
 	ctx := context.Background()
 	secret := bytes.Repeat([]byte("s"), 32)

@@ -122,6 +122,7 @@ func wsDial(t *testing.T, wsURL string, hdr http.Header) (*websocket.Conn, int, 
 }
 
 func TestConsoleToken(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ce := newConsoleEnv(t, b, nil)
 		alice, bob := ce.signup("alice@example.com"), ce.signup("bob@example.com")
@@ -150,6 +151,7 @@ func TestConsoleToken(t *testing.T) {
 // TestConsoleWSRefusals checks every refusal goes out before the upgrade as
 // the API's error shape, and that the token never reaches the access log.
 func TestConsoleWSRefusals(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ce := newConsoleEnv(t, b, func(c *console.Config) { c.MaxPerVM = 1 })
 		alice, bob := ce.signup("alice@example.com"), ce.signup("bob@example.com")

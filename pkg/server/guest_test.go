@@ -27,6 +27,7 @@ import (
 // upload over the limit 413; an upload's body is not held to the 1 MiB
 // limit of other requests.
 func TestGuestRoutes(t *testing.T) {
+	t.Parallel()
 	e := newEnvWith(t, storetest.Backends()[0], func(c *server.Config) {
 		c.VMs.SetGuest(vm.GuestConfig{MaxUpload: 4 << 20})
 	})
@@ -91,6 +92,7 @@ func (o oneAgent) Agent(string) (qga.Agent, error) { return o.a, nil }
 // TestClusterGuestForwarded: exec and uploads sent to node a for a VM on
 // node b run on b, after a has authorized the caller.
 func TestClusterGuestForwarded(t *testing.T) {
+	t.Parallel()
 	st := storetest.Backends()[0].Open(t)
 	ctx := context.Background()
 	secret := bytes.Repeat([]byte("s"), 32)

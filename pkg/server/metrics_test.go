@@ -17,6 +17,7 @@ import (
 // made-up paths, a 500 KB method) folds into fixed label values, so
 // /metrics stays small, and no access-log line grows with the request.
 func TestMetricsAndLogBounded(t *testing.T) {
+	t.Parallel()
 	logs := &testutil.SyncBuffer{}
 	e := newEnvWith(t, storetest.Backends()[0], func(c *server.Config) {
 		c.Log = slog.New(slog.NewJSONHandler(logs, nil))

@@ -61,6 +61,7 @@ func errBody(t *testing.T, data []byte) api.ErrorDetail {
 }
 
 func TestResendVerification(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		anon := &user{e: e, client: e.srv.Client()}
@@ -97,6 +98,7 @@ func TestResendVerification(t *testing.T) {
 }
 
 func TestForgotAndResetPassword(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		anon := &user{e: e, client: e.srv.Client()}
@@ -159,6 +161,7 @@ func TestForgotAndResetPassword(t *testing.T) {
 }
 
 func TestDeleteAccount(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		const addr = "ada@example.com"
@@ -212,6 +215,7 @@ func TestDeleteAccount(t *testing.T) {
 
 // TestValidationErrorNamesField: a create error carries the field it is about.
 func TestValidationErrorNamesField(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, storetest.Backends()[0])
 	u := e.signup("ada@example.com")
 	for _, c := range []struct {
