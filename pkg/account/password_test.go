@@ -7,6 +7,7 @@ import (
 )
 
 func TestHasherRoundTrip(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(2)
 	ctx := context.Background()
 	enc, err := h.Hash(ctx, "correct horse battery")
@@ -54,6 +55,7 @@ func mustHashWith(t *testing.T, pw string) string {
 }
 
 func TestHasherHonoursCancel(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(1)
 	h.slots <- struct{}{} // all slots busy
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,6 +66,7 @@ func TestHasherHonoursCancel(t *testing.T) {
 }
 
 func TestNormalizeEmailAndPassword(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"Ada@Example.COM": "ada@example.com", " bob@x.io ": "bob@x.io", "root@localhost": "root@localhost"} {
 		got, err := NormalizeEmail(in)
 		if err != nil || got != want {
@@ -85,6 +88,7 @@ func TestNormalizeEmailAndPassword(t *testing.T) {
 // TestHasherWithParams: other cost parameters are recorded in the hash and
 // verify, and NewHasher keeps hashing with DefaultArgon2 (OWASP's).
 func TestHasherWithParams(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	h := NewHasherWith(1, Argon2Params{MemoryKiB: 8, Time: 1, Threads: 1})
 	enc, err := h.Hash(ctx, "pw")

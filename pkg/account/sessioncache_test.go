@@ -47,6 +47,7 @@ func (s *readCountingStore) GetUser(ctx context.Context, id string) (store.User,
 // node (straight to the store here) within the TTL, and a token past its
 // expiry is refused even while cached.
 func TestSessionCache(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
 		type fixtureWithCount struct {
