@@ -86,6 +86,7 @@ func TestSessionCache(t *testing.T) {
 		}
 
 		t.Run("reads the store once a TTL", func(t *testing.T) {
+			t.Parallel()
 			f := setup(t)
 			r := login(t, f)
 			for range 20 {
@@ -125,6 +126,7 @@ func TestSessionCache(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
 				f := setup(t)
 				r := login(t, f)
 				authOK(t, f, r, "before")
@@ -149,6 +151,7 @@ func TestSessionCache(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
 				f := setup(t)
 				r := login(t, f)
 				authOK(t, f, r, "before")
@@ -164,6 +167,7 @@ func TestSessionCache(t *testing.T) {
 		}
 
 		t.Run("expiry while cached", func(t *testing.T) {
+			t.Parallel()
 			f := setup(t)
 			r := login(t, f)
 			authOK(t, f, r, "before")
@@ -174,6 +178,7 @@ func TestSessionCache(t *testing.T) {
 		})
 
 		t.Run("ended while being validated", func(t *testing.T) {
+			t.Parallel()
 			f := setup(t)
 			r := login(t, f)
 			f.reads.held, f.reads.release = make(chan struct{}), make(chan struct{})
