@@ -69,7 +69,7 @@ const (
 // Config wires a Service.
 type Config struct {
 	Store        store.Store
-	Hasher       PasswordHasher // NewHasher's in production
+	Hasher       PasswordHasher // NewHasher's in production (DefaultArgon2); tests: accounttest.Hasher
 	Limiter      ratelimit.Limiter
 	Mailer       vmdmail.Sender
 	Secret       []byte // signs session JWTs and CSRF tokens

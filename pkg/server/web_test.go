@@ -50,6 +50,7 @@ func fetchWeb(t *testing.T, url string, hdr map[string]string) (*http.Response, 
 var assetRef = regexp.MustCompile(`"(/static/[^"]+)"`)
 
 func TestPages(t *testing.T) {
+	t.Parallel()
 	hs := newPageServer(t, "https://vmd.example.com")
 	tests := []struct {
 		path string
@@ -119,6 +120,7 @@ func TestPages(t *testing.T) {
 }
 
 func TestStaticCaching(t *testing.T) {
+	t.Parallel()
 	hs := newPageServer(t, "http://127.0.0.1:8080")
 	_, page := fetchWeb(t, hs.URL+"/console/x", nil)
 	var js string

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -38,7 +39,7 @@ func serialCount(t *testing.T, v *vmd, vmID, want string) int {
 
 func waitSerialCount(t *testing.T, v *vmd, vmID, want string, n int, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d× %q on the serial port", n, want), timeout, func() bool { return serialCount(t, v, vmID, want) >= n })
+	testutil.Eventually(t, timeout, fmt.Sprintf("%d× %q on the serial port", n, want), func() bool { return serialCount(t, v, vmID, want) >= n })
 }
 
 // TestBrowserConsoleHeals: the console page comes back on its own after a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -277,10 +278,11 @@ func TestBrowserPagesFit(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#delete-password"), password),
 		chromedp.Click(chromedp.CSS("#delete-submit")),
 		chromedp.WaitVisible(chromedp.CSS("#notice")))
-	waitFor(t, "account gone with its VM", 2*time.Minute, func() bool {
+	testutil.Eventually(t, 2*time.Minute, "account gone with its VM", func() bool {
 		out, code := v.admin(t, "", "user", "list")
 		return code == 0 && !strings.Contains(out, email)
 	})
+
 	if paths, _ := filepath.Glob(filepath.Join(v.DataDir, "vms", "*", vmID)); len(paths) != 0 {
 		t.Fatalf("the VM's directory is still there: %v", paths)
 	}
@@ -313,7 +315,7 @@ func TestBrowserAccountRecovery(t *testing.T) {
 		const email, password, newPassword = "rex@example.com", "correct horse battery", "a brand new secret"
 		waitMails := func(n int) string {
 			t.Helper()
-			waitFor(t, fmt.Sprintf("e-mail %d to %s", n, email), 10*time.Second, func() bool { return mailCount(v, email) >= n })
+			testutil.Eventually(t, 10*time.Second, fmt.Sprintf("e-mail %d to %s", n, email), func() bool { return mailCount(v, email) >= n })
 			var got []string
 			for _, m := range v.SMTP.Messages() {
 				if len(m.To) == 1 && m.To[0] == email {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 	"github.com/vmdhq/vmd/pkg/vm/vmtest"
@@ -93,10 +94,11 @@ func TestDebianImageThroughVMD(t *testing.T) {
 		t.Fatal("cloud-init printed no host keys block")
 	}
 	var got []string
-	waitFor(t, "ssh_host_keys in the VM JSON", time.Minute, func() bool {
+	testutil.Eventually(t, time.Minute, "ssh_host_keys in the VM JSON", func() bool {
 		got = getVM(t, c, "deb").SSHHostKeys
 		return len(got) > 0
 	})
+
 	if strings.Join(got, "\n") != strings.Join(printed, "\n") {
 		t.Fatalf("ssh_host_keys = %q, cloud-init printed %q", got, printed)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/vm"
 	"github.com/vmdhq/vmd/pkg/vm/qga"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 func TestGuestAddresses(t *testing.T) {
@@ -64,7 +65,7 @@ func TestSerialHas(t *testing.T) {
 func TestDriverGuestAgent(t *testing.T) {
 	t.Parallel()
 	base := tinyImage(t)
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	events := make(chan vm.GuestEvent, 256)
 	d.Subscribe(func(e vm.GuestEvent) {
@@ -160,7 +161,7 @@ func nextEvent(t *testing.T, events <-chan vm.GuestEvent, id, kind string, limit
 // TestSerialFromKept: the offset of a boot's serial output survives for an
 // adopting driver; without one, adoption leaves readiness to the agent.
 func TestSerialFromKept(t *testing.T) {
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	if err := os.MkdirAll(l.RuntimeDir("vm_x"), 0o700); err != nil {
 		t.Fatal(err)
