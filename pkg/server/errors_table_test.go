@@ -54,6 +54,7 @@ var typedErrors = []struct {
 // field, also when wrapped with text that must not show, and in the
 // written body with its request id.
 func TestMapTypedErrors(t *testing.T) {
+	t.Parallel()
 	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, tc := range typedErrors {
 		t.Run(fmt.Sprintf("%T %d", tc.err, tc.status), func(t *testing.T) {
@@ -82,6 +83,7 @@ func TestMapTypedErrors(t *testing.T) {
 // shadowed by an earlier one (a sentinel wrapping another listed first)
 // fails here.
 func TestMapSentinels(t *testing.T) {
+	t.Parallel()
 	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for i, m := range sentinels {
 		err := fmt.Errorf("vm web: %w: %w", m.err, errors.New(secret))
@@ -104,6 +106,7 @@ func (unknownCoded) APICode() string { return "no_such_code" }
 // TestMapUnknownCode: a typed error naming a code without a status is a
 // 500 without its text, not an answer with status 0.
 func TestMapUnknownCode(t *testing.T) {
+	t.Parallel()
 	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if st, code, msg := s.mapError(unknownCoded{}); st != http.StatusInternalServerError || code != api.CodeInternal || msg != "internal error" {
 		t.Fatalf("mapError = %d %s %q", st, code, msg)
@@ -113,6 +116,7 @@ func TestMapUnknownCode(t *testing.T) {
 // TestTypedErrorsListed finds every type of pkg/ with an APICode method
 // and wants it in typedErrors, so a new typed error gets a row.
 func TestTypedErrorsListed(t *testing.T) {
+	t.Parallel()
 	listed := map[string]bool{}
 	for _, tc := range typedErrors {
 		listed[strings.TrimPrefix(fmt.Sprintf("%T", tc.err), "*")] = true

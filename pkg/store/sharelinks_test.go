@@ -13,6 +13,7 @@ import (
 // unexpired, listed per VM oldest first, revoked by delete (not through
 // another VM), unique hashes, and gone with their VM.
 func TestShareLinks(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		s := b.Open(t)
 		ctx := context.Background()

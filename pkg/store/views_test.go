@@ -15,6 +15,7 @@ import (
 // TestViews checks, on every backend, that the one-statement views read
 // what the separate reads do: the VM, its events and its snapshots.
 func TestViews(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) { testViews(t, b.Open(t)) })
 }
 

@@ -107,7 +107,7 @@ func TestTUIShell(t *testing.T) {
 		t.Fatalf("ssh-agent: %v", err)
 	}
 	t.Cleanup(func() { _ = agent.Process.Kill(); _ = agent.Wait() })
-	waitFor(t, "the ssh-agent's socket", 10*time.Second, func() bool { _, err := os.Stat(agentSock); return err == nil })
+	testutil.Eventually(t, 10*time.Second, "the ssh-agent's socket", func() bool { _, err := os.Stat(agentSock); return err == nil })
 	add := exec.Command("ssh-add", key)
 	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+agentSock)
 	if out, err := add.CombinedOutput(); err != nil {
@@ -122,7 +122,7 @@ func TestTUIShell(t *testing.T) {
 	c.must(0, "", "create", "box", "--template", "tiny", "--memory", "256", "--network", "none")
 	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "256", "--userdata", ud)
 	c.must(0, "", "wait", "box", "--for", "condition=ready", "--timeout", "4m")
-	waitFor(t, "web's address and host keys", 4*time.Minute, func() bool {
+	testutil.Eventually(t, 4*time.Minute, "web's address and host keys", func() bool {
 		vm := getVM(t, c, "web")
 		return len(vm.Addresses) > 0 && len(vm.SSHHostKeys) > 0
 	})
@@ -150,13 +150,13 @@ func TestTUIShell(t *testing.T) {
 	// Ctrl-C ends a running line, in the guest too, and the shell goes on.
 	tm.run("send-keys", "-t", "tui", "-l", "sleep 300")
 	tm.run("send-keys", "-t", "tui", "Enter")
-	waitFor(t, "sleep running in the guest", 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "sleep running in the guest", func() bool {
 		_, _, code := c.run("", "exec", "box", "--", "pidof", "sleep")
 		return code == 0
 	})
 	tm.run("send-keys", "-t", "tui", "C-c")
 	tm.waitFor(regexp.MustCompile(`(?s)interrupted; the command is killed in the guest\s*\n\s*box:/tmp#\s*$`), 30*time.Second)
-	waitFor(t, "sleep killed in the guest", 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "sleep killed in the guest", func() bool {
 		_, _, code := c.run("", "exec", "box", "--", "pidof", "sleep")
 		return code != 0
 	})
