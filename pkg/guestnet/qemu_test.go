@@ -124,8 +124,9 @@ type qemuGuest struct {
 }
 
 // bootTiny starts the tiny image under TCG with its NIC on a `-netdev stream` socket QEMU
-// listens on, exactly as the driver is to start it (see the report / docs/ARCHITECTURE.md).
-func bootTiny(t testing.TB, seed map[string]string) *qemuGuest {
+// listens on, exactly as the driver is to start it (see the report / docs/ARCHITECTURE.md);
+// extra is appended to QEMU's arguments.
+func bootTiny(t testing.TB, seed map[string]string, extra ...string) *qemuGuest {
 	t.Helper()
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.qcow2")
@@ -156,7 +157,7 @@ func bootTiny(t testing.TB, seed map[string]string) *qemuGuest {
 		}
 		args = append(args, "-drive", "if=none,id=seed0,file="+iso+",format=raw,readonly=on", "-device", "virtio-blk-pci,drive=seed0")
 	}
-	cmd := exec.Command("qemu-system-x86_64", args...)
+	cmd := exec.Command("qemu-system-x86_64", append(args, extra...)...)
 	cmd.Stderr = &g.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
