@@ -27,6 +27,9 @@ func TestGuestAddresses(t *testing.T) {
 			{Name: "lo", Addresses: []netip.Prefix{p("127.0.0.1/8"), p("::1/128")}},
 			{Name: "eth0", Addresses: []netip.Prefix{p("10.0.2.15/24"), p("fec0::5054:ff:fe12:3456/64")}},
 		}, []string{"10.0.2.15/24", "fec0::5054:ff:fe12:3456/64"}},
+		{"link-local left out", []qga.Interface{
+			{Name: "eth0", Addresses: []netip.Prefix{p("192.168.127.2/24"), p("fe80::50ad:d3ff:fe55:67b6/64"), p("169.254.3.4/16")}},
+		}, []string{"192.168.127.2/24"}},
 		{"two nics in order", []qga.Interface{
 			{Name: "eth1", Addresses: []netip.Prefix{p("192.0.2.7/28")}},
 			{Name: "eth0", Addresses: []netip.Prefix{p("10.0.2.15/24")}},
