@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
+
 	"golang.org/x/crypto/ssh"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -81,7 +83,7 @@ func BenchmarkQEMUGuestRoundTrip(b *testing.B) {
 	}
 	defer vc.Close()
 	var qc net.Conn
-	waitFor(b, "hostfwd", time.Minute, func() bool {
+	testutil.Eventually(b, time.Minute, "hostfwd", func() bool {
 		qc, err = net.Dial("tcp", hostfwd)
 		return err == nil
 	})
