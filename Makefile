@@ -30,7 +30,7 @@ $(DEBIAN_IMAGE): hack/build-debian-image.sh
 
 # test-debian-image boots the Debian template under TCG and checks that its
 # cloud-init consumes a NoCloud seed (minutes: not part of make test).
-test-debian-image: image-debian
+test-debian-image: image image-debian
 	$(GO) test -race -count=1 -timeout 20m -tags debianimage ./test/e2e -run TestDebianImage -v
 
 run: deps build image
