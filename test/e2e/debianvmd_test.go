@@ -92,6 +92,7 @@ func debianVMD(tb testing.TB, img string) (v *vmd, c *cli, key string) {
 // status through; `vmctl port-forward` carries a transfer intact (sha256 on
 // both ends).
 func TestDebianImageThroughVMD(t *testing.T) {
+	t.Parallel() // with TestDebianImageCloudInit: one TCG guest each, 2 cores
 	// Outside the namespace: the image builds need the Debian mirror.
 	img := vmtest.DebianImage(t)
 	tinyImage(t)
