@@ -44,7 +44,7 @@ func BenchmarkDebianCreateToSSH(b *testing.B) {
 		c.must(0, "", "create", name, "--template", "debian-12")
 		// qemu-ga starts long before sshd: ready first, then ssh, retried
 		// at a pace that leaves the guest its CPU.
-		c.must(0, "", "wait", name, "--for", "condition=ready", "--timeout", "15m")
+		waitReady(b, c, name, 15*time.Minute)
 		toReady = append(toReady, time.Since(start))
 		if !slowPoll(15*time.Minute, func() bool {
 			_, _, code := c.run("", "ssh", name, "-i", key, "--", "true")
