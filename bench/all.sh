@@ -2,7 +2,8 @@
 # all.sh is `make bench`: the Go micro benchmarks, the console proxy
 # against websockify, VM creation through vmd, adoption of 20 guests after
 # kill -9 of vmd, the read API on both stores and the guest agent
-# (exec round trip, cp both ways), in that order, then a summary of the figures. A failing part is
+# (exec round trip against ssh on the same guest, cp both ways) and
+# port-forward against QEMU's hostfwd, in that order, then a summary of the figures. A failing part is
 # reported and the others still run; the exit status is non-zero if any
 # failed. Needs bin/vmd (make build), images/tiny.qcow2 (make image), the
 # local PostgreSQL and websockify (make deps). About 5 minutes on 2 cores.
@@ -56,7 +57,9 @@ grep -E '^adopt->' "$logs/adopt" || true
 echo "-- read API"
 grep -E '^(sqlite|postgres) ' "$logs/api" || true
 echo "-- guest agent (TCG)"
-grep -E '^(exec-true|cp-in|cp-out) ' "$logs/agent" || true
+grep -E '^ +agent_bench_test.go:[0-9]+: (exec-true|api-exec|ssh-true|exec/ssh|cp-in|cp-out|load) ' "$logs/agent" | sed -E 's/^ +agent_bench_test.go:[0-9]+: //' || true
+echo "-- port-forward against hostfwd (TCG)"
+grep -E 'port-forward 50 MB' "$logs/portforward" | sed -E 's/^ +[a-z_]+\.go:[0-9]+: //' || true
 echo "-- time: ${times[*]}"
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "=== FAILED: ${failed[*]}"

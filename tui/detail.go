@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -18,7 +19,9 @@ import (
 // The detail view of one VM (Enter on the table, as k9s describes a
 // resource): its sizes and state, its events and the tail of its serial
 // log, re-read every detailPoll while shown. l shows the log alone, e runs
-// a shell in the guest (Options.Shell) and comes back here when it ends.
+// a shell in the guest (Options.Shell: ssh or the agent's shell) and a its
+// serial console (Options.Serial); both come back to the table when they
+// end.
 
 // detailPoll is how often the shown VM and its log are read again.
 const detailPoll = time.Second
@@ -52,7 +55,7 @@ type (
 	}
 	detailTickMsg struct{ gen int }
 	shellDoneMsg  struct {
-		name string
+		what string // "shell in web"
 		err  error
 	}
 )
@@ -134,10 +137,15 @@ func (m Model) detailUpdate(msg tea.Msg) (Model, tea.Cmd, bool) {
 		return m, nil, true
 	case shellDoneMsg:
 		m.mode = modeTable
-		if msg.err != nil {
-			return m.fail("shell in "+msg.name, msg.err), m.refreshCmd(), true
+		var exit *exec.ExitError
+		switch {
+		case errors.As(msg.err, &exit) && exit.ExitCode() > 0:
+			// A shell ends with its last command's status: not the TUI's error.
+			return m.setStatus(fmt.Sprintf("%s ended (exit status %d)", msg.what, exit.ExitCode())), m.refreshCmd(), true
+		case msg.err != nil:
+			return m.fail(msg.what, msg.err), m.refreshCmd(), true
 		}
-		return m.setStatus("shell in " + msg.name + " ended"), m.refreshCmd(), true
+		return m.setStatus(msg.what + " ended"), m.refreshCmd(), true
 	}
 	return m, nil, false
 }
@@ -166,21 +174,64 @@ func (m Model) detailKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.detail.logsOnly = !m.detail.logsOnly
 		return m, nil
 	case key.Matches(msg, k.Shell):
-		return m.shell(m.detail.name)
+		return m.shell(m.shownVM())
+	case key.Matches(msg, k.Serial):
+		return m.serial(m.detail.name)
 	}
 	return m, nil
 }
 
-// shell hands the terminal to a shell in the guest and comes back to the
-// table when it ends.
-func (m Model) shell(name string) (Model, tea.Cmd) {
+// shell hands the terminal to a shell in vm (ShellArgs says which) and
+// comes back to the table when it ends.
+func (m Model) shell(vm api.VM) (Model, tea.Cmd) {
+	user := m.sshUser(vm.Template)
 	if m.opts.Shell == nil {
-		return m.setStatus("for a shell run: vmctl console " + name + " --serial"), nil
+		return m.setStatus("for a shell run: vmctl " + strings.Join(ShellArgs(vm, user), " ")), nil
 	}
-	cmd := m.opts.Shell(name)
-	m.detail.gen++ // no polls while the shell has the screen
-	m = m.setStatus("shell in " + name + " (Ctrl-] detaches)…")
-	return m, tea.ExecProcess(cmd, func(err error) tea.Msg { return shellDoneMsg{name: name, err: err} })
+	how := "exec, one line at a time; exit or Ctrl-D ends it"
+	if UseSSH(vm, user) {
+		how = "ssh"
+	}
+	return m.handOver("shell in "+vm.Name, how, m.opts.Shell(vm, user))
+}
+
+// serial hands the terminal to the VM's serial console (a).
+func (m Model) serial(name string) (Model, tea.Cmd) {
+	if m.opts.Serial == nil {
+		return m.setStatus("for the serial console run: vmctl console " + name + " --serial --write"), nil
+	}
+	return m.handOver("serial console of "+name, "Ctrl-] detaches", m.opts.Serial(name))
+}
+
+// handOver gives the terminal to cmd, "what" (how: a hint) until it ends.
+func (m Model) handOver(what, how string, cmd *exec.Cmd) (Model, tea.Cmd) {
+	m.detail.gen++ // no polls while the other program has the screen
+	m = m.setStatus(what + " (" + how + ")…")
+	return m, tea.ExecProcess(cmd, func(err error) tea.Msg { return shellDoneMsg{what: what, err: err} })
+}
+
+// sshUser is template's login user, "" when unknown.
+func (m Model) sshUser(template string) string {
+	for _, t := range m.templates {
+		if t.Name == template {
+			return t.SSHUser
+		}
+	}
+	return ""
+}
+
+// shownVM is the VM the detail view shows: the last one it read, else the
+// table's.
+func (m Model) shownVM() api.VM {
+	if m.detail.vm != nil {
+		return *m.detail.vm
+	}
+	for _, vm := range m.vms {
+		if vm.ID == m.detail.id {
+			return vm
+		}
+	}
+	return api.VM{ID: m.detail.id, Name: m.detail.name}
 }
 
 // detailView renders the detail view's body in height lines.
@@ -241,12 +292,37 @@ func orDash(s string) string {
 // detailHelp is the hint line of the detail view.
 func (m Model) detailHelp() string {
 	k := m.keys
-	return m.help.ShortHelpView([]key.Binding{k.Logs, k.Shell, k.Back, k.Quit})
+	return m.help.ShortHelpView([]key.Binding{k.Logs, k.Shell, k.Serial, k.Back, k.Quit})
 }
 
-// ShellCommand is the Options.Shell of vmctl: `vmctl console NAME --serial
-// --write` run by the same binary, with the same global flags.
-func ShellCommand(ctx context.Context, self string, global []string) func(name string) *exec.Cmd {
+// UseSSH says whether e reaches vm by ssh: it has vmd's network, an
+// address, and its template names the user to log in as.
+func UseSSH(vm api.VM, sshUser string) bool {
+	return vm.Network == api.NetworkNAT && len(vm.Addresses) > 0 && sshUser != ""
+}
+
+// ShellArgs is the vmctl command line (without global flags) of e's shell
+// in vm: `ssh NAME -l USER` where UseSSH, otherwise `shell NAME`, the
+// guest agent's line-at-a-time shell (no network, no terminal in the
+// guest).
+func ShellArgs(vm api.VM, sshUser string) []string {
+	if UseSSH(vm, sshUser) {
+		return []string{"ssh", vm.Name, "-l", sshUser}
+	}
+	return []string{"shell", vm.Name}
+}
+
+// ShellCommand is the Options.Shell of vmctl: ShellArgs run by the same
+// binary, with the same global flags.
+func ShellCommand(ctx context.Context, self string, global []string) func(vm api.VM, sshUser string) *exec.Cmd {
+	return func(vm api.VM, sshUser string) *exec.Cmd {
+		return exec.CommandContext(ctx, self, append(append([]string{}, global...), ShellArgs(vm, sshUser)...)...)
+	}
+}
+
+// SerialCommand is the Options.Serial of vmctl: `vmctl console NAME
+// --serial --write`.
+func SerialCommand(ctx context.Context, self string, global []string) func(name string) *exec.Cmd {
 	return func(name string) *exec.Cmd {
 		return exec.CommandContext(ctx, self, append(append([]string{}, global...), "console", name, "--serial", "--write")...)
 	}

@@ -1,12 +1,15 @@
 package tui
 
 import (
+	"context"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/charmbracelet/x/exp/golden"
+
+	"github.com/vmdhq/vmd/pkg/api"
 )
 
 // run feeds a Cmd's message (and a batch's) back into the model, one level.
@@ -79,13 +82,23 @@ func TestDetailLogsOnly(t *testing.T) {
 
 func TestDetailShell(t *testing.T) {
 	f := newFake()
+	f.templates = []api.Template{{Name: "debian", SSHUser: "debian"}, {Name: "tiny", SSHUser: "root"}}
+	f.vms[2].Network, f.vms[2].Addresses = api.NetworkNAT, []string{"192.168.127.2/24"}
 	m := loaded(t, f, nil)
 	m = press(t, m, "e")
-	if !strings.Contains(m.status, "vmctl console build --serial") {
+	if !strings.Contains(m.status, "vmctl ssh build -l root") {
 		t.Fatalf("without a shell command, e says %q", m.status)
 	}
+	m = press(t, m, "a")
+	if !strings.Contains(m.status, "vmctl console build --serial") {
+		t.Fatalf("without a serial command, a says %q", m.status)
+	}
 	var asked []string
-	m.opts.Shell = func(name string) *exec.Cmd { asked = append(asked, name); return exec.Command("true") }
+	m.opts.Shell = func(vm api.VM, user string) *exec.Cmd {
+		asked = append(asked, vm.Name+" "+user+" "+vm.Addresses[0])
+		return exec.Command("true")
+	}
+	m.opts.Serial = func(name string) *exec.Cmd { asked = append(asked, "serial "+name); return exec.Command("true") }
 	next, cmd := m.Update(keyMsg("enter"))
 	m = next.(Model)
 	if cmd == nil {
@@ -93,11 +106,51 @@ func TestDetailShell(t *testing.T) {
 	}
 	next, cmd = m.Update(keyMsg("e"))
 	m = next.(Model)
-	if cmd == nil || !slices.Equal(asked, []string{"build"}) {
-		t.Fatalf("e ran %v", asked)
+	if cmd == nil || !slices.Equal(asked, []string{"build root 192.168.127.2/24"}) || !strings.Contains(m.status, "(ssh)") {
+		t.Fatalf("e ran %v, status %q", asked, m.status)
 	}
-	m = update(t, m, shellDoneMsg{name: "build"})
+	m = update(t, m, shellDoneMsg{what: "shell in build"})
 	if m.mode != modeTable || m.status != "shell in build ended" {
 		t.Fatalf("after the shell: mode %d, status %q", m.mode, m.status)
+	}
+	exit7 := exec.Command("sh", "-c", "exit 7").Run()
+	m = update(t, m, shellDoneMsg{what: "shell in build", err: exit7})
+	if m.status != "shell in build ended (exit status 7)" || m.statusErr {
+		t.Fatalf("after a shell that exited 7: status %q (error %v)", m.status, m.statusErr)
+	}
+	next, cmd = m.Update(keyMsg("a")) // from the table too
+	m = next.(Model)
+	if cmd == nil || !slices.Equal(asked[1:], []string{"serial build"}) {
+		t.Fatalf("a ran %v", asked)
+	}
+}
+
+// TestShellArgs is e's choice: ssh where the guest has vmd's network, an
+// address and a known login user, the agent's shell otherwise.
+func TestShellArgs(t *testing.T) {
+	nat := api.VM{Name: "web", Network: api.NetworkNAT, Addresses: []string{"192.168.127.2/24"}}
+	for _, c := range []struct {
+		name string
+		vm   api.VM
+		user string
+		want string
+	}{
+		{"network, address, user", nat, "debian", "ssh web -l debian"},
+		{"no login user known", nat, "", "shell web"},
+		{"no address yet", api.VM{Name: "web", Network: api.NetworkNAT}, "root", "shell web"},
+		{"no network", api.VM{Name: "web", Network: api.NetworkNone, Addresses: []string{"10.0.0.5/24"}}, "root", "shell web"},
+		{"network unknown", api.VM{Name: "web", Addresses: []string{"10.0.0.5/24"}}, "root", "shell web"},
+	} {
+		if got := strings.Join(ShellArgs(c.vm, c.user), " "); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+	cmd := ShellCommand(context.Background(), "/bin/vmctl", []string{"--context", "lab"})(nat, "root")
+	if got := strings.Join(cmd.Args, " "); got != "/bin/vmctl --context lab ssh web -l root" {
+		t.Errorf("ShellCommand: %q", got)
+	}
+	cmd = SerialCommand(context.Background(), "/bin/vmctl", nil)("web")
+	if got := strings.Join(cmd.Args, " "); got != "/bin/vmctl console web --serial --write" {
+		t.Errorf("SerialCommand: %q", got)
 	}
 }

@@ -9,7 +9,7 @@ type keyMap struct {
 	Start, Stop, ForceStop, Delete, Console, Tunnel, Create key.Binding
 	Filter, ClearFilter, Refresh, Help, Quit                key.Binding
 
-	Open, Logs, Shell, Back key.Binding // the detail view (detail.go)
+	Open, Logs, Shell, Serial, Back key.Binding // the detail view (detail.go)
 }
 
 func newKeyMap() keyMap {
@@ -35,6 +35,7 @@ func newKeyMap() keyMap {
 		Open:        key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "details")),
 		Logs:        key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "serial log")),
 		Shell:       key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "shell")),
+		Serial:      key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "serial console")),
 		Back:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	}
 }
@@ -50,6 +51,6 @@ func (k keyMap) FullHelp() [][]key.Binding {
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End},
 		{k.Start, k.Stop, k.ForceStop, k.Delete, k.Create},
 		{k.Console, k.Tunnel, k.Filter, k.ClearFilter, k.Refresh, k.Help, k.Quit},
-		{k.Open, k.Logs, k.Shell, k.Back},
+		{k.Open, k.Logs, k.Shell, k.Serial, k.Back},
 	}
 }

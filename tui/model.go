@@ -45,9 +45,13 @@ type Options struct {
 	// address and how to stop it; nil means the t key only shows the
 	// `vmctl console --tunnel` command.
 	Tunnel func(ctx context.Context, id string) (addr string, stop func(), err error)
-	// Shell is the command e runs for a shell in a VM (detail.go); nil
-	// means e only shows the command to run.
-	Shell func(name string) *exec.Cmd
+	// Shell is the command e runs for a shell in vm (detail.go), sshUser
+	// its template's login user ("" when unknown); nil means e only shows
+	// the command to run.
+	Shell func(vm api.VM, sshUser string) *exec.Cmd
+	// Serial is the command a runs: the VM's serial console; nil means a
+	// only shows the command to run.
+	Serial func(name string) *exec.Cmd
 }
 
 type mode int
@@ -436,7 +440,9 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.detail.logsOnly = true
 		return m, cmd
 	case key.Matches(msg, k.Shell):
-		return m.shell(name)
+		return m.shell(vm)
+	case key.Matches(msg, k.Serial):
+		return m.serial(name)
 	case key.Matches(msg, k.Console):
 		m = m.setStatus("opening the console of " + name + "…")
 		ctx, open := m.ctx, m.opts.Open

@@ -7,8 +7,10 @@ package testutil
 
 import (
 	"bytes"
+	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,9 +32,16 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // WaitFor checks cond every Poll until it holds (true) or timeout passes
 // (false), for callers that report the failure themselves.
 func WaitFor(timeout time.Duration, cond func() bool) bool {
+	return WaitEvery(timeout, Poll, cond)
+}
+
+// WaitEvery is WaitFor checking every interval: for conditions whose
+// every check is costly (a process started, CPU a TCG guest would
+// otherwise have).
+func WaitEvery(timeout, interval time.Duration, cond func() bool) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(Poll)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		if cond() {
@@ -104,4 +113,24 @@ func OpenParents(t testing.TB, dir string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// StoreParallel is the -test.parallel MainParallel gives the packages whose
+// tests wait on PostgreSQL (creating and dropping a database each, fsyncs
+// and checkpoints) rather than on the CPU: at go test's default, GOMAXPROCS,
+// two cores keep one or two such tests going and the package takes minutes.
+const StoreParallel = 8
+
+// MainParallel is a TestMain body: it runs m with -test.parallel at least n
+// unless the command line set -parallel itself, and returns the exit code.
+func MainParallel(m *testing.M, n int) int {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if p := flag.Lookup("test.parallel"); p != nil && !set {
+		if cur, err := strconv.Atoi(p.Value.String()); err == nil && cur < n {
+			_ = p.Value.Set(strconv.Itoa(n))
+		}
+	}
+	return m.Run()
 }

@@ -1,7 +1,10 @@
 package testutil
 
 import (
+	"flag"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,5 +56,22 @@ func TestReachableDir(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o711 || len(d) > 40 {
 		t.Fatalf("%s: mode %v, want 0711 and a short path", d, fi.Mode().Perm())
+	}
+}
+
+// mainParallel is what TestMain asks MainParallel for: more than go test's
+// default (GOMAXPROCS), so the raise shows.
+var mainParallel = runtime.GOMAXPROCS(0) + 3
+
+func TestMain(m *testing.M) { os.Exit(MainParallel(m, mainParallel)) }
+
+func TestMainParallel(t *testing.T) {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if set {
+		t.Skip("-parallel was given on the command line; MainParallel leaves it")
+	}
+	if got := flag.Lookup("test.parallel").Value.String(); got != strconv.Itoa(mainParallel) {
+		t.Fatalf("-test.parallel is %s, want %d", got, mainParallel)
 	}
 }

@@ -43,6 +43,9 @@ func (e *ThrottledError) Error() string {
 	return fmt.Sprintf("too many failed logins; try again in %s", e.RetryAfter.Round(time.Second))
 }
 
+// APICode makes it an api.CodedError.
+func (e *ThrottledError) APICode() string { return api.CodeRateLimited }
+
 // FieldError says which input is wrong.
 type FieldError struct{ Field, Message string }
 
@@ -50,6 +53,12 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
 
 // Unwrap lets errors.Is(err, ErrInvalid) find every field error.
 func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// APICode makes it an api.CodedError.
+func (e *FieldError) APICode() string { return api.CodeValidation }
+
+// APIField names the field in the error body.
+func (e *FieldError) APIField() string { return e.Field }
 
 // Session kinds.
 const (
@@ -60,7 +69,7 @@ const (
 // Config wires a Service.
 type Config struct {
 	Store        store.Store
-	Hasher       PasswordHasher // NewHasher's in production
+	Hasher       PasswordHasher // NewHasher's in production (DefaultArgon2); tests: accounttest.Hasher
 	Limiter      ratelimit.Limiter
 	Mailer       vmdmail.Sender
 	Secret       []byte // signs session JWTs and CSRF tokens

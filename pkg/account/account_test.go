@@ -124,6 +124,7 @@ func throttled(err error) bool {
 // worth (5) is ever evaluated: the wrong ones are held inside the hash, the
 // other 54 and then the right one get 429 at once.
 func TestConcurrentLoginsAreCountedBeforeTheHash(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, b storetest.Backend, lim func(*testing.T) ratelimit.Limiter) {
 		f := newFixture(t, b, lim(t), nil)
 		f.addUser(t, "ada@example.com")
@@ -177,6 +178,7 @@ func TestConcurrentLoginsAreCountedBeforeTheHash(t *testing.T) {
 // A success gives its slot back and forgets the pair's failures; a caller
 // that hangs up while queued for the hasher leaves no failure behind.
 func TestLoginSuccessAndCancelDoNotCount(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, b storetest.Backend, lim func(*testing.T) ratelimit.Limiter) {
 		f := newFixture(t, b, lim(t), nil)
 		f.addUser(t, "ada@example.com")
@@ -218,6 +220,7 @@ func TestLoginSuccessAndCancelDoNotCount(t *testing.T) {
 // owner, from an address that has not failed, logs in, slowed by at most
 // AccountSlowdown once the account-wide count is past its threshold.
 func TestOneSourceCannotLockAnAccountOut(t *testing.T) {
+	t.Parallel()
 	const slowdown = 300 * time.Millisecond
 	for _, tc := range []struct {
 		name    string
@@ -276,6 +279,7 @@ func TestOneSourceCannotLockAnAccountOut(t *testing.T) {
 // one password hash and one e-mail (a notice instead of a link); no second
 // account is made.
 func TestSignupDoesNotTellTakenAddresses(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		f := newFixture(t, b, ratelimit.NewMemory(), nil)
 		f.addUser(t, "taken@example.com")
@@ -320,6 +324,7 @@ func TestSignupDoesNotTellTakenAddresses(t *testing.T) {
 
 // The verification e-mail's token can be pasted after `vmctl verify`.
 func TestVerificationTokenIsSafeAsAnArgument(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, storetest.Backends()[0], ratelimit.NewMemory(), nil)
 	for i := range 40 {
 		email := fmt.Sprintf("u%d@example.com", i)
@@ -360,6 +365,7 @@ func (l *sessionLog) take() [][]string {
 // Every way a session ends is announced with the ended sessions' ids, and
 // a disabled user can neither log in nor use a session.
 func TestSessionEndsAreAnnounced(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		f := newFixture(t, b, ratelimit.NewMemory(), nil)
 		ctx := context.Background()

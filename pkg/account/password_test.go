@@ -7,6 +7,7 @@ import (
 )
 
 func TestHasherRoundTrip(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(2)
 	ctx := context.Background()
 	enc, err := h.Hash(ctx, "correct horse battery")
@@ -54,6 +55,7 @@ func mustHashWith(t *testing.T, pw string) string {
 }
 
 func TestHasherHonoursCancel(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(1)
 	h.slots <- struct{}{} // all slots busy
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,6 +66,7 @@ func TestHasherHonoursCancel(t *testing.T) {
 }
 
 func TestNormalizeEmailAndPassword(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"Ada@Example.COM": "ada@example.com", " bob@x.io ": "bob@x.io", "root@localhost": "root@localhost"} {
 		got, err := NormalizeEmail(in)
 		if err != nil || got != want {
@@ -79,5 +82,34 @@ func TestNormalizeEmailAndPassword(t *testing.T) {
 		if err := CheckPassword(pw); (err == nil) != ok {
 			t.Errorf("CheckPassword(%d chars) = %v", len(pw), err)
 		}
+	}
+}
+
+// TestHasherWithParams: other cost parameters are recorded in the hash and
+// verify, and NewHasher keeps hashing with DefaultArgon2 (OWASP's).
+func TestHasherWithParams(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := NewHasherWith(1, Argon2Params{MemoryKiB: 8, Time: 1, Threads: 1})
+	enc, err := h.Hash(ctx, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(enc, "$argon2id$v=19$m=8,t=1,p=1$") {
+		t.Fatalf("cheap hash = %s", enc)
+	}
+	for _, v := range []*Hasher{h, NewHasher(1)} {
+		if ok, err := v.Verify(ctx, "pw", enc); !ok || err != nil {
+			t.Fatalf("Verify = %v, %v", ok, err)
+		}
+		if ok, _ := v.Verify(ctx, "pW", enc); ok {
+			t.Fatal("wrong password verified")
+		}
+	}
+	if NewHasher(1).params != (Argon2Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}) {
+		t.Fatalf("default parameters changed: %+v", NewHasher(1).params)
+	}
+	if got := NewHasherWith(1, Argon2Params{Threads: 4, MemoryKiB: 1}).params; got.MemoryKiB != 32 || got.Time != 2 {
+		t.Fatalf("filled parameters = %+v", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmdhq/vmd/pkg/api"
 	vmdmail "github.com/vmdhq/vmd/pkg/mail"
 	"github.com/vmdhq/vmd/pkg/onetime"
 	"github.com/vmdhq/vmd/pkg/store"
@@ -44,6 +45,9 @@ func (e *MailThrottledError) Error() string {
 
 // Unwrap gives the throttle's retry time to the error mapper.
 func (e *MailThrottledError) Unwrap() error { return e.T }
+
+// APICode makes it an api.CodedError.
+func (e *MailThrottledError) APICode() string { return api.CodeRateLimited }
 
 // throttleMail counts one e-mail request of (kind, email, ip).
 func (s *Service) throttleMail(ctx context.Context, kind, email, ip string) error {

@@ -47,6 +47,7 @@ func (s *readCountingStore) GetUser(ctx context.Context, id string) (store.User,
 // node (straight to the store here) within the TTL, and a token past its
 // expiry is refused even while cached.
 func TestSessionCache(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
 		type fixtureWithCount struct {
@@ -85,6 +86,7 @@ func TestSessionCache(t *testing.T) {
 		}
 
 		t.Run("reads the store once a TTL", func(t *testing.T) {
+			t.Parallel()
 			f := setup(t)
 			r := login(t, f)
 			for range 20 {
@@ -124,6 +126,7 @@ func TestSessionCache(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
 				f := setup(t)
 				r := login(t, f)
 				authOK(t, f, r, "before")
@@ -148,6 +151,7 @@ func TestSessionCache(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
 				f := setup(t)
 				r := login(t, f)
 				authOK(t, f, r, "before")
@@ -163,6 +167,7 @@ func TestSessionCache(t *testing.T) {
 		}
 
 		t.Run("expiry while cached", func(t *testing.T) {
+			t.Parallel()
 			f := setup(t)
 			r := login(t, f)
 			authOK(t, f, r, "before")
@@ -173,6 +178,7 @@ func TestSessionCache(t *testing.T) {
 		})
 
 		t.Run("ended while being validated", func(t *testing.T) {
+			t.Parallel()
 			f := setup(t)
 			r := login(t, f)
 			f.reads.held, f.reads.release = make(chan struct{}), make(chan struct{})

@@ -54,6 +54,30 @@ type StatusError struct {
 // Error returns the message.
 func (e *StatusError) Error() string { return e.Message }
 
+// APICode makes a StatusError a CodedError.
+func (e *StatusError) APICode() string { return e.Code }
+
+// APIStatus is the status the error is answered with.
+func (e *StatusError) APIStatus() int { return e.Status }
+
+// CodedError is an error written for users that names its API code: the
+// typed errors of the layers below the server (a quota passed, a name
+// taken, a VM in the wrong state) implement it, and the server's one error
+// mapper finds it with errors.As anywhere in a chain. The answer is the
+// code's status (the server keeps one table of them), the code and the
+// error's own Error() text, which must therefore be safe to show: names,
+// states and limits, never another error's text. Two optional methods
+// refine the answer:
+//
+//	APIStatus() int   // a status of its own instead of the code's (StatusError)
+//	APIField() string // the request field the error is about (ErrorDetail.Field)
+//
+// A new error type needs no change to the mapper.
+type CodedError interface {
+	error
+	APICode() string
+}
+
 // ErrorBody is the body of every non-2xx response.
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`

@@ -370,13 +370,7 @@ func meRun(ctx context.Context, opts *MeOptions) error {
 }
 
 func printUser(ios *IOStreams, now time.Time, format string, u *api.User) error {
-	switch format {
-	case formatJSON:
-		return writeJSON(ios.Out, u)
-	case formatYAML:
-		return writeYAML(ios.Out, u)
-	case formatName:
-		_, err := fmt.Fprintln(ios.Out, u.Email)
+	if isTable, err := printObjects(ios, format, u, []*api.User{u}, func(u *api.User) string { return u.Email }); !isTable {
 		return err
 	}
 	of := func(used, limit int) string { return fmt.Sprintf("%d/%d", used, limit) }

@@ -43,6 +43,8 @@ type fakeVMD struct {
 	lastBody  map[string]any
 	lastAuth  string
 	userAgent string
+	// onExec, when set, sees each exec request
+	onExec func(api.ExecRequest)
 }
 
 var fakeNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)

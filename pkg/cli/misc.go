@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 )
 
@@ -49,26 +50,14 @@ func templatesRun(ctx context.Context, opts *TemplatesOptions) error {
 		return err
 	}
 	ios := opts.IO
-	switch opts.Output {
-	case formatJSON:
-		return writeJSON(ios.Out, ts)
-	case formatYAML:
-		return writeYAML(ios.Out, ts)
-	case formatName:
-		for _, t := range ts {
-			fmt.Fprintln(ios.Out, t.Name)
-		}
-		return nil
+	if isTable, err := printObjects(ios, opts.Output, ts, ts, func(t api.Template) string { return t.Name }); !isTable {
+		return err
 	}
 	if len(ts) == 0 {
 		ios.Infof("No templates found.\n")
 		return nil
 	}
-	created := "AGE"
-	if !ios.OutTTY {
-		created = "CREATED"
-	}
-	t := &table{header: []string{"NAME", "SIZE", "SHA256", created}}
+	t := &table{header: []string{"NAME", "SIZE", "SHA256", createdHeader(ios)}}
 	now := opts.Now()
 	for _, tp := range ts {
 		sum := tp.SHA256
@@ -235,16 +224,8 @@ func getContextsRun(opts *ConfigOptions) error {
 		c := cfg.Contexts[n]
 		views = append(views, contextView{Name: n, Current: n == cfg.CurrentContext, Server: c.Server, LoggedIn: c.Token != ""})
 	}
-	switch opts.Output {
-	case formatJSON:
-		return writeJSON(opts.IO.Out, views)
-	case formatYAML:
-		return writeYAML(opts.IO.Out, views)
-	case formatName:
-		for _, v := range views {
-			fmt.Fprintln(opts.IO.Out, v.Name)
-		}
-		return nil
+	if isTable, err := printObjects(opts.IO, opts.Output, views, views, func(v contextView) string { return v.Name }); !isTable {
+		return err
 	}
 	t := &table{header: []string{"CURRENT", "NAME", "SERVER", "LOGGED IN"}}
 	for _, v := range views {

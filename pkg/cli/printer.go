@@ -262,24 +262,42 @@ func vmTable(ios *IOStreams, now time.Time, vms []api.VM, wide bool) *table {
 	return t
 }
 
+// printObjects prints the -o formats that are not a table: data (the API
+// object itself) as JSON or YAML, or each item's name a line. It reports
+// isTable, having printed nothing, for table and wide.
+func printObjects[T any](ios *IOStreams, format string, data any, items []T, name func(T) string) (isTable bool, err error) {
+	switch format {
+	case formatJSON:
+		return false, writeJSON(ios.Out, data)
+	case formatYAML:
+		return false, writeYAML(ios.Out, data)
+	case formatName:
+		for _, it := range items {
+			if _, err := fmt.Fprintln(ios.Out, name(it)); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// createdHeader heads a creation time column: an age on a terminal, the
+// time itself when piped.
+func createdHeader(ios *IOStreams) string {
+	if ios.OutTTY {
+		return "AGE"
+	}
+	return "CREATED"
+}
+
 // printVMs prints vms in format; json and yaml print data, which is the
 // API object itself (one VM for get/create, the array for list).
 func printVMs(ios *IOStreams, now time.Time, format string, vms []api.VM, data any) error {
-	switch format {
-	case formatJSON:
-		return writeJSON(ios.Out, data)
-	case formatYAML:
-		return writeYAML(ios.Out, data)
-	case formatName:
-		for _, vm := range vms {
-			if _, err := fmt.Fprintln(ios.Out, vm.Name); err != nil {
-				return err
-			}
-		}
-		return nil
-	default:
-		return vmTable(ios, now, vms, format == formatWide).render(ios)
+	if isTable, err := printObjects(ios, format, data, vms, func(vm api.VM) string { return vm.Name }); !isTable {
+		return err
 	}
+	return vmTable(ios, now, vms, format == formatWide).render(ios)
 }
 
 // readyCell says whether a running VM's guest is ready; "-" when not running.

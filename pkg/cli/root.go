@@ -120,6 +120,7 @@ Log in once with 'vmctl login --server URL'; the token is kept in
 		NewCmdScreenshot(f, nil),
 		NewCmdPortForward(f, nil),
 		NewCmdSSH(f, nil),
+		NewCmdShell(f, nil),
 	)
 	return root, nil
 }

@@ -119,22 +119,10 @@ func snapshotRun(ctx context.Context, opts *SnapshotOptions) error {
 
 func printSnapshots(opts *SnapshotOptions, sns []api.Snapshot, data any) error {
 	ios := opts.IO
-	switch opts.Output {
-	case formatJSON:
-		return writeJSON(ios.Out, data)
-	case formatYAML:
-		return writeYAML(ios.Out, data)
-	case formatName:
-		for _, s := range sns {
-			fmt.Fprintln(ios.Out, s.Name)
-		}
-		return nil
+	if isTable, err := printObjects(ios, opts.Output, data, sns, func(s api.Snapshot) string { return s.Name }); !isTable {
+		return err
 	}
-	created := "AGE"
-	if !ios.OutTTY {
-		created = "CREATED"
-	}
-	t := &table{header: []string{"NAME", "CONSISTENCY", "MEMORY", "SIZE", created}}
+	t := &table{header: []string{"NAME", "CONSISTENCY", "MEMORY", "SIZE", createdHeader(ios)}}
 	now := opts.Now()
 	for _, s := range sns {
 		mem := "no"

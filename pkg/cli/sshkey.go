@@ -134,22 +134,10 @@ func sshKeyDeleteRun(ctx context.Context, opts *SSHKeyOptions) error {
 
 func printSSHKeys(opts *SSHKeyOptions, ks []api.SSHKey, data any) error {
 	ios := opts.IO
-	switch opts.Output {
-	case formatJSON:
-		return writeJSON(ios.Out, data)
-	case formatYAML:
-		return writeYAML(ios.Out, data)
-	case formatName:
-		for _, k := range ks {
-			fmt.Fprintln(ios.Out, k.Name)
-		}
-		return nil
+	if isTable, err := printObjects(ios, opts.Output, data, ks, func(k api.SSHKey) string { return k.Name }); !isTable {
+		return err
 	}
-	created := "AGE"
-	if !ios.OutTTY {
-		created = "CREATED"
-	}
-	t := &table{header: []string{"NAME", "TYPE", "FINGERPRINT", created}}
+	t := &table{header: []string{"NAME", "TYPE", "FINGERPRINT", createdHeader(ios)}}
 	now := opts.Now()
 	for _, k := range ks {
 		typ, _, _ := strings.Cut(k.Key, " ")

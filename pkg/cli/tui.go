@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/tui"
 )
@@ -29,7 +30,7 @@ type TUIOptions struct {
 	All          bool
 	PollInterval time.Duration
 	// Global are the global flags given (--server, --context…), passed on
-	// to the vmctl that e runs for a shell.
+	// to the vmctl that e (shell) and a (serial console) run.
 	Global []string
 }
 
@@ -43,7 +44,11 @@ func NewCmdTUI(f *Factory, runF func(context.Context, *TUIOptions) error) *cobra
 
 Keys: s start, x stop, X force stop, d delete (asks y/n), n create, c open the
 console in the browser, t VNC tunnel on/off, / filter by name, r refresh, ? help, q quit.
-Colour is off when NO_COLOR is set.`,
+Enter shows a VM's details and l its serial log. e opens a shell: 'vmctl ssh'
+where the VM has a network, an address and a known login user, else 'vmctl
+shell' (through the guest agent, a line at a time, no terminal in the guest);
+a opens its serial console (Ctrl-] detaches). Both come back to the dashboard
+when they end. Colour is off when NO_COLOR is set.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.PollInterval <= 0 {
@@ -82,15 +87,21 @@ func tuiRun(ctx context.Context, opts *TUIOptions) error {
 	if open == nil {
 		open = openBrowser
 	}
-	// Ends the change feed's goroutine and any tunnels when the program quits.
+	// Ends the change feed's goroutine and any tunnels when the program
+	// quits. Ctrl-C is a key here (raw mode), and in a shell that e started
+	// (same process group) that shell's: it does not end the dashboard.
+	ctx, stopSignals := withoutInterrupt(ctx)
+	defer stopSignals()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := tui.ClientBackend{Client: c, All: opts.All, PollInterval: opts.PollInterval}
-	var shell func(string) *exec.Cmd
+	var shell func(api.VM, string) *exec.Cmd
+	var serial func(string) *exec.Cmd
 	if self, err := os.Executable(); err == nil {
 		shell = tui.ShellCommand(ctx, self, opts.Global)
+		serial = tui.SerialCommand(ctx, self, opts.Global)
 	}
-	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r, Shell: shell,
+	m := tui.New(ctx, b, tui.Options{All: opts.All, Server: c.Server(), Open: open, Renderer: r, Shell: shell, Serial: serial,
 		Tunnel: func(ctx context.Context, id string) (string, func(), error) { return startTunnel(ctx, c, id) }})
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.IO.In), tea.WithOutput(opts.IO.Out), tea.WithAltScreen())
 	if _, err := p.Run(); err != nil {

@@ -2,7 +2,12 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+
+	"github.com/coder/websocket"
 )
 
 // ConsoleSubprotocol is the WebSocket subprotocol of the console: binary
@@ -28,4 +33,32 @@ func (c *Client) DialConsoleViewOnly(ctx context.Context, idOrName string) (net.
 		return nil, err
 	}
 	return c.dialWS(ctx, idOrName, res.WSURL)
+}
+
+// dialWebSocket opens a WebSocket of the console's subprotocol (console,
+// serial, port-forward) with this client's bearer token. A refusal is the
+// server's API error, what naming the stream in either error.
+func (c *Client) dialWebSocket(ctx context.Context, u, what string) (*websocket.Conn, error) {
+	hdr := http.Header{}
+	if c.token != "" {
+		hdr.Set("Authorization", "Bearer "+c.token)
+	}
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
+		HTTPClient:      c.rc.GetClient(),
+		HTTPHeader:      hdr,
+		Subprotocols:    []string{ConsoleSubprotocol},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			return nil, fmt.Errorf("%s: %w", what, newAPIError(resp.StatusCode, resp.Header.Get("X-Request-Id"), body))
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s: open websocket: %w", what, err)
+	}
+	ws.SetReadLimit(16 << 20)
+	return ws, nil
 }

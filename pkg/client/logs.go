@@ -74,27 +74,9 @@ func (c *Client) DialSerial(ctx context.Context, idOrName string, write bool) (n
 
 // dialWS opens a console WebSocket URL with this client's bearer token.
 func (c *Client) dialWS(ctx context.Context, idOrName, wsURL string) (net.Conn, error) {
-	hdr := http.Header{}
-	if c.token != "" {
-		hdr.Set("Authorization", "Bearer "+c.token)
-	}
-	ws, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{
-		HTTPClient:      c.rc.GetClient(),
-		HTTPHeader:      hdr,
-		Subprotocols:    []string{ConsoleSubprotocol},
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	ws, err := c.dialWebSocket(ctx, wsURL, "console of vm "+idOrName)
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			return nil, fmt.Errorf("console of vm %s: %w", idOrName,
-				newAPIError(resp.StatusCode, resp.Header.Get("X-Request-Id"), body))
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("console of vm %s: open websocket: %w", idOrName, err)
+		return nil, err
 	}
-	ws.SetReadLimit(16 << 20)
 	return websocket.NetConn(ctx, ws, websocket.MessageBinary), nil
 }

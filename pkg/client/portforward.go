@@ -45,27 +45,10 @@ func (c *Client) DialStreamURL(ctx context.Context, wsURL string) (*Stream, erro
 }
 
 func (c *Client) dialStream(ctx context.Context, u, what string) (*Stream, error) {
-	hdr := http.Header{}
-	if c.token != "" {
-		hdr.Set("Authorization", "Bearer "+c.token)
-	}
-	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPClient:      c.rc.GetClient(),
-		HTTPHeader:      hdr,
-		Subprotocols:    []string{ConsoleSubprotocol},
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	ws, err := c.dialWebSocket(ctx, u, what)
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			return nil, fmt.Errorf("%s: %w", what, newAPIError(resp.StatusCode, resp.Header.Get("X-Request-Id"), body))
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%s: open websocket: %w", what, err)
+		return nil, err
 	}
-	ws.SetReadLimit(16 << 20)
 	sctx, cancel := context.WithCancel(context.Background())
 	return &Stream{ws: ws, ctx: sctx, cancel: cancel}, nil
 }

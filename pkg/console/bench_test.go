@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/coder/websocket"
 
+	"github.com/vmdhq/vmd/pkg/api"
+	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/console/consoletest"
 )
@@ -72,4 +75,74 @@ func BenchmarkProxyEcho(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// echoServer answers every byte on a loopback port with itself.
+func echoServer(b *testing.B) string {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func roundTrips(b *testing.B, c io.ReadWriter) {
+	b.Helper()
+	one := []byte{'x'}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(one); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, one); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPortForwardRoundTrip is the WebSocket hop of `vmctl port-forward` alone, in one
+// process: one byte from a client.Stream through ServePortForward to a loopback echo server
+// (standing in for the guest) and back, an op. BenchmarkLoopbackRoundTrip is the same echo
+// server dialled directly, the floor.
+func BenchmarkPortForwardRoundTrip(b *testing.B) {
+	g := &guests{}
+	g.ports.Store(9000, echoServer(b))
+	e := consoletest.New(b, func(c *console.Config) { c.Guests = g; c.Log = slog.New(slog.DiscardHandler) })
+	e.HandleFunc("GET /api/v1/vms/{id}/portforward", func(w http.ResponseWriter, r *http.Request) {
+		if err := e.Console.ServePortForward(w, r, r.PathValue("id"), 9000, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), nil); err != nil {
+			w.WriteHeader(http.StatusForbidden)
+		}
+	})
+	alice := e.AddUser(b, "alice")
+	v := natVM(b, e, alice, "web", api.NetworkNAT)
+	res, err := e.Console.IssuePortForward(context.Background(), alice, "", v, 9000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := client.New(e.Server.URL, alice.ID).DialStreamURL(context.Background(), res.WSURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	roundTrips(b, s)
+}
+
+func BenchmarkLoopbackRoundTrip(b *testing.B) {
+	c, err := net.Dial("tcp", echoServer(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	roundTrips(b, c)
 }

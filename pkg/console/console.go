@@ -80,6 +80,7 @@ var (
 	errNoPong       = &endReason{websocket.StatusGoingAway, "no answer to ping"}
 	errViewOnlyRFB  = &endReason{websocket.StatusPolicyViolation, "view-only console: input protocol not understood"}
 	errLinkRevoked  = &endReason{websocket.StatusPolicyViolation, "share link revoked"}
+	errLinkExpired  = &endReason{websocket.StatusPolicyViolation, "share link expired"}
 	errTextFrame    = &endReason{websocket.StatusUnsupportedData, "binary frames only"}
 	errVNCClosed    = &endReason{websocket.StatusGoingAway, "vm console closed"}
 	errLoginEnded   = &endReason{websocket.StatusPolicyViolation, "session ended: log in again"}
@@ -145,6 +146,9 @@ type Config struct {
 	Sockets   SocketLocator
 	// Tokens defaults to an in-process store.
 	Tokens TokenStore
+	// Links keeps share links; nil uses Store when it keeps them (a
+	// store.Store does), else share links are refused.
+	Links LinkStore
 	// Sessions closes a login session's consoles when it ends and voids its
 	// tokens; nil makes one over Store (when it reads sessions).
 	Sessions *login.Registry
@@ -194,8 +198,7 @@ type Console struct {
 	m        metrics
 
 	serialOnce sync.Once
-	serial     *serial.Hubs  // shared serial connections, made on first use (serial.go)
-	memLinks   *MemoryTokens // share links when Tokens keeps none
+	serial     *serial.Hubs // shared serial connections, made on first use (serial.go)
 	fm         metrics
 }
 
@@ -232,7 +235,13 @@ func New(cfg Config) (*Console, error) {
 		ss, _ := cfg.Store.(login.Store)
 		cfg.Sessions = login.New(login.Config{Store: ss, Now: cfg.Now, Log: cfg.Log})
 	}
-	c := &Console{cfg: cfg, log: cfg.Log, memLinks: NewMemoryTokens(cfg.Now)}
+	if cfg.Links == nil {
+		cfg.Links, _ = cfg.Store.(LinkStore)
+		if cfg.Links == nil {
+			cfg.Links = noLinks{}
+		}
+	}
+	c := &Console{cfg: cfg, log: cfg.Log}
 	path := strings.TrimRight(u.Path, "/")
 	c.origin = strings.ToLower(u.Scheme + "://" + u.Host)
 	c.base = u.Scheme + "://" + u.Host + path

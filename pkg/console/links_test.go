@@ -12,7 +12,6 @@ import (
 	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/console/consoletest"
-	"github.com/vmdhq/vmd/pkg/redisx/redistest"
 	"github.com/vmdhq/vmd/pkg/store"
 )
 
@@ -81,44 +80,89 @@ func TestShareLinks(t *testing.T) {
 	}
 }
 
-// TestLinkStores runs the same link checks on both stores.
-func TestLinkStores(t *testing.T) {
-	for name, open := range map[string]func(t *testing.T) console.LinkStore{
-		"Memory": func(*testing.T) console.LinkStore { return console.NewMemoryTokens(nil) },
-		"Redis": func(t *testing.T) console.LinkStore {
-			rdb, prefix := redistest.Client(t)
-			return console.NewRedisTokens(rdb, prefix)
-		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			s, ctx, now := open(t), context.Background(), time.Now()
-			a := console.Link{ID: "lnk_a", VMID: "vm_1", OwnerID: "u", Hash: "ha", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-			b := console.Link{ID: "lnk_b", VMID: "vm_1", OwnerID: "u", Hash: "hb", CreatedAt: now.Add(time.Second), ExpiresAt: now.Add(time.Hour)}
-			c := console.Link{ID: "lnk_c", VMID: "vm_2", OwnerID: "u", Hash: "hc", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-			for _, l := range []console.Link{a, b, c} {
-				if err := s.PutLink(ctx, l); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if got, err := s.GetLink(ctx, "hb"); err != nil || got.ID != "lnk_b" {
-				t.Fatalf("get: %+v %v", got, err)
-			}
-			ls, err := s.ListLinks(ctx, "vm_1")
-			if err != nil || len(ls) != 2 || ls[0].ID != "lnk_a" || ls[1].ID != "lnk_b" {
-				t.Fatalf("list: %+v %v", ls, err)
-			}
-			if ok, err := s.DeleteLink(ctx, "vm_1", "lnk_a"); !ok || err != nil {
-				t.Fatalf("delete: %v %v", ok, err)
-			}
-			if ok, _ := s.DeleteLink(ctx, "vm_2", "lnk_b"); ok {
-				t.Fatal("deleted a link through another vm")
-			}
-			if _, err := s.GetLink(ctx, "ha"); !errors.Is(err, console.ErrTokenInvalid) {
-				t.Fatalf("deleted link: %v", err)
-			}
-			if ls, _ := s.ListLinks(ctx, "vm_1"); len(ls) != 1 || ls[0].ID != "lnk_b" {
-				t.Fatalf("after delete: %+v", ls)
-			}
-		})
+// TestShareLinksOutliveTheConsole: links are in the store, so a second
+// console over it (another node, or vmd after a restart) trades a link
+// minted by the first for view-only tokens; an expired link is refused and
+// the sessions it opened end at the next state poll, saying why.
+func TestShareLinksOutliveTheConsole(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice := e.AddUser(t, "alice")
+	v := e.AddVM(t, alice, "web", false)
+	ctx := context.Background()
+	l, err := e.Console.CreateLink(ctx, alice, v, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, _ := strings.Cut(l.URL, "#link=")
+
+	other, err := console.New(console.Config{PublicURL: e.Server.URL, Store: e.Store,
+		Sockets: console.LayoutSockets{Layout: e.Layout}, Now: e.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if tok, err := other.LinkToken(ctx, v.ID, secret); err != nil || !tok.ViewOnly {
+		t.Fatalf("link token from another console: %+v %v", tok, err)
+	}
+	if ls, err := other.Links(ctx, alice, v); err != nil || len(ls) != 1 || ls[0].ID != l.ID {
+		t.Fatalf("links seen by another console: %+v %v", ls, err)
+	}
+
+	tok, err := e.Console.LinkToken(ctx, v.ID, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := mustDial(t, tok.WSURL)
+	defer ws.CloseNow()
+	testutil.Eventually(t, 10*time.Second, "console sessions", func() bool { return e.Console.Sessions(v.ID) == 1 })
+	e.Clock.Advance(10 * time.Minute)
+	if _, err := other.LinkToken(ctx, v.ID, secret); !errors.Is(err, console.ErrTokenInvalid) {
+		t.Fatalf("expired link gives tokens: %v", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _, err = ws.Read(rctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "share link expired" {
+		t.Fatalf("session of an expired link: %v", err)
+	}
+	if ls, err := e.Console.Links(ctx, alice, v); err != nil || len(ls) != 0 {
+		t.Fatalf("expired link listed: %+v %v", ls, err)
+	}
+}
+
+// TestRevokeElsewhere: a link revoked through another console (another
+// node) ends this console's session of it at its next state poll.
+func TestRevokeElsewhere(t *testing.T) {
+	e := consoletest.New(t, nil)
+	alice := e.AddUser(t, "alice")
+	v := e.AddVM(t, alice, "web", false)
+	ctx := context.Background()
+	l, err := e.Console.CreateLink(ctx, alice, v, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, _ := strings.Cut(l.URL, "#link=")
+	tok, err := e.Console.LinkToken(ctx, v.ID, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := mustDial(t, tok.WSURL)
+	defer ws.CloseNow()
+	other, err := console.New(console.Config{PublicURL: e.Server.URL, Store: e.Store,
+		Sockets: console.LayoutSockets{Layout: e.Layout}, Now: e.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.RevokeLink(ctx, alice, v, l.ID); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _, err = ws.Read(rctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "share link revoked" {
+		t.Fatalf("session of a link revoked elsewhere: %v", err)
 	}
 }

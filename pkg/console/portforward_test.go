@@ -58,7 +58,7 @@ func sumServer(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func natVM(t *testing.T, e *consoletest.Env, owner store.User, name, network string) store.VM {
+func natVM(t testing.TB, e *consoletest.Env, owner store.User, name, network string) store.VM {
 	t.Helper()
 	ctx := context.Background()
 	v := store.VM{ID: "vm_" + ulid.Make().String(), OwnerID: owner.ID, Name: name, Template: "tiny", CPU: 1,

@@ -108,7 +108,7 @@ func testTokenExpiry(t *testing.T, s console.TokenStore) {
 	if err := s.Put(ctx, "h", grant(150*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(250 * time.Millisecond) // the subject: the grant's TTL runs out
 	g, err := s.Take(ctx, "h")
 	if err == nil && time.Now().Before(g.ExpiresAt) {
 		t.Fatalf("expired grant usable: %+v", g)

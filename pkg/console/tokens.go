@@ -44,7 +44,6 @@ type TokenStore interface {
 // MemoryTokens is the in-process TokenStore.
 type MemoryTokens struct {
 	mu     sync.Mutex
-	links  map[string]Link // share links by hash
 	grants map[string]Grant
 	now    func() time.Time
 }

@@ -457,10 +457,21 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 				nextPoll = now.Add(c.cfg.StatePoll)
 				pctx, pcancel := context.WithTimeout(ctx, c.cfg.StatePoll)
 				v, err := c.cfg.Store.GetVM(pctx, s.vmID)
+				var linkErr error
+				if err == nil && s.linkID != "" {
+					// Revoked on another node, or expired: this node's CloseLink never ran.
+					linkErr = c.linkAlive(pctx, Grant{VMID: s.vmID, LinkID: s.linkID})
+				}
 				pcancel()
 				switch {
 				case errors.Is(err, store.ErrNotFound), err == nil && !HasConsole(v.State):
 					cancel(errVMStopped)
+					return
+				case errors.Is(linkErr, errLinkTimeout):
+					cancel(errLinkExpired)
+					return
+				case errors.Is(linkErr, errLinkGone):
+					cancel(errLinkRevoked)
 					return
 				case err != nil && ctx.Err() == nil:
 					c.log.Warn("console: poll vm state", "vm", s.vmID, "err", err)

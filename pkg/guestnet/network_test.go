@@ -18,11 +18,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/vmdhq/vmd/internal/testutil/netns"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+
+	"github.com/vmdhq/vmd/internal/testutil"
+	"github.com/vmdhq/vmd/internal/testutil/netns"
 )
 
 // dialLog is the forwarder's Dial hook: it records every address vmd dials for the guest, so a
@@ -199,7 +201,7 @@ func TestNetworkGoGuest(t *testing.T) {
 		t.Fatal("a guest UDP datagram reached the outside host")
 	}
 
-	waitFor(t, "the guest's lease", 10*time.Second, func() bool { _, ok := n.Lease(); return ok })
+	testutil.Eventually(t, 10*time.Second, "the guest's lease", func() bool { _, ok := n.Lease(); return ok })
 	if l, _ := n.Lease(); l != DefaultGuestIP {
 		t.Fatalf("Lease = %s, want %s", l, DefaultGuestIP)
 	}
@@ -552,6 +554,6 @@ func TestForwarderConnectionCap(t *testing.T) {
 	}
 	a.Close()
 	// The slot frees when the forwarder sees both directions end.
-	waitFor(t, "a free connection slot", 10*time.Second, func() bool { return len(n.sem) < 2 })
+	testutil.Eventually(t, 10*time.Second, "a free connection slot", func() bool { return len(n.sem) < 2 })
 	open().Close()
 }

@@ -19,8 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmdhq/vmd/internal/testutil/netns"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/vmdhq/vmd/internal/testutil"
+	"github.com/vmdhq/vmd/internal/testutil/netns"
 )
 
 // sshClient logs in as root through DialGuest(22) with the seed's key.
@@ -122,8 +124,9 @@ type qemuGuest struct {
 }
 
 // bootTiny starts the tiny image under TCG with its NIC on a `-netdev stream` socket QEMU
-// listens on, exactly as the driver is to start it (see the report / docs/ARCHITECTURE.md).
-func bootTiny(t testing.TB, seed map[string]string) *qemuGuest {
+// listens on, exactly as the driver is to start it (see the report / docs/ARCHITECTURE.md);
+// extra is appended to QEMU's arguments.
+func bootTiny(t testing.TB, seed map[string]string, extra ...string) *qemuGuest {
 	t.Helper()
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.qcow2")
@@ -154,7 +157,7 @@ func bootTiny(t testing.TB, seed map[string]string) *qemuGuest {
 		}
 		args = append(args, "-drive", "if=none,id=seed0,file="+iso+",format=raw,readonly=on", "-device", "virtio-blk-pci,drive=seed0")
 	}
-	cmd := exec.Command("qemu-system-x86_64", args...)
+	cmd := exec.Command("qemu-system-x86_64", append(args, extra...)...)
 	cmd.Stderr = &g.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -174,7 +177,7 @@ func bootTiny(t testing.TB, seed map[string]string) *qemuGuest {
 
 func (g *qemuGuest) waitSerial(t testing.TB, line string, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, "serial line "+line, timeout, func() bool {
+	testutil.Eventually(t, timeout, "serial line "+line, func() bool {
 		b, _ := os.ReadFile(g.serial)
 		return bytes.Contains(b, []byte(line))
 	})
@@ -184,7 +187,7 @@ func (g *qemuGuest) waitSerial(t testing.TB, line string, timeout time.Duration)
 func (g *qemuGuest) connect(t testing.TB) net.Conn {
 	t.Helper()
 	var c net.Conn
-	waitFor(t, "QEMU's netdev socket", 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "QEMU's netdev socket", func() bool {
 		var err error
 		c, err = net.Dial("unix", g.sock)
 		return err == nil
@@ -304,7 +307,7 @@ func TestQEMUGuest(t *testing.T) {
 	}
 	go func() { done <- n2.Attach(ctx, g.connect(t)) }()
 	// A restarted vmd learns the address from the guest's answer to its ARP probe.
-	waitFor(t, "the lease after a vmd restart", 30*time.Second, func() bool { _, ok := n2.Lease(); return ok })
+	testutil.Eventually(t, 30*time.Second, "the lease after a vmd restart", func() bool { _, ok := n2.Lease(); return ok })
 	if b := sshBanner(t, ctx, n2); !strings.HasPrefix(b, "SSH-2.0-dropbear") {
 		t.Fatalf("banner after reconnect %q, want dropbear's", b)
 	}

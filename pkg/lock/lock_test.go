@@ -66,7 +66,7 @@ func testMutualExclusion(t *testing.T, l Locker) {
 					return
 				}
 				c := counter
-				time.Sleep(50 * time.Microsecond)
+				time.Sleep(50 * time.Microsecond) // widen the read-modify-write, so overlapping holders would lose counts
 				counter = c + 1
 				inside.Unlock()
 				if err := lease.Release(ctx); err != nil {
@@ -134,7 +134,7 @@ func testStaleLease(t *testing.T, l Locker) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // the subject: the lease's TTL runs out unrenewed
 	cur, err := l.TryAcquire(ctx, "k", time.Minute)
 	if err != nil {
 		t.Fatalf("expired lock not free: %v", err)

@@ -119,11 +119,19 @@ func testOrder(t *testing.T, q Queue) {
 	var s seen
 	consume(t, q, "n1", "c1", s.handler("c1"))
 	testutil.Eventually(t, waitTimeout, "20 jobs", func() bool { return s.len() >= 20 })
-	time.Sleep(100 * time.Millisecond)
+	// A marker published after everything else comes 21st: n2's jobs, there
+	// all along, had their chance to leak in first.
+	if err := q.Publish(context.Background(), Job{VMID: "vm-020", Node: "n1", Reason: "start"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, waitTimeout, "the marker job", func() bool { return s.len() >= 21 })
+	if d, err := q.Depth(context.Background(), "n2"); err != nil || d != 5 {
+		t.Fatalf("n2 depth %d, %v; want its 5 jobs untouched", d, err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.jobs) != 20 {
-		t.Fatalf("handled %d jobs, want 20 (other node's jobs leaked?)", len(s.jobs))
+	if len(s.jobs) != 21 {
+		t.Fatalf("handled %d jobs, want 21 (other node's jobs leaked?)", len(s.jobs))
 	}
 	ids := map[string]bool{}
 	for i, j := range s.jobs {
@@ -192,15 +200,21 @@ func testShare(t *testing.T, q Queue) {
 	var s seen
 	slow := func(name string) Handler {
 		return func(ctx context.Context, j Job) error {
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // the subject: a handler that takes time, so both consumers get work
 			s.add(name, j)
 			return nil
 		}
 	}
-	consume(t, q, "n1", "c1", slow("c1"))
-	consume(t, q, "n1", "c2", slow("c2"))
+	cancel1, done1 := consume(t, q, "n1", "c1", slow("c1"))
+	cancel2, done2 := consume(t, q, "n1", "c2", slow("c2"))
 	testutil.Eventually(t, waitTimeout, "all jobs", func() bool { return s.len() >= n })
-	time.Sleep(200 * time.Millisecond)
+	testutil.Eventually(t, waitTimeout, "depth 0", func() bool { d, _ := q.Depth(context.Background(), "n1"); return d == 0 })
+	// Every job is acked, so none can come back; once both consumers have
+	// returned no handler runs any more and the record is final.
+	cancel1()
+	cancel2()
+	<-done1
+	<-done2
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	count := map[string]int{}
@@ -233,7 +247,7 @@ func testDeadConsumer(t *testing.T, q Queue) {
 	// must stop b from taking it.
 	var s seen
 	consume(t, q, "n1", "b", s.handler("b"))
-	time.Sleep(2 * testOpts.MinIdle)
+	time.Sleep(2 * testOpts.MinIdle) // the subject: time passing beyond MinIdle must not hand the job over
 	if s.len() != 0 {
 		t.Fatal("job taken from a live consumer")
 	}
@@ -248,8 +262,15 @@ func testDeadConsumer(t *testing.T, q Queue) {
 }
 
 func testClose(t *testing.T, q Queue) {
-	_, done := consume(t, q, "n1", "c1", func(context.Context, Job) error { return nil })
-	time.Sleep(50 * time.Millisecond)
+	running := make(chan struct{})
+	var once sync.Once
+	_, done := consume(t, q, "n1", "c1", func(context.Context, Job) error { once.Do(func() { close(running) }); return nil })
+	publish(t, q, "n1", 1)
+	select { // the consumer handled a job: it is in its loop when Close comes
+	case <-running:
+	case <-time.After(waitTimeout):
+		t.Fatal("the consumer never handled a job")
+	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func TestRedisRestartLosesNoJob(t *testing.T) {
 	handled := map[string]int{}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
 	consume(t, q, "n1", "c1", func(_ context.Context, j Job) error {
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // slow enough that jobs are in flight when Redis goes away
 		mu.Lock()
 		handled[j.VMID]++
 		mu.Unlock()
@@ -107,7 +107,9 @@ func TestRedisRestartLosesNoJob(t *testing.T) {
 	testutil.Eventually(t, waitTimeout, "some jobs before the restart", func() bool { return count() >= 30 })
 	srv.stop()
 	atStop := count()
-	time.Sleep(500 * time.Millisecond) // the consumer sees errors and backs off
+	// The subject: Redis stays down a while, so the consumer sees errors and
+	// backs off before it comes back.
+	time.Sleep(500 * time.Millisecond)
 	srv.start()
 	t.Logf("restarted redis after %d of %d jobs", atStop, n)
 	pub(n)

@@ -120,7 +120,8 @@ func testWindow(t *testing.T, l Limiter) {
 	if ok, _, err := l.Peek(ctx, "k", 3, window); ok || err != nil {
 		t.Fatalf("peek allows a 4th (err %v)", err)
 	}
-	// Let the window age, so a hit that stretched it would show.
+	// Let the window age, so a hit that stretched it would show (the
+	// subject is time passing; there is nothing to wait for instead).
 	time.Sleep(time.Until(start.Add(50 * time.Millisecond)))
 	// Measured before the 4th hit is sent: at most the window's true age
 	// when the 4th hit is counted (a busy Redis or client only makes it older).
@@ -136,7 +137,7 @@ func testWindow(t *testing.T, l Limiter) {
 	if ok, retry, err := l.Peek(ctx, "other", 3, window); !ok || err != nil || retry > window || retry < window-50*time.Millisecond {
 		t.Fatalf("keys are not independent: ok=%v retry=%s err=%v", ok, retry, err)
 	}
-	time.Sleep(time.Until(start.Add(window + 20*time.Millisecond)))
+	time.Sleep(time.Until(start.Add(window + 20*time.Millisecond))) // the subject: the window runs out
 	if ok, _, err := l.Hit(ctx, "k", 3, window); !ok || err != nil {
 		t.Fatalf("window did not reset: %v", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmdhq/vmd/internal/testutil"
 )
 
 // fakePort plays QEMU's end of a serial socket.
@@ -117,7 +119,7 @@ func TestHub(t *testing.T) {
 			t.Fatalf("write after the port closed: %v", err)
 		}
 	}
-	waitFor(t, "the hub to go", func() bool { return hs.Watchers("vm_1") == 0 })
+	testutil.Eventually(t, 5*time.Second, "the hub to go", func() bool { return hs.Watchers("vm_1") == 0 })
 
 	// A new watcher connects again; the last one leaving closes the connection.
 	a, err := hs.Attach(ctx, "vm_1", "/x", false)

@@ -1,7 +1,6 @@
 package serial
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vmdhq/vmd/internal/testutil"
 )
 
 func TestLastLines(t *testing.T) {
@@ -60,33 +61,13 @@ func TestTail(t *testing.T) {
 	}
 }
 
-// syncBuf is a writer a follow and the test share.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling the condition, not synchronising on time
-	}
-}
-
 func TestFollow(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "serial.log")
 	if err := os.WriteFile(p, []byte("old\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l := &Logs{MaxFollowsPerUser: 1, Poll: 5 * time.Millisecond}
-	var out syncBuf
+	var out testutil.SyncBuffer
 	var gone sync.Mutex
 	isGone := false
 	done := make(chan error, 1)
@@ -108,7 +89,7 @@ func TestFollow(t *testing.T) {
 	}
 	defer f.Close()
 	f.WriteString("new line\n")
-	waitFor(t, "the new line", func() bool { return out.String() == "new line\n" })
+	testutil.Eventually(t, 5*time.Second, "the new line", func() bool { return out.String() == "new line\n" })
 	gone.Lock()
 	isGone = true
 	gone.Unlock()
@@ -120,5 +101,5 @@ func TestFollow(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("follow did not end when the vm went")
 	}
-	waitFor(t, "the follow released", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.follows["u1"] == 0 })
+	testutil.Eventually(t, 5*time.Second, "the follow released", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.follows["u1"] == 0 })
 }

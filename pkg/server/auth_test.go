@@ -16,6 +16,7 @@ import (
 )
 
 func TestAuthFlows(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		anon := &user{e: e, client: e.srv.Client()}
@@ -232,6 +233,7 @@ func TestAuthFlows(t *testing.T) {
 }
 
 func TestErrorShapeAndRequestID(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, storetest.Backends()[0])
 	req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/nope", nil)
 	req.Header.Set("X-Request-Id", "abc-123")
@@ -262,6 +264,7 @@ func TestErrorShapeAndRequestID(t *testing.T) {
 // Behind a trusted proxy the throttle counts the client named in
 // X-Forwarded-For; from anywhere else that header is ignored.
 func TestThrottleBehindTrustedProxy(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		trusted string

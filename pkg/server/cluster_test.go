@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/account/accounttest"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/cluster"
 	"github.com/vmdhq/vmd/pkg/console"
@@ -51,14 +53,18 @@ func startClusterNodeWith(t *testing.T, st store.Store, name string, secret []by
 	var h http.Handler
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(hs.Close)
-	reg, err := cluster.New(cluster.Config{Store: st, Name: name, AdvertiseURL: hs.URL, Capacity: capa, Secret: secret, Logger: log})
+	// No Run: the nodes heartbeat only at Register, so they must count as
+	// alive for the whole test even when setup is slow (-race, parallel
+	// tests); "silent node" backdates a heartbeat by an hour.
+	reg, err := cluster.New(cluster.Config{Store: st, Name: name, AdvertiseURL: hs.URL, Capacity: capa, Secret: secret, Logger: log,
+		Timeout: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.Register(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	accounts, err := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+	accounts, err := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 		Mailer: mail.LogSender{Log: log}, Secret: secret, PublicURL: hs.URL, DefaultQuota: testQuota, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +119,7 @@ func clusterDo(t *testing.T, method, url, token string, body any, hdr map[string
 // says no_capacity, VM calls are authorized before any proxying, and a
 // silent node's VMs read unknown.
 func TestClusterRouting(t *testing.T) {
+	t.Parallel()
 	st := storetest.Backends()[0].Open(t)
 	ctx := context.Background()
 	secret := bytes.Repeat([]byte("s"), 32)
@@ -121,7 +128,7 @@ func TestClusterRouting(t *testing.T) {
 	b := startClusterNode(t, st, "b", secret, capa)
 
 	token := func(email string) string {
-		acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+		acc, _ := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 			Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 		if _, err := acc.AddUser(ctx, email, "correct horse battery", false); err != nil {
 			t.Fatal(err)
@@ -201,15 +208,15 @@ func TestClusterRouting(t *testing.T) {
 	})
 
 	t.Run("silent node's vms read unknown", func(t *testing.T) {
-		if err := st.Heartbeat(ctx, "b", time.Now().Add(-time.Minute)); err != nil {
+		if err := st.Heartbeat(ctx, "b", time.Now().Add(-time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(1100 * time.Millisecond) // the node view is cached for a second
-		var v api.VM
-		code, data := clusterDo(t, "GET", a.url+api.BasePath+"/vms/web", ada, nil, nil)
-		if code != 200 || json.Unmarshal(data, &v) != nil || v.State != api.StateUnknown {
-			t.Fatalf("get web: %d %s", code, data)
-		}
+		// The node view is cached for a second: a's answer turns unknown once it is read again.
+		testutil.Eventually(t, 5*time.Second, "web to read unknown", func() bool {
+			var v api.VM
+			code, data := clusterDo(t, "GET", a.url+api.BasePath+"/vms/web", ada, nil, nil)
+			return code == 200 && json.Unmarshal(data, &v) == nil && v.State == api.StateUnknown
+		})
 		if stored, _ := st.GetVM(ctx, web.ID); stored.State == api.StateUnknown {
 			t.Fatal("unknown was stored")
 		}
@@ -241,6 +248,7 @@ func TestClusterRouting(t *testing.T) {
 // forwarded to b by the token's VM, as the console tells it, after a's
 // Origin check, which refuses without spending the token.
 func TestClusterConsole(t *testing.T) {
+	t.Parallel()
 	st := storetest.Backends()[0].Open(t)
 	ctx := context.Background()
 	secret := bytes.Repeat([]byte("s"), 32)
@@ -264,7 +272,7 @@ func TestClusterConsole(t *testing.T) {
 	a := startClusterNodeWith(t, st, "a", secret, capa, cons)
 	// Only b serves serial logs: a request to a must be forwarded to work.
 	startClusterNodeWith(t, st, "b", secret, capa, cons, func(c *server.Config) { c.Logs = &serial.Logs{Layout: layout} })
-	acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+	acc, _ := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 		Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 	if _, err := acc.AddUser(ctx, "ada@example.com", "correct horse battery", false); err != nil {
 		t.Fatal(err)
@@ -327,12 +335,13 @@ func TestClusterConsole(t *testing.T) {
 // over quota is told so, not that no node has room (nodes here have 4
 // vCPUs and 4096 MB each, the quota 4 vCPUs and 2048 MB).
 func TestCreateAdmissionOrder(t *testing.T) {
+	t.Parallel()
 	st := storetest.Backends()[0].Open(t)
 	ctx := context.Background()
 	secret := bytes.Repeat([]byte("s"), 32)
 	a := startClusterNode(t, st, "a", secret, cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50})
 	startClusterNode(t, st, "b", secret, cluster.Capacity{CPUs: 4, MemoryMB: 4096, DiskGB: 50})
-	acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+	acc, _ := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 		Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 	ada, err := acc.AddUser(ctx, "ada@example.com", "correct horse battery", false)
 	if err != nil {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -97,7 +96,7 @@ func (s *Server) createShareLink(c echo.Context) error {
 	if req.TTL != "" {
 		var err error
 		if ttl, err = time.ParseDuration(req.TTL); err != nil {
-			return &api.StatusError{Status: http.StatusUnprocessableEntity, Code: api.CodeValidation, Message: "ttl: " + console.ErrLinkTTL.Error()}
+			return console.ErrLinkTTL
 		}
 	}
 	ctx := c.Request().Context()
@@ -106,9 +105,6 @@ func (s *Server) createShareLink(c echo.Context) error {
 		return err
 	}
 	l, err := s.cfg.Console.CreateLink(ctx, caller(c), v, ttl)
-	if errors.Is(err, console.ErrLinkTTL) {
-		return &api.StatusError{Status: http.StatusUnprocessableEntity, Code: api.CodeValidation, Message: "ttl: " + console.ErrLinkTTL.Error()}
-	}
 	if err != nil {
 		return err
 	}

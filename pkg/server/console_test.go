@@ -10,13 +10,13 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/console"
 	"github.com/vmdhq/vmd/pkg/console/consoletest"
@@ -25,18 +25,6 @@ import (
 	"github.com/vmdhq/vmd/pkg/vm"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // consoleEnv is env plus a second server on the same store and accounts
 // that has the console enabled, its public URL being its own address.
 type consoleEnv struct {
@@ -44,7 +32,7 @@ type consoleEnv struct {
 	cs     *env
 	con    *console.Console
 	layout vm.Layout
-	log    *syncBuffer
+	log    *testutil.SyncBuffer
 }
 
 func newConsoleEnv(t *testing.T, b storetest.Backend, tune func(*console.Config)) *consoleEnv {
@@ -55,7 +43,7 @@ func newConsoleEnv(t *testing.T, b storetest.Backend, tune func(*console.Config)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(run) })
-	ce := &consoleEnv{env: e, layout: vm.Layout{DataDir: t.TempDir(), RunDir: run}, log: &syncBuffer{}}
+	ce := &consoleEnv{env: e, layout: vm.Layout{DataDir: t.TempDir(), RunDir: run}, log: &testutil.SyncBuffer{}}
 	var h http.Handler
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(hs.Close)
@@ -134,6 +122,7 @@ func wsDial(t *testing.T, wsURL string, hdr http.Header) (*websocket.Conn, int, 
 }
 
 func TestConsoleToken(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ce := newConsoleEnv(t, b, nil)
 		alice, bob := ce.signup("alice@example.com"), ce.signup("bob@example.com")
@@ -162,6 +151,7 @@ func TestConsoleToken(t *testing.T) {
 // TestConsoleWSRefusals checks every refusal goes out before the upgrade as
 // the API's error shape, and that the token never reaches the access log.
 func TestConsoleWSRefusals(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ce := newConsoleEnv(t, b, func(c *console.Config) { c.MaxPerVM = 1 })
 		alice, bob := ce.signup("alice@example.com"), ce.signup("bob@example.com")
@@ -226,5 +216,24 @@ func TestConsoleWSRefusals(t *testing.T) {
 				t.Fatalf("log line %q: %v", line, err)
 			}
 		}
+	})
+}
+
+// TestShareLinkTTLRefused: a share link's TTL that is no duration, or one
+// out of bounds, is the mapper's 422 with the same sentence either way.
+func TestShareLinkTTLRefused(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		ce := newConsoleEnv(t, b, nil)
+		alice := ce.signup("alice@example.com")
+		ce.runningVM(alice, "web")
+		for _, ttl := range []string{"banana", "1s", "1000h"} {
+			st, data := ce.on(alice).do("POST", "/vms/web/console/links", api.CreateShareLinkRequest{TTL: ttl}, nil)
+			wantError(t, st, data, 422, api.CodeValidation)
+			var eb api.ErrorBody
+			if err := json.Unmarshal(data, &eb); err != nil || eb.Error.Message != "ttl: "+console.ErrLinkTTL.Error() || eb.Error.RequestID == "" {
+				t.Fatalf("ttl %q: %s", ttl, data)
+			}
+		}
+		ce.on(alice).mustDo("POST", "/vms/web/console/links", api.CreateShareLinkRequest{TTL: "10m"}, 201, nil)
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/account/accounttest"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/image"
 	"github.com/vmdhq/vmd/pkg/mail"
@@ -75,7 +76,7 @@ func buildEnv(t testing.TB, b storetest.Backend, tweak func(*server.Config)) *en
 	}
 	clk := &clock{t: time.Now()}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	accounts, err := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+	accounts, err := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 		Mailer: sender, Secret: bytes.Repeat([]byte("k"), 32), PublicURL: "http://vmd.test", DefaultQuota: testQuota,
 		Log: log, Now: clk.Now})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"strconv"
@@ -30,145 +29,139 @@ func errBadRequest(format string, a ...any) error {
 // mapError is the one place errors become statuses, codes and messages,
 // for the API, the console, the template catalog and cluster forwarding.
 // The message shown comes only from typed errors that carry a safe one
-// (api.StatusError, validation and throttle errors); a sentinel gets a
-// fixed sentence, never err.Error(): a wrapped chain holds store or driver
-// text. Keep it one flat switch, a case a line where possible.
+// (an api.CodedError: api.StatusError and every layer's typed errors); a
+// sentinel gets a fixed sentence from the sentinels table, never
+// err.Error(): a wrapped chain holds store or driver text. A new typed
+// error implements api.CodedError and needs no change here; a new
+// sentinel is a row of sentinels.
 func (s *Server) mapError(err error) (int, string, string) {
 	var (
-		se     *api.StatusError
+		coded  api.CodedError
 		he     *echo.HTTPError
 		mbe    *http.MaxBytesError
-		mte    *account.MailThrottledError
-		te     *account.ThrottledError
-		fe     *account.FieldError
-		ve     *vm.ValidationError
-		qe     *vm.QuotaError
-		nte    *vm.NameTakenError
-		vce    *vm.ConflictError
-		sce    *vm.StateConflictError
-		snf    *vm.SnapshotNotFoundError
-		ce     *vm.CapacityError
-		gfe    *vm.GuestFileError
 		netErr net.Error
 	)
 	switch {
-	case errors.As(err, &se):
-		return se.Status, se.Code, se.Message
+	case errors.As(err, &coded):
+		return codedError(coded)
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body too large"
 	case errors.As(err, &he):
 		return echoError(he.Code)
-	case errors.As(err, &mte):
-		return http.StatusTooManyRequests, api.CodeRateLimited, mte.Error()
-	case errors.As(err, &te):
-		return http.StatusTooManyRequests, api.CodeRateLimited, te.Error()
-	case errors.As(err, &fe):
-		return http.StatusUnprocessableEntity, api.CodeValidation, fe.Error()
-	case errors.As(err, &ve):
-		return http.StatusUnprocessableEntity, api.CodeValidation, ve.Error()
-	case errors.Is(err, account.ErrInvalidCredentials):
-		return http.StatusUnauthorized, api.CodeInvalidLogin, "invalid e-mail or password"
-	case errors.Is(err, account.ErrUnverified):
-		return http.StatusForbidden, api.CodeEmailUnverified, "e-mail address not verified: open the link in the verification e-mail first"
-	case errors.Is(err, account.ErrDisabled):
-		return http.StatusForbidden, api.CodeForbidden, "this account is disabled: ask an admin"
-	case errors.Is(err, account.ErrUnauthenticated):
-		return http.StatusUnauthorized, api.CodeUnauthenticated, "not authenticated: log in first"
-	case errors.Is(err, account.ErrInvalidToken):
-		return http.StatusBadRequest, api.CodeInvalidToken, "the token is invalid, used or expired"
-	// The console's refusals (pkg/console); their sentinels' own sentences are written for users.
-	case errors.Is(err, console.ErrSessionEnded):
-		return http.StatusForbidden, api.CodeInvalidToken, console.ErrSessionEnded.Error()
-	case errors.Is(err, console.ErrTokenInvalid):
-		return http.StatusForbidden, api.CodeInvalidToken, console.ErrTokenInvalid.Error()
-	case errors.Is(err, console.ErrOrigin):
-		return http.StatusForbidden, api.CodeForbidden, console.ErrOrigin.Error()
-	case errors.Is(err, console.ErrWrongUser):
-		return http.StatusForbidden, api.CodeForbidden, "the console token belongs to another user, or a client without an Origin header sent no bearer token"
-	case errors.Is(err, console.ErrNotRunning):
-		return http.StatusConflict, api.CodeConflict, console.ErrNotRunning.Error()
-	case errors.Is(err, console.ErrTooManySessions):
-		return http.StatusTooManyRequests, api.CodeRateLimited, console.ErrTooManySessions.Error()
-	case errors.Is(err, console.ErrUnavailable):
-		return http.StatusServiceUnavailable, api.CodeUnavailable, "the vm's console cannot be reached right now; try again shortly"
-	case errors.Is(err, console.ErrNoNetwork):
-		return http.StatusConflict, api.CodeConflict, console.ErrNoNetwork.Error()
-	case errors.Is(err, console.ErrNoForward):
-		return http.StatusServiceUnavailable, api.CodeUnavailable, console.ErrNoForward.Error()
-	case errors.Is(err, console.ErrPortClosed):
-		return http.StatusBadGateway, api.CodePortClosed, console.ErrPortClosed.Error()
-	case errors.Is(err, console.ErrNoLease):
-		return http.StatusServiceUnavailable, api.CodeUnavailable, console.ErrNoLease.Error()
-	case errors.Is(err, console.ErrGuestUnreachable):
-		return http.StatusBadGateway, api.CodeUnavailable, console.ErrGuestUnreachable.Error()
-	case errors.Is(err, console.ErrNotWebSocket):
-		return http.StatusUpgradeRequired, api.CodeBadRequest, console.ErrNotWebSocket.Error()
-	case errors.Is(err, console.ErrBadHandshake):
-		return http.StatusBadRequest, api.CodeBadRequest, "unsupported websocket handshake: version 13 with a Sec-WebSocket-Key is needed"
-	// The template catalog (pkg/image).
-	case errors.Is(err, image.ErrNotFound):
-		return http.StatusNotFound, api.CodeNotFound, "template not found"
-	case errors.Is(err, image.ErrInvalidName):
-		return http.StatusUnprocessableEntity, api.CodeValidation, image.ErrInvalidName.Error()
-	case errors.Is(err, image.ErrExists):
-		return http.StatusConflict, api.CodeConflict, "template already exists"
-	// A node's copy of a template is unusable until an operator replaces it; the request itself was fine.
-	case errors.Is(err, image.ErrChecksumMismatch):
-		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node does not match its recorded sha256; an operator must replace it"
-	case errors.Is(err, image.ErrCorrupt):
-		return http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node is not a usable qcow2 image; an operator must replace it"
-	case errors.As(err, &ce):
-		return http.StatusServiceUnavailable, api.CodeNoCapacity, ce.Error()
-	case errors.Is(err, vm.ErrNoCapacity):
-		return http.StatusServiceUnavailable, api.CodeNoCapacity, "no node has room for this vm"
-	case errors.Is(err, store.ErrUnavailable):
-		return http.StatusServiceUnavailable, api.CodeUnavailable, "the database is unreachable; try again shortly"
-	case errors.As(err, &snf):
-		return http.StatusNotFound, api.CodeNotFound, snf.Error()
-	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, api.CodeNotFound, "not found"
-	case errors.As(err, &qe):
-		return http.StatusForbidden, api.CodeQuotaExceeded, qe.Error()
-	case errors.Is(err, store.ErrQuotaExceeded):
-		return http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"
-	case errors.As(err, &nte):
-		return http.StatusConflict, api.CodeConflict, nte.Error()
-	case errors.As(err, &vce):
-		return http.StatusConflict, api.CodeConflict, vce.Message
-	case errors.As(err, &sce):
-		return http.StatusConflict, api.CodeConflict, sce.Error()
-	case errors.Is(err, store.ErrConflict):
-		return http.StatusConflict, api.CodeConflict, "that conflicts with an existing object (a name already taken?)"
-	case errors.As(err, &gfe):
-		status := http.StatusConflict
-		code := api.CodeConflict
-		switch {
-		case errors.Is(err, fs.ErrPermission):
-			status, code = http.StatusForbidden, api.CodeForbidden
-		case errors.Is(err, fs.ErrNotExist):
-			status, code = http.StatusNotFound, api.CodeNotFound
+	}
+	for _, m := range sentinels {
+		if errors.Is(err, m.err) {
+			return m.status, m.code, m.message
 		}
-		return status, code, gfe.Error()
-	case errors.Is(err, vm.ErrAgentUnavailable):
-		return http.StatusServiceUnavailable, api.CodeAgentUnavailable,
-			"the guest agent is not answering: the guest has none, it is still booting, or it is stuck"
-	case errors.Is(err, vm.ErrNotRunning):
-		return http.StatusConflict, api.CodeConflict, "the vm is not running: start it first"
-	case errors.Is(err, vm.ErrTooManyGuestOps):
-		return http.StatusTooManyRequests, api.CodeRateLimited, "too many guest agent operations at once: wait for one to end"
-	case errors.Is(err, vm.ErrUnsupported):
-		return http.StatusNotImplemented, api.CodeUnavailable, "this node's driver cannot do that (a screenshot, say)"
-	case errors.Is(err, vm.ErrTooManyStreams):
-		return http.StatusTooManyRequests, api.CodeRateLimited, "too many open event streams: close one first"
-	case errors.Is(err, vm.ErrForbidden):
-		return http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"
-	case errors.Is(err, vm.ErrNoSpace), errors.Is(err, syscall.ENOSPC):
-		return http.StatusInsufficientStorage, api.CodeInsufficient, "the node has no room for this VM's disk; try a smaller disk or ask an admin"
-	case errors.As(err, &netErr):
+	}
+	if errors.As(err, &netErr) {
 		// A backing service (Redis, another node) cannot be reached: the request may succeed later.
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "a backing service is unreachable; try again shortly"
 	}
 	return http.StatusInternalServerError, api.CodeInternal, "internal error"
+}
+
+// codedError answers a typed error with its code's status (or its own)
+// and its own text.
+func codedError(e api.CodedError) (int, string, string) {
+	code := e.APICode()
+	status, ok := codeStatus[code]
+	if s, has := e.(interface{ APIStatus() int }); has {
+		status, ok = s.APIStatus(), true
+	}
+	if !ok {
+		// A code without a status is a bug of ours, not the caller's.
+		return http.StatusInternalServerError, api.CodeInternal, "internal error"
+	}
+	return status, code, e.Error()
+}
+
+// codeStatus is the status of each API code a typed error may name.
+// Sentinels and api.StatusError state their status themselves, so a code
+// may also be answered with another (unavailable is 502 for a node that
+// cannot be reached).
+var codeStatus = map[string]int{
+	api.CodeBadRequest:       http.StatusBadRequest,
+	api.CodeValidation:       http.StatusUnprocessableEntity,
+	api.CodeUnauthenticated:  http.StatusUnauthorized,
+	api.CodeInvalidLogin:     http.StatusUnauthorized,
+	api.CodeForbidden:        http.StatusForbidden,
+	api.CodeCSRF:             http.StatusForbidden,
+	api.CodeEmailUnverified:  http.StatusForbidden,
+	api.CodeQuotaExceeded:    http.StatusForbidden,
+	api.CodeNotFound:         http.StatusNotFound,
+	api.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	api.CodeConflict:         http.StatusConflict,
+	api.CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	api.CodeRateLimited:      http.StatusTooManyRequests,
+	api.CodeInternal:         http.StatusInternalServerError,
+	api.CodePortClosed:       http.StatusBadGateway,
+	api.CodeUnavailable:      http.StatusServiceUnavailable,
+	api.CodeNoCapacity:       http.StatusServiceUnavailable,
+	api.CodeTemplateInvalid:  http.StatusServiceUnavailable,
+	api.CodeAgentUnavailable: http.StatusServiceUnavailable,
+	api.CodeInsufficient:     http.StatusInsufficientStorage,
+}
+
+const noSpace = "the node has no room for this VM's disk; try a smaller disk or ask an admin"
+
+// sentinel is the answer to an error matched with errors.Is.
+type sentinel struct {
+	err     error
+	status  int
+	code    string
+	message string
+}
+
+// sentinels are matched in order, so a sentinel that wraps another
+// (console.ErrSessionEnded wraps ErrTokenInvalid) comes before it. Where
+// the message is the sentinel's own text, that text is written for users.
+var sentinels = []sentinel{
+	{account.ErrInvalidCredentials, http.StatusUnauthorized, api.CodeInvalidLogin, "invalid e-mail or password"},
+	{account.ErrUnverified, http.StatusForbidden, api.CodeEmailUnverified, "e-mail address not verified: open the link in the verification e-mail first"},
+	{account.ErrDisabled, http.StatusForbidden, api.CodeForbidden, "this account is disabled: ask an admin"},
+	{account.ErrUnauthenticated, http.StatusUnauthorized, api.CodeUnauthenticated, "not authenticated: log in first"},
+	{account.ErrInvalidToken, http.StatusBadRequest, api.CodeInvalidToken, "the token is invalid, used or expired"},
+
+	// The console's refusals (pkg/console).
+	{console.ErrSessionEnded, http.StatusForbidden, api.CodeInvalidToken, console.ErrSessionEnded.Error()},
+	{console.ErrTokenInvalid, http.StatusForbidden, api.CodeInvalidToken, console.ErrTokenInvalid.Error()},
+	{console.ErrOrigin, http.StatusForbidden, api.CodeForbidden, console.ErrOrigin.Error()},
+	{console.ErrWrongUser, http.StatusForbidden, api.CodeForbidden, "the console token belongs to another user, or a client without an Origin header sent no bearer token"},
+	{console.ErrNotRunning, http.StatusConflict, api.CodeConflict, console.ErrNotRunning.Error()},
+	{console.ErrTooManySessions, http.StatusTooManyRequests, api.CodeRateLimited, console.ErrTooManySessions.Error()},
+	{console.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable, "the vm's console cannot be reached right now; try again shortly"},
+	{console.ErrNoNetwork, http.StatusConflict, api.CodeConflict, console.ErrNoNetwork.Error()},
+	{console.ErrNoForward, http.StatusServiceUnavailable, api.CodeUnavailable, console.ErrNoForward.Error()},
+	{console.ErrPortClosed, http.StatusBadGateway, api.CodePortClosed, console.ErrPortClosed.Error()},
+	{console.ErrNoLease, http.StatusServiceUnavailable, api.CodeUnavailable, console.ErrNoLease.Error()},
+	{console.ErrGuestUnreachable, http.StatusBadGateway, api.CodeUnavailable, console.ErrGuestUnreachable.Error()},
+	{console.ErrNotWebSocket, http.StatusUpgradeRequired, api.CodeBadRequest, console.ErrNotWebSocket.Error()},
+	{console.ErrBadHandshake, http.StatusBadRequest, api.CodeBadRequest, "unsupported websocket handshake: version 13 with a Sec-WebSocket-Key is needed"},
+	{console.ErrLinkTTL, http.StatusUnprocessableEntity, api.CodeValidation, "ttl: " + console.ErrLinkTTL.Error()},
+
+	// The template catalog (pkg/image).
+	{image.ErrNotFound, http.StatusNotFound, api.CodeNotFound, "template not found"},
+	{image.ErrInvalidName, http.StatusUnprocessableEntity, api.CodeValidation, image.ErrInvalidName.Error()},
+	{image.ErrExists, http.StatusConflict, api.CodeConflict, "template already exists"},
+	// A node's copy of a template is unusable until an operator replaces it; the request itself was fine.
+	{image.ErrChecksumMismatch, http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node does not match its recorded sha256; an operator must replace it"},
+	{image.ErrCorrupt, http.StatusServiceUnavailable, api.CodeTemplateInvalid, "the template's file on this node is not a usable qcow2 image; an operator must replace it"},
+
+	// The store and the VM service.
+	{vm.ErrNoCapacity, http.StatusServiceUnavailable, api.CodeNoCapacity, "no node has room for this vm"},
+	{store.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable, "the database is unreachable; try again shortly"},
+	{store.ErrNotFound, http.StatusNotFound, api.CodeNotFound, "not found"},
+	{store.ErrQuotaExceeded, http.StatusForbidden, api.CodeQuotaExceeded, "quota exceeded: delete a VM or ask an admin for a larger quota"},
+	{store.ErrConflict, http.StatusConflict, api.CodeConflict, "that conflicts with an existing object (a name already taken?)"},
+	{vm.ErrAgentUnavailable, http.StatusServiceUnavailable, api.CodeAgentUnavailable, "the guest agent is not answering: the guest has none, it is still booting, or it is stuck"},
+	{vm.ErrNotRunning, http.StatusConflict, api.CodeConflict, "the vm is not running: start it first"},
+	{vm.ErrTooManyGuestOps, http.StatusTooManyRequests, api.CodeRateLimited, "too many guest agent operations at once: wait for one to end"},
+	{vm.ErrUnsupported, http.StatusNotImplemented, api.CodeUnavailable, "this node's driver cannot do that (a screenshot, say)"},
+	{vm.ErrTooManyStreams, http.StatusTooManyRequests, api.CodeRateLimited, "too many open event streams: close one first"},
+	{vm.ErrForbidden, http.StatusForbidden, api.CodeForbidden, "forbidden: this needs an admin"},
+	{vm.ErrNoSpace, http.StatusInsufficientStorage, api.CodeInsufficient, noSpace},
+	{syscall.ENOSPC, http.StatusInsufficientStorage, api.CodeInsufficient, noSpace},
 }
 
 // echoError names the router's own errors (no such route, wrong method,
@@ -192,6 +185,20 @@ func echoError(status int) (int, string, string) {
 		return http.StatusInternalServerError, api.CodeInternal, "internal error"
 	}
 	return http.StatusBadRequest, api.CodeBadRequest, "bad request"
+}
+
+// netHTTPErrorCode gives net/http's own refusals, answered before routing
+// (listener.go), a code and a fixed sentence.
+func netHTTPErrorCode(status int) (string, string) {
+	switch status {
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return api.CodeTooLarge, "request headers too large"
+	case http.StatusNotImplemented:
+		return api.CodeBadRequest, "unsupported transfer encoding"
+	case http.StatusBadRequest:
+		return api.CodeBadRequest, "malformed HTTP request: check the request line and headers (a bad %-escape in the path?)"
+	}
+	return api.CodeBadRequest, "malformed HTTP request"
 }
 
 // handleError writes every error as the contract's JSON error shape.
@@ -226,13 +233,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 
 // errorField names the request field a validation error is about, if any.
 func errorField(err error) string {
-	var fe *account.FieldError
-	var ve *vm.ValidationError
-	switch {
-	case errors.As(err, &fe):
-		return fe.Field
-	case errors.As(err, &ve):
-		return ve.Field
+	var coded api.CodedError
+	if errors.As(err, &coded) {
+		if f, ok := coded.(interface{ APIField() string }); ok {
+			return f.APIField()
+		}
 	}
 	return ""
 }

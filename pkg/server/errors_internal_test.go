@@ -28,6 +28,7 @@ const secret = "UNIQUE constraint failed: vms.owner_id, vms.name (2067) /var/lib
 // TestMapError checks the one mapper: every error gets its status and code,
 // and the message comes only from errors that carry a safe one.
 func TestMapError(t *testing.T) {
+	t.Parallel()
 	leak := errors.New(secret)
 	wrap := func(sentinel error) error { return fmt.Errorf("vm web: %w: %w", sentinel, leak) }
 	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -91,6 +92,7 @@ func TestMapError(t *testing.T) {
 // TestDecode checks decode takes exactly one JSON value and says what is
 // wrong in a bounded message.
 func TestDecode(t *testing.T) {
+	t.Parallel()
 	type body struct {
 		Name string `json:"name"`
 		CPU  int    `json:"cpu"`

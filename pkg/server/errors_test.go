@@ -33,6 +33,7 @@ func errorBody(t *testing.T, res *http.Response, data []byte, wantStatus int, wa
 // TestDuplicateNameLeaksNoStoreText: a name taken is 409 conflict, and no
 // store or driver text reaches the message.
 func TestDuplicateNameLeaksNoStoreText(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		u := e.signup("dup@example.com")
@@ -71,6 +72,7 @@ func rawDo(t *testing.T, addr, raw string) (*http.Response, []byte) {
 // TestMalformedRequestsAnswerJSON: requests net/http refuses before any
 // handler runs (a bad %-escape, no Host) still get the JSON error shape.
 func TestMalformedRequestsAnswerJSON(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, storetest.Backends()[0])
 	addr := strings.TrimPrefix(e.srv.URL, "http://")
 	for _, tc := range []struct{ name, raw string }{
@@ -105,6 +107,7 @@ func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p) }
 // TestChunkedBodyTooLarge: a body over the limit is 413 also when no
 // Content-Length announced it.
 func TestChunkedBodyTooLarge(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, storetest.Backends()[0])
 	u := e.signup("big@example.com")
 	for _, path := range []string{"/vms", "/auth/login"} {
@@ -129,6 +132,7 @@ func TestChunkedBodyTooLarge(t *testing.T) {
 
 // TestTrailingDataRefused runs the trailing-data cases through a real route.
 func TestTrailingDataRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, storetest.Backends()[0])
 	u := e.signup("trail@example.com")
 	for _, body := range []string{`{"name":"web","template":"tiny"} x`, `{"name":"web","template":"tiny"}{"name":"db","template":"tiny"}`,
@@ -147,6 +151,7 @@ func TestTrailingDataRefused(t *testing.T) {
 // connections (a restart, a failover: pg_terminate_backend here), the
 // first request is 503 unavailable, not 500, and the next one works.
 func TestPostgresGoneAnswers503(t *testing.T) {
+	t.Parallel()
 	pg := storetest.Backends()[1]
 	var dbURL string
 	b := storetest.Backend{Name: pg.Name, New: func(t testing.TB) (string, string) {
@@ -188,6 +193,7 @@ func TestPostgresGoneAnswers503(t *testing.T) {
 // is refused before the upgrade in the JSON shape, naming version 13, and
 // does not spend the console token.
 func TestConsoleBadWebSocketVersion(t *testing.T) {
+	t.Parallel()
 	ce := newConsoleEnv(t, storetest.Backends()[0], nil)
 	alice := ce.signup("alice@example.com")
 	ce.runningVM(alice, "web")

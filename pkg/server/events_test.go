@@ -127,6 +127,7 @@ func changeStr(c api.Change) string {
 }
 
 func TestEventsStream(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		a := e.signup("a@example.com")
@@ -184,6 +185,7 @@ func TestEventsStream(t *testing.T) {
 }
 
 func TestEventsResume(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		a := e.signup("a@example.com")
@@ -237,6 +239,7 @@ func TestEventsResume(t *testing.T) {
 }
 
 func TestEventsOwnerIsolation(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		a := e.signup("a@example.com")
@@ -312,6 +315,7 @@ func (c *countingStore) counts() (all, perOwner int) {
 
 // One poller feeds every stream: N open streams cost one query a tick, not N.
 func TestEventsOneQueryPerTick(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		var cs *countingStore
 		e := newEnvWith(t, b, func(c *server.Config) {
@@ -347,6 +351,7 @@ func TestEventsOneQueryPerTick(t *testing.T) {
 // Event streams are capped per user (429 rate_limited); a closed stream
 // frees its place, and other users are not held back.
 func TestEventsCapPerUser(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnvWith(t, b, func(c *server.Config) { c.EventStreamsPerUser = 3 })
 		alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")

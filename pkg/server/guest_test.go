@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vmdhq/vmd/pkg/account"
+	"github.com/vmdhq/vmd/pkg/account/accounttest"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/cluster"
 	"github.com/vmdhq/vmd/pkg/mail"
@@ -26,6 +27,7 @@ import (
 // upload over the limit 413; an upload's body is not held to the 1 MiB
 // limit of other requests.
 func TestGuestRoutes(t *testing.T) {
+	t.Parallel()
 	e := newEnvWith(t, storetest.Backends()[0], func(c *server.Config) {
 		c.VMs.SetGuest(vm.GuestConfig{MaxUpload: 4 << 20})
 	})
@@ -90,6 +92,7 @@ func (o oneAgent) Agent(string) (qga.Agent, error) { return o.a, nil }
 // TestClusterGuestForwarded: exec and uploads sent to node a for a VM on
 // node b run on b, after a has authorized the caller.
 func TestClusterGuestForwarded(t *testing.T) {
+	t.Parallel()
 	st := storetest.Backends()[0].Open(t)
 	ctx := context.Background()
 	secret := bytes.Repeat([]byte("s"), 32)
@@ -100,7 +103,7 @@ func TestClusterGuestForwarded(t *testing.T) {
 	b.vms.SetGuest(vm.GuestConfig{Agents: oneAgent{agent}})
 	tokens := map[string]string{}
 	for _, email := range []string{"ada@example.com", "bob@example.com"} {
-		acc, _ := account.New(account.Config{Store: st, Hasher: account.NewHasher(2), Limiter: ratelimit.NewMemory(),
+		acc, _ := account.New(account.Config{Store: st, Hasher: accounttest.Hasher(), Limiter: ratelimit.NewMemory(),
 			Mailer: mail.LogSender{}, Secret: secret, PublicURL: a.url, DefaultQuota: testQuota})
 		if _, err := acc.AddUser(ctx, email, "correct horse battery", false); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 // TestLifecycleRoutes: ttl and idle_stop on create, extend, pause and
 // resume over HTTP, with their refusals (422 naming the field, 409, 404).
 func TestLifecycleRoutes(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")

@@ -107,19 +107,6 @@ func netHTTPError(p []byte) (int, bool) {
 	return status, true
 }
 
-// netHTTPErrorCode gives net/http's own refusals a code and a fixed sentence.
-func netHTTPErrorCode(status int) (string, string) {
-	switch status {
-	case http.StatusRequestHeaderFieldsTooLarge:
-		return api.CodeTooLarge, "request headers too large"
-	case http.StatusNotImplemented:
-		return api.CodeBadRequest, "unsupported transfer encoding"
-	case http.StatusBadRequest:
-		return api.CodeBadRequest, "malformed HTTP request: check the request line and headers (a bad %-escape in the path?)"
-	}
-	return api.CodeBadRequest, "malformed HTTP request"
-}
-
 // CloseWrite lets net/http half-close the connection after an error, as
 // it does on a plain TCP connection.
 func (c *jsonErrorConn) CloseWrite() error {

@@ -92,6 +92,7 @@ func appendLog(t *testing.T, path, s string) {
 }
 
 func TestLogs(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		layout := vm.Layout{DataDir: t.TempDir(), RunDir: t.TempDir()}
 		logs := &serial.Logs{Layout: layout, MaxFollowsPerUser: 2, Poll: 10 * time.Millisecond}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/server"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
@@ -16,7 +17,8 @@ import (
 // made-up paths, a 500 KB method) folds into fixed label values, so
 // /metrics stays small, and no access-log line grows with the request.
 func TestMetricsAndLogBounded(t *testing.T) {
-	logs := &syncBuffer{}
+	t.Parallel()
+	logs := &testutil.SyncBuffer{}
 	e := newEnvWith(t, storetest.Backends()[0], func(c *server.Config) {
 		c.Log = slog.New(slog.NewJSONHandler(logs, nil))
 	})

@@ -63,6 +63,7 @@ var echoParam = regexp.MustCompile(`:([A-Za-z_]+)`)
 // TestOpenAPIMatchesRoutes walks echo's registered /api/v1 routes: each has
 // its path and method in the spec, and the spec names no other.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
 	doc := servedSpec(t)
 	s, err := server.New(server.Config{PublicURL: "http://vmd.test"})
 	if err != nil {
@@ -112,6 +113,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 // TestOpenAPISchemas checks each schema's properties against the JSON
 // fields of its pkg/api type, so a new field cannot be left out of the spec.
 func TestOpenAPISchemas(t *testing.T) {
+	t.Parallel()
 	doc := servedSpec(t)
 	tests := []struct {
 		schema string

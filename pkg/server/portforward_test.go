@@ -51,6 +51,7 @@ func bannerServer(t *testing.T) string {
 // TestPortForwardRoutes: the port-forward routes' authorization and
 // refusals through the real server, on both stores.
 func TestPortForwardRoutes(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		g := echoGuest{addr: bannerServer(t)}
 		ce := newConsoleEnv(t, b, func(c *console.Config) { c.Guests = g })

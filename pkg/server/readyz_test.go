@@ -15,6 +15,7 @@ import (
 // 503 once Redis is gone (a Redis of the test's own, killed; the shared
 // one is left alone).
 func TestReadyzReportsEachService(t *testing.T) {
+	t.Parallel()
 	srv := redistest.StartServer(t)
 	shared, err := redisx.Open(context.Background(), srv.URL)
 	if err != nil {

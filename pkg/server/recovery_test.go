@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/mail/mailtest"
 	"github.com/vmdhq/vmd/pkg/store"
@@ -29,16 +30,11 @@ func mailsTo(s *mailtest.Server, addr string) []mailtest.Message {
 // waitMail waits for the n-th e-mail to addr (1-based) and returns it.
 func waitMail(t *testing.T, s *mailtest.Server, addr string, n int) mailtest.Message {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ms := mailsTo(s, addr); len(ms) >= n {
-			return ms[n-1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("e-mail %d to %s did not arrive; have %d", n, addr, len(mailsTo(s, addr)))
-		}
-		time.Sleep(20 * time.Millisecond)
+	var ms []mailtest.Message
+	if !testutil.WaitFor(10*time.Second, func() bool { ms = mailsTo(s, addr); return len(ms) >= n }) {
+		t.Fatalf("e-mail %d to %s did not arrive; have %d", n, addr, len(ms))
 	}
+	return ms[n-1]
 }
 
 // noMore checks that no e-mail to addr beyond the n-th arrives: an e-mail
@@ -65,6 +61,7 @@ func errBody(t *testing.T, data []byte) api.ErrorDetail {
 }
 
 func TestResendVerification(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		anon := &user{e: e, client: e.srv.Client()}
@@ -101,6 +98,7 @@ func TestResendVerification(t *testing.T) {
 }
 
 func TestForgotAndResetPassword(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		anon := &user{e: e, client: e.srv.Client()}
@@ -163,6 +161,7 @@ func TestForgotAndResetPassword(t *testing.T) {
 }
 
 func TestDeleteAccount(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		const addr = "ada@example.com"
@@ -216,6 +215,7 @@ func TestDeleteAccount(t *testing.T) {
 
 // TestValidationErrorNamesField: a create error carries the field it is about.
 func TestValidationErrorNamesField(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, storetest.Backends()[0])
 	u := e.signup("ada@example.com")
 	for _, c := range []struct {

@@ -29,6 +29,7 @@ func (f *fakeScreens) Screenshot(_ context.Context, id string) ([]byte, error) {
 }
 
 func TestScreenshot(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		screens := &fakeScreens{}
 		e := newEnvWith(t, b, func(c *server.Config) {

@@ -75,6 +75,7 @@ func readWS(t *testing.T, ws *websocket.Conn, want string) string {
 }
 
 func TestSerialConsole(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ce := newConsoleEnv(t, b, nil)
 		alice, bob := ce.signup("alice@example.com"), ce.signup("bob@example.com")

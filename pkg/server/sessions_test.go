@@ -57,6 +57,7 @@ func (s *sseStream) endsWithin(d time.Duration) {
 // Sessions own what they open: ending the session closes its consoles and
 // event streams within a second and voids its unused console tokens.
 func TestSessionEndClosesWhatItOpened(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ce := newConsoleEnv(t, b, nil)
 		t.Run("logout", func(t *testing.T) {

@@ -44,6 +44,7 @@ func errorField(t *testing.T, data []byte) string {
 // TestSSHKeysAPI: add, list, delete, the refusals (422 naming the field,
 // 409, the cap), another user's keys invisible, keys gone with the account.
 func TestSSHKeysAPI(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")

@@ -12,6 +12,7 @@ import (
 )
 
 func TestVMRecords(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")
@@ -119,6 +120,7 @@ func TestVMRecords(t *testing.T) {
 }
 
 func TestQuotaRace(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		u := e.signup("racer@example.com")
@@ -158,6 +160,7 @@ func TestQuotaRace(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, storetest.Backends()[0])
 	u := e.signup("ann@example.com")
 	anon := &user{e: e, client: e.srv.Client()}
@@ -227,6 +230,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestAdminQuotaAndListAll(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b)
 		u := e.signup("user@example.com")

@@ -26,16 +26,28 @@ type webFile struct {
 	ctype string
 }
 
+// framing says who a page may frame and who may frame it.
+type framing int
+
+const (
+	frameNone   framing = iota // frames nothing, framed by no one
+	frameSelf                  // may be framed by this origin's pages only (the console in the VM page)
+	frameEmbeds                // frames this origin's pages (the VM page)
+)
+
 // webPages are the browser pages: route, then the built page it serves.
-var webPages = []struct{ route, page string }{
-	{"/", "index"},
-	{"/login", "login"},
-	{"/signup", "signup"},
-	{"/verify", "verify"},
-	{"/forgot", "forgot"},
-	{"/reset", "reset"},
-	{"/console/:id", "console"},
-	{"/vms/:name", "vm"},
+var webPages = []struct {
+	route, page string
+	frames      framing
+}{
+	{"/", "index", frameNone},
+	{"/login", "login", frameNone},
+	{"/signup", "signup", frameNone},
+	{"/verify", "verify", frameNone},
+	{"/forgot", "forgot", frameNone},
+	{"/reset", "reset", frameNone},
+	{"/console/:id", "console", frameSelf},
+	{"/vms/:name", "vm", frameEmbeds},
 }
 
 // registerWeb serves the pages of package web and their assets under /static/.
@@ -46,15 +58,18 @@ func (s *Server) registerWeb(e *echo.Echo) error {
 	if err != nil {
 		return fmt.Errorf("web pages: %w", err)
 	}
-	csp := s.pageCSP()
 	for _, p := range webPages {
 		f := files[p.page+".html"]
 		if f == nil {
 			return fmt.Errorf("web pages: %s.html is missing from the build", p.page)
 		}
+		csp := s.pageCSP(p.frames)
 		e.Match([]string{http.MethodGet, http.MethodHead}, p.route, func(c echo.Context) error {
 			h := c.Response().Header()
 			h.Set("Content-Security-Policy", csp)
+			if p.frames == frameSelf {
+				h.Set("X-Frame-Options", "SAMEORIGIN") // the CSP's frame-ancestors 'self', for older browsers
+			}
 			h.Set("Cache-Control", "no-cache")
 			return serveWebFile(c, f)
 		})
@@ -72,11 +87,20 @@ func (s *Server) registerWeb(e *echo.Echo) error {
 }
 
 // pageCSP allows only this site's own scripts and styles, and WebSockets to
-// the public URL's host, where the console's ws_url points.
-func (s *Server) pageCSP() string {
+// the public URL's host, where the console's ws_url points. No page may be
+// framed by another origin (clickjacking): the console page only by this
+// origin's own VM page, which alone may frame anything (this origin).
+func (s *Server) pageCSP(f framing) string {
 	ws := "ws" + strings.TrimPrefix(s.origin, "http")
+	ancestors, frames := "'none'", ""
+	switch f {
+	case frameSelf:
+		ancestors = "'self'"
+	case frameEmbeds:
+		frames = "frame-src 'self'; "
+	}
 	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; " +
-		"connect-src 'self' " + ws + "; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+		"connect-src 'self' " + ws + "; " + frames + "base-uri 'none'; form-action 'self'; frame-ancestors " + ancestors
 }
 
 func loadWeb(fsys fs.FS) (map[string]*webFile, error) {

@@ -50,6 +50,7 @@ func fetchWeb(t *testing.T, url string, hdr map[string]string) (*http.Response, 
 var assetRef = regexp.MustCompile(`"(/static/[^"]+)"`)
 
 func TestPages(t *testing.T) {
+	t.Parallel()
 	hs := newPageServer(t, "https://vmd.example.com")
 	tests := []struct {
 		path string
@@ -62,6 +63,7 @@ func TestPages(t *testing.T) {
 		{"/forgot", `id="forgot-form"`},
 		{"/reset?token=abc", `id="reset-form"`},
 		{"/console/vm_01ABC", `id="screen"`},
+		{"/vms/web", `id="vm-console-frame"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
@@ -76,8 +78,17 @@ func TestPages(t *testing.T) {
 				t.Errorf("page lacks %s", tc.want)
 			}
 			csp := res.Header.Get("Content-Security-Policy")
+			// Only the console page may be framed, and only by this origin
+			// (the VM page embeds it); only the VM page frames anything.
+			ancestors, xfo := "frame-ancestors 'none'", "DENY"
+			if strings.HasPrefix(tc.path, "/console/") {
+				ancestors, xfo = "frame-ancestors 'self'", "SAMEORIGIN"
+			}
+			if strings.HasPrefix(tc.path, "/vms/") != strings.Contains(csp, "frame-src 'self';") {
+				t.Errorf("CSP %q: frame-src on the wrong page", csp)
+			}
 			for _, want := range []string{"default-src 'none'", "script-src 'self';", "style-src 'self';",
-				"connect-src 'self' wss://vmd.example.com;", "frame-ancestors 'none'", "base-uri 'none'"} {
+				"connect-src 'self' wss://vmd.example.com;", ancestors, "base-uri 'none'"} {
 				if !strings.Contains(csp, want) {
 					t.Errorf("CSP %q lacks %q", csp, want)
 				}
@@ -85,7 +96,7 @@ func TestPages(t *testing.T) {
 			if strings.Contains(csp, "unsafe") {
 				t.Errorf("CSP allows unsafe sources: %q", csp)
 			}
-			if got := res.Header.Get("X-Frame-Options"); got != "DENY" {
+			if got := res.Header.Get("X-Frame-Options"); got != xfo {
 				t.Errorf("X-Frame-Options = %q", got)
 			}
 			if got := res.Header.Get("Cache-Control"); got != "no-cache" {
@@ -109,6 +120,7 @@ func TestPages(t *testing.T) {
 }
 
 func TestStaticCaching(t *testing.T) {
+	t.Parallel()
 	hs := newPageServer(t, "http://127.0.0.1:8080")
 	_, page := fetchWeb(t, hs.URL+"/console/x", nil)
 	var js string

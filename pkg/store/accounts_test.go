@@ -13,6 +13,7 @@ import (
 // TestDeleteUser: an account with VMs is refused; without, it goes with its
 // sessions and tokens, and another user's tokens stay.
 func TestDeleteUser(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		s := b.Open(t)
 		ctx := context.Background()

@@ -14,6 +14,7 @@ import (
 
 // TestClassify checks each driver error lands on the sentinel the API maps.
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	pg := func(code string) error { return &pgconn.PgError{Severity: "FATAL", Code: code, Message: "msg"} }
 	for _, tc := range []struct {
 		name string

@@ -34,6 +34,10 @@ type dialect struct {
 	// on PostgreSQL, two creates would otherwise each read a node's usage
 	// without the other's VM. SQLite's one writer serialises them already.
 	placeLock string
+	// The views' (views.go) JSON: jsonAgg is an aggregate of %s ordered
+	// by %s, jsonObject the object builder, micros a time column %s as
+	// microseconds since the epoch, boolInt a boolean column %s as 0 or 1.
+	jsonAgg, jsonObject, micros, boolInt string
 }
 
 // migrationLockKey is an arbitrary constant: "vmd" in ASCII.
@@ -50,6 +54,8 @@ var (
 		name: "sqlite",
 		createMigrations: `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
+		// Times are INTEGER microseconds and booleans 0 or 1 already.
+		jsonAgg: "json_group_array(%s ORDER BY %s)", jsonObject: "json_object", micros: "%s", boolInt: "%s",
 	}
 	postgresDialect = dialect{
 		name: "postgres",
@@ -58,6 +64,10 @@ var (
 		lock:       fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockKey),
 		changeLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", changeLockKey),
 		placeLock:  fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", placeLockKey),
+		// EXTRACT gives exact numeric seconds (PostgreSQL 14 on; a double
+		// before, still within rounding of the microsecond).
+		jsonAgg: "json_agg(%s ORDER BY %s)", jsonObject: "json_build_object",
+		micros: "(EXTRACT(EPOCH FROM %s) * 1000000)::bigint", boolInt: "%s::int",
 	}
 )
 

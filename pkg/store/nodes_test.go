@@ -11,6 +11,7 @@ import (
 )
 
 func TestNodes(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		s := b.Open(t)
 		ctx := context.Background()

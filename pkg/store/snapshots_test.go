@@ -14,6 +14,7 @@ import (
 
 // TestSnapshots runs the snapshot records' suite on every backend.
 func TestSnapshots(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		t.Run("records and quota", func(t *testing.T) { testSnapshotRecords(t, b.Open(t)) })
 		t.Run("vm delete frees them", func(t *testing.T) { testSnapshotsGoWithVM(t, b.Open(t)) })

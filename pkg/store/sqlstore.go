@@ -12,8 +12,9 @@ import (
 
 // sqlStore implements Store over either backend with one set of SQL.
 type sqlStore struct {
-	db db
-	dl dialect
+	db    db
+	dl    dialect
+	views viewSQL
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -202,13 +203,16 @@ const vmCols = `id, owner_id, name, template, cpu, memory_mb, disk_gb, user_data
 	expires_at, idle_stop_s, last_active_at, ready, addresses,
 	ssh_keys, host_keys, network`
 
-func scanVM(s scanner) (VM, error) {
+// scanVM scans vmCols, then the row's further columns into extra (the views').
+func scanVM(s scanner, extra ...any) (VM, error) {
 	var v VM
 	var state, desired, addrs, sshKeys, hostKeys string
 	var idleS int64
-	err := s.Scan(&v.ID, &v.OwnerID, &v.Name, &v.Template, &v.CPU, &v.MemoryMB, &v.DiskGB, &v.UserData,
+	dest := make([]any, 0, 22+len(extra))
+	dest = append(dest, &v.ID, &v.OwnerID, &v.Name, &v.Template, &v.CPU, &v.MemoryMB, &v.DiskGB, &v.UserData,
 		&state, &desired, &v.Node, &v.Message, &v.CreatedAt, &v.UpdatedAt,
 		&v.ExpiresAt, &idleS, &v.LastActiveAt, &v.Ready, &addrs, &sshKeys, &hostKeys, &v.Network)
+	err := s.Scan(append(dest, extra...)...)
 	v.State, v.Desired = api.State(state), api.DesiredState(desired)
 	v.IdleStop = time.Duration(idleS) * time.Second
 	v.SSHKeys, v.HostKeys = splitKeys(sshKeys), splitKeys(hostKeys)

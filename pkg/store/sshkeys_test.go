@@ -13,6 +13,7 @@ import (
 // TestSSHKeys runs on both backends: a user's keys, their uniqueness and
 // cap, another user's keys kept apart, and the keys gone with the account.
 func TestSSHKeys(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		s := b.Open(t)
 		ctx := context.Background()
@@ -75,6 +76,7 @@ func TestSSHKeys(t *testing.T) {
 
 // TestVMKeys: a VM's authorized keys are kept as created, its host keys as set.
 func TestVMKeys(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		s := b.Open(t)
 		ctx := context.Background()

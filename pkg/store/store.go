@@ -45,6 +45,9 @@ func (e *QuotaError) Error() string {
 // Unwrap lets errors.Is(err, ErrQuotaExceeded) find every QuotaError.
 func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
 
+// APICode makes it an api.CodedError.
+func (e *QuotaError) APICode() string { return api.CodeQuotaExceeded }
+
 // Placer chooses a new VM's node inside CreateVMPlaced's transaction, given
 // every registered node and what the VMs recorded on each hold (NodeUsage).
 // Its error aborts the create.
@@ -283,6 +286,7 @@ type Store interface {
 
 	NodeStore
 	SnapshotStore
+	ViewStore
 
 	// Ping checks the connection, for /readyz.
 	Ping(ctx context.Context) error
@@ -298,4 +302,21 @@ type Store interface {
 	DeleteSSHKey(ctx context.Context, userID, name string) error
 	// SetHostKeys records the SSH host keys a VM's guest reported.
 	SetHostKeys(ctx context.Context, vmID string, keys []string) error
+
+	ShareLinkStore
+}
+
+// ShareLinkStore keeps view-only console share links (pkg/console).
+type ShareLinkStore interface {
+	// CreateShareLink inserts a link: ErrNotFound when its VM or maker is
+	// gone, ErrConflict when its id or hash is taken.
+	CreateShareLink(ctx context.Context, l ShareLink) error
+	// GetShareLink finds the link whose secret hashes to hash, unexpired at
+	// now; ErrNotFound when there is none.
+	GetShareLink(ctx context.Context, hash string, now time.Time) (ShareLink, error)
+	// ListShareLinks lists a VM's links unexpired at now (every one for a
+	// zero now), oldest first.
+	ListShareLinks(ctx context.Context, vmID string, now time.Time) ([]ShareLink, error)
+	// DeleteShareLink revokes one of a VM's links; ErrNotFound when none.
+	DeleteShareLink(ctx context.Context, vmID, id string) error
 }

@@ -19,6 +19,7 @@ import (
 
 // TestStore runs the same suite on every backend, each case on a fresh database.
 func TestStore(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		f    func(t *testing.T, s store.Store)
@@ -43,7 +44,7 @@ func TestStore(t *testing.T) {
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		for _, c := range cases {
-			t.Run(c.name, func(t *testing.T) { c.f(t, b.Open(t)) })
+			t.Run(c.name, func(t *testing.T) { t.Parallel(); c.f(t, b.Open(t)) })
 		}
 	})
 }
@@ -646,6 +647,7 @@ func testConcurrentWrites(t *testing.T, s store.Store) {
 // TestOpenConcurrently opens one fresh database from several goroutines at
 // once: the migration lock lets exactly one of them create the schema.
 func TestOpenConcurrently(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		dbURL, path := b.New(t)
 		ctx := context.Background()
@@ -678,6 +680,7 @@ func TestOpenConcurrently(t *testing.T) {
 
 // TestReopen checks that migrations are not applied twice and data persists.
 func TestReopen(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		dbURL, path := b.New(t)
 		ctx := context.Background()
@@ -701,6 +704,7 @@ func TestReopen(t *testing.T) {
 }
 
 func TestSQLiteFileModes(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "nested", "dir", "vmd.db")
 	s, err := store.Open(context.Background(), "", path)
 	if err != nil {
@@ -719,6 +723,7 @@ func TestSQLiteFileModes(t *testing.T) {
 }
 
 func TestOpenRejects(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, url, path, wantIn string
 	}{

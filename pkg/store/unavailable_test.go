@@ -14,6 +14,7 @@ import (
 // fail with ErrUnavailable (503 for the API), not an unclassified driver
 // error (500), and the pool must recover on the call after.
 func TestPostgresGoneIsUnavailable(t *testing.T) {
+	t.Parallel()
 	dbURL := storetest.PostgresURL(t)
 	ctx := context.Background()
 	s, err := store.Open(ctx, dbURL, "")

@@ -2,10 +2,10 @@ package vm
 
 import (
 	"context"
-	"github.com/vmdhq/vmd/internal/testutil"
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"

@@ -41,6 +41,19 @@ func (e *GuestFileError) Error() string { return e.Path + " in the guest: " + e.
 // Unwrap lets errors.Is find fs.ErrPermission and fs.ErrNotExist.
 func (e *GuestFileError) Unwrap() error { return e.Err }
 
+// APICode makes it an api.CodedError: a file the guest refuses is
+// forbidden, a missing one not found, any other failure a conflict with
+// the guest's state.
+func (e *GuestFileError) APICode() string {
+	switch {
+	case errors.Is(e.Err, fs.ErrPermission):
+		return api.CodeForbidden
+	case errors.Is(e.Err, fs.ErrNotExist):
+		return api.CodeNotFound
+	}
+	return api.CodeConflict
+}
+
 // Limits of guest agent operations.
 const (
 	DefaultExecTimeout   = 30 * time.Second

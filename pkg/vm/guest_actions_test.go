@@ -2,10 +2,12 @@ package vm_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
@@ -120,12 +122,8 @@ func eventMessages(t *testing.T, n *node, owner store.User, id string) string {
 
 func waitMessage(t *testing.T, n *node, owner store.User, id, msg string, limit time.Duration) {
 	t.Helper()
-	start := time.Now()
-	for time.Since(start) < limit {
-		if strings.Contains(eventMessages(t, n, owner, id), msg) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if testutil.WaitFor(limit, func() bool { return strings.Contains(eventMessages(t, n, owner, id), msg) }) {
+		return
 	}
 	t.Fatalf("no %q among the events after %v:\n%s", msg, limit, eventMessages(t, n, owner, id))
 }
@@ -133,12 +131,8 @@ func waitMessage(t *testing.T, n *node, owner store.User, id, msg string, limit 
 // waitReady waits until the VM's recorded readiness is want.
 func waitReady(t *testing.T, st store.Store, id string, want bool, limit time.Duration) {
 	t.Helper()
-	start := time.Now()
-	for time.Since(start) < limit {
-		if v, err := st.GetVM(context.Background(), id); err == nil && v.Ready == want {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("vm %s not ready=%v after %v", id, want, limit)
+	testutil.Eventually(t, limit, fmt.Sprintf("vm %s ready=%v", id, want), func() bool {
+		v, err := st.GetVM(context.Background(), id)
+		return err == nil && v.Ready == want
+	})
 }

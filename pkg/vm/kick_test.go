@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/lock"
 	"github.com/vmdhq/vmd/pkg/queue"
@@ -59,10 +60,7 @@ func TestQueueKickerRoutesToOwner(t *testing.T) {
 	if got := onA.got(); len(got) != 1 || got[0] != "kick "+here.ID {
 		t.Fatalf("node a handled %v", got)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(onB.got()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(5*time.Second, func() bool { return len(onB.got()) >= 2 })
 	if got := onB.got(); len(got) != 2 || got[0] != "kick "+there.ID || got[1] != "force-stop "+there.ID {
 		t.Fatalf("node b handled %v", got)
 	}
@@ -123,15 +121,11 @@ func TestReconcilerSkipsLockedVM(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = rec.Run(ctx); close(done) }()
-	time.Sleep(300 * time.Millisecond)
+	// Three passes found the VM locked; each would have acted on it.
+	tries := func() int { locker.mu.Lock(); defer locker.mu.Unlock(); return locker.tries }
+	testutil.Eventually(t, 5*time.Second, "the reconciler to ask for the lock three times", func() bool { return tries() >= 3 })
 	cancel()
 	<-done
-	locker.mu.Lock()
-	tries := locker.tries
-	locker.mu.Unlock()
-	if tries == 0 {
-		t.Fatal("reconciler never asked for the lock")
-	}
 	if _, err := st.GetVM(context.Background(), v.ID); err != nil || drv.destroyed != 0 {
 		t.Fatalf("locked VM was acted on: destroyed %d times, record: %v", drv.destroyed, err)
 	}
@@ -140,16 +134,10 @@ func TestReconcilerSkipsLockedVM(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	done = make(chan struct{})
 	go func() { _ = rec.Run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := st.GetVM(context.Background(), v.ID); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unlocked VM not deleted")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the unlocked VM to be deleted", func() bool {
+		_, err := st.GetVM(context.Background(), v.ID)
+		return err != nil
+	})
 	cancel()
 	<-done
 }

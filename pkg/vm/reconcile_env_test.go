@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
@@ -135,67 +136,46 @@ func create(t *testing.T, n *node, u store.User, name string) api.VM {
 
 func waitState(t *testing.T, st store.Store, id string, want api.State, limit time.Duration) store.VM {
 	t.Helper()
-	start := time.Now()
 	var v store.VM
 	var err error
-	for time.Since(start) < limit {
-		if v, err = st.GetVM(context.Background(), id); err == nil && v.State == want {
-			return v
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testutil.WaitFor(limit, func() bool {
+		v, err = st.GetVM(context.Background(), id)
+		return err == nil && v.State == want
+	}) {
+		t.Fatalf("vm %s: state %q (%s, err %v) after %v, want %q", id, v.State, v.Message, err, limit, want)
 	}
-	t.Fatalf("vm %s: state %q (%s, err %v) after %v, want %q", id, v.State, v.Message, err, limit, want)
 	return v
 }
 
 // waitCond waits for cond, failing the test after limit.
 func waitCond(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not after %v", what, limit)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, limit, what, cond)
 }
 
 func waitGone(t *testing.T, st store.Store, id string, limit time.Duration) {
 	t.Helper()
-	start := time.Now()
-	for time.Since(start) < limit {
-		if _, err := st.GetVM(context.Background(), id); errors.Is(err, store.ErrNotFound) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("vm %s still recorded after %v", id, limit)
+	testutil.Eventually(t, limit, "vm "+id+" to be gone from the store", func() bool {
+		_, err := st.GetVM(context.Background(), id)
+		return errors.Is(err, store.ErrNotFound)
+	})
 }
 
 func waitSerial(t *testing.T, path, line string, limit time.Duration) {
 	t.Helper()
-	start := time.Now()
-	for time.Since(start) < limit {
-		if b, _ := os.ReadFile(path); bytes.Contains(b, []byte(line)) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testutil.WaitFor(limit, func() bool { b, _ := os.ReadFile(path); return bytes.Contains(b, []byte(line)) }) {
+		b, _ := os.ReadFile(path)
+		t.Fatalf("no %q in %s after %v:\n%s", line, path, limit, b)
 	}
-	b, _ := os.ReadFile(path)
-	t.Fatalf("no %q in %s after %v:\n%s", line, path, limit, b)
 }
 
 func waitPID(t *testing.T, d *qemu.Driver, id string, cond func(int) bool, limit time.Duration) int {
 	t.Helper()
-	start := time.Now()
-	for time.Since(start) < limit {
-		if p := d.PID(id); cond(p) {
-			return p
-		}
-		time.Sleep(50 * time.Millisecond)
+	var p int
+	if !testutil.WaitFor(limit, func() bool { p = d.PID(id); return cond(p) }) {
+		t.Fatalf("vm %s: pid %d does not hold after %v", id, d.PID(id), limit)
 	}
-	t.Fatalf("vm %s: pid %d does not hold after %v", id, d.PID(id), limit)
-	return 0
+	return p
 }
 
 func processGone(pid int) bool {

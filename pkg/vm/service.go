@@ -85,6 +85,9 @@ func (e *CapacityError) Error() string {
 // Unwrap lets errors.Is(err, ErrNoCapacity) find every CapacityError.
 func (e *CapacityError) Unwrap() error { return ErrNoCapacity }
 
+// APICode makes it an api.CodedError.
+func (e *CapacityError) APICode() string { return api.CodeNoCapacity }
+
 // ElsewhereError is Create's answer when placement picked another node:
 // the VM is to be created there (the server forwards the request with a
 // signed placement, and that node calls CreateHere). Nothing was recorded.
@@ -105,6 +108,9 @@ func (e *NameTakenError) Error() string { return "a VM named " + e.Name + " alre
 // Unwrap lets errors.Is(err, ErrConflict) find it.
 func (e *NameTakenError) Unwrap() error { return ErrConflict }
 
+// APICode makes it an api.CodedError.
+func (e *NameTakenError) APICode() string { return api.CodeConflict }
+
 // ValidationError says which field of a request is wrong.
 type ValidationError struct {
 	Field   string
@@ -115,6 +121,12 @@ func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
 
 // Unwrap lets errors.Is(err, ErrInvalid) find every validation error.
 func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// APICode makes it an api.CodedError.
+func (e *ValidationError) APICode() string { return api.CodeValidation }
+
+// APIField names the field in the error body.
+func (e *ValidationError) APIField() string { return e.Field }
 
 // Service is the VM use-cases behind the API.
 type Service struct {
@@ -394,27 +406,35 @@ func (s *Service) Lookup(ctx context.Context, caller store.User, ref string) (st
 	return s.lookup(ctx, caller, ref)
 }
 
-// Get returns one VM with its events.
+// Get returns one VM with its events and snapshots, read in one store
+// call (one round trip on PostgreSQL); authorized as lookup is.
 func (s *Service) Get(ctx context.Context, caller store.User, ref string) (api.VM, error) {
-	v, err := s.lookup(ctx, caller, ref)
-	if err != nil {
-		return api.VM{}, err
+	k := store.VMKey{OwnerID: caller.ID, Name: ref}
+	if strings.HasPrefix(ref, "vm_") {
+		k = store.VMKey{ID: ref}
 	}
-	evs, err := s.store.ListEvents(ctx, v.ID)
+	v, err := s.store.GetVMView(ctx, k)
 	if err != nil {
-		return api.VM{}, fmt.Errorf("events of %s: %w", v.ID, err)
+		return api.VM{}, err // the store names the VM already
 	}
-	out := s.shown(ctx, v)
-	for _, e := range evs {
+	if err := Authorize(caller, v.VM); err != nil {
+		return api.VM{}, fmt.Errorf("vm %s: %w", ref, ErrNotFound)
+	}
+	out := s.shown(ctx, v.VM)
+	if len(v.Events) > 0 {
+		out.Events = make([]api.VMEvent, 0, len(v.Events))
+	}
+	for _, e := range v.Events {
 		out.Events = append(out.Events, api.VMEvent{Time: e.Time, State: e.State, Message: e.Message})
 	}
-	if err := s.withSnapshots(ctx, &out); err != nil {
-		return api.VM{}, err
+	if sh := shownSnapshots(v.Snapshots); len(sh) > 0 {
+		out.Snapshots = sh
 	}
 	return out, nil
 }
 
-// List returns the caller's VMs, or every VM when all is set and the caller is an admin.
+// List returns the caller's VMs, or every VM when all is set and the caller
+// is an admin, each with its snapshots: one store call.
 func (s *Service) List(ctx context.Context, caller store.User, all bool) ([]api.VM, error) {
 	owner := caller.ID
 	if all {
@@ -423,22 +443,14 @@ func (s *Service) List(ctx context.Context, caller store.User, all bool) ([]api.
 		}
 		owner = ""
 	}
-	vms, err := s.store.ListVMs(ctx, owner)
+	vms, err := s.store.ListVMViews(ctx, owner)
 	if err != nil {
 		return nil, fmt.Errorf("list vms: %w", err)
-	}
-	snaps, err := s.store.ListOwnerSnapshots(ctx, owner)
-	if err != nil {
-		return nil, fmt.Errorf("list vms: %w", err)
-	}
-	byVM := map[string][]store.Snapshot{}
-	for _, sn := range snaps {
-		byVM[sn.VMID] = append(byVM[sn.VMID], sn)
 	}
 	out := make([]api.VM, 0, len(vms))
 	for _, v := range vms {
-		a := s.shown(ctx, v)
-		if sh := shownSnapshots(byVM[v.ID]); len(sh) > 0 {
+		a := s.shown(ctx, v.VM)
+		if sh := shownSnapshots(v.Snapshots); len(sh) > 0 {
 			a.Snapshots = sh
 		}
 		out = append(out, a)

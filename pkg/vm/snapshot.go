@@ -166,18 +166,6 @@ func (s *Service) DeleteSnapshot(ctx context.Context, caller store.User, ref, na
 	return sn.DeleteSnapshot(ctx, v.ID, name)
 }
 
-// withSnapshots fills a shown VM's snapshot list.
-func (s *Service) withSnapshots(ctx context.Context, out *api.VM) error {
-	all, err := s.store.ListSnapshots(ctx, out.ID)
-	if err != nil {
-		return fmt.Errorf("snapshots of %s: %w", out.ID, err)
-	}
-	if sh := shownSnapshots(all); len(sh) > 0 {
-		out.Snapshots = sh
-	}
-	return nil
-}
-
 // SnapshotNotFoundError: the VM has no snapshot of that name. Its text is safe to show.
 type SnapshotNotFoundError struct{ VM, Name string }
 
@@ -187,6 +175,9 @@ func (e *SnapshotNotFoundError) Error() string {
 
 // Unwrap lets errors.Is(err, ErrNotFound) find it.
 func (e *SnapshotNotFoundError) Unwrap() error { return ErrNotFound }
+
+// APICode makes it an api.CodedError.
+func (e *SnapshotNotFoundError) APICode() string { return api.CodeNotFound }
 
 // StateConflictError: the VM is not in a state the operation works in.
 // Its text is safe to show.
@@ -205,6 +196,9 @@ func (e *StateConflictError) Error() string {
 
 // Unwrap lets errors.Is(err, ErrConflict) find it.
 func (e *StateConflictError) Unwrap() error { return ErrConflict }
+
+// APICode makes it an api.CodedError.
+func (e *StateConflictError) APICode() string { return api.CodeConflict }
 
 // --- clones ---
 
@@ -312,6 +306,23 @@ func (r *Reconciler) settled(v store.VM) (running bool, ok bool) {
 	return false, false
 }
 
+// withSettledVM runs f under the VM's lock on its record as it is now,
+// when the VM is settled (settled); otherwise it is a StateConflictError
+// saying op cannot be done in its state.
+func (r *Reconciler) withSettledVM(ctx context.Context, id, op string, f func(v store.VM, running bool) error) error {
+	return r.withVM(ctx, id, func() error {
+		v, err := r.cfg.Store.GetVM(ctx, id)
+		if err != nil {
+			return err
+		}
+		running, ok := r.settled(v)
+		if !ok {
+			return &StateConflictError{VM: v.Name, Op: op, State: v.State}
+		}
+		return f(v, running)
+	})
+}
+
 // snapshotSize is what a snapshot taken now counts against the disk
 // quota: every cluster the overlay holds now (the snapshot keeps them all
 // once the guest overwrites them), plus the memory it saves, in whole GB.
@@ -331,15 +342,7 @@ func (r *Reconciler) CreateSnapshot(ctx context.Context, id, name string, memory
 		return store.Snapshot{}, err
 	}
 	var made store.Snapshot
-	err = r.withVM(ctx, id, func() error {
-		v, err := r.cfg.Store.GetVM(ctx, id)
-		if err != nil {
-			return err
-		}
-		running, ok := r.settled(v)
-		if !ok {
-			return &StateConflictError{VM: v.Name, Op: "snapshot", State: v.State}
-		}
+	err = r.withSettledVM(ctx, id, "snapshot", func(v store.VM, running bool) error {
 		if memory && !running {
 			return &StateConflictError{VM: v.Name, Op: "take a memory snapshot of", State: v.State}
 		}
@@ -460,15 +463,7 @@ func (r *Reconciler) RestoreSnapshot(ctx context.Context, id, name string) (stor
 		return store.VM{}, err
 	}
 	var out store.VM
-	err = r.withVM(ctx, id, func() error {
-		v, err := r.cfg.Store.GetVM(ctx, id)
-		if err != nil {
-			return err
-		}
-		running, ok := r.settled(v)
-		if !ok {
-			return &StateConflictError{VM: v.Name, Op: "restore", State: v.State}
-		}
+	err = r.withSettledVM(ctx, id, "restore", func(v store.VM, running bool) error {
 		sn, err := r.findSnapshot(ctx, v, name)
 		if err != nil {
 			return err
@@ -530,14 +525,7 @@ func (r *Reconciler) DeleteSnapshot(ctx context.Context, id, name string) error 
 	if err != nil {
 		return err
 	}
-	return r.withVM(ctx, id, func() error {
-		v, err := r.cfg.Store.GetVM(ctx, id)
-		if err != nil {
-			return err
-		}
-		if _, ok := r.settled(v); !ok {
-			return &StateConflictError{VM: v.Name, Op: "delete a snapshot of", State: v.State}
-		}
+	return r.withSettledVM(ctx, id, "delete a snapshot of", func(v store.VM, _ bool) error {
 		if _, err := r.findSnapshot(ctx, v, name); err != nil {
 			return err
 		}

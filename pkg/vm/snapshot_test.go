@@ -112,9 +112,10 @@ func TestSnapshotRules(t *testing.T) {
 	_, cerr := n.svc.CreateSnapshot(ctx, u, "snap", api.CreateSnapshotRequest{Name: "c"})
 	_, rerr := n.svc.RestoreSnapshot(ctx, u, "snap", "a")
 	derr := n.svc.DeleteSnapshot(ctx, u, "snap", "a")
+	wantOp := map[string]string{"create": "snapshot", "restore": "restore", "delete": "delete a snapshot of"}
 	for what, err := range map[string]error{"create": cerr, "restore": rerr, "delete": derr} {
 		var sc *vm.StateConflictError
-		if !errors.As(err, &sc) || !errors.Is(err, vm.ErrConflict) {
+		if !errors.As(err, &sc) || !errors.Is(err, vm.ErrConflict) || sc.Op != wantOp[what] || sc.State != api.StateProvisioning {
 			t.Errorf("%s while provisioning: %v", what, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 	"gopkg.in/yaml.v3"
@@ -88,7 +89,7 @@ func TestNewUserFlow(t *testing.T) {
 			t.Fatalf("vmd user disable: %d %s", code, out)
 		}
 		// Another process ended the session: a node trusts a validated session for at most 1 s.
-		waitFor(t, "bob's session refused", 5*time.Second, func() bool { _, _, code := other.run("", "list"); return code == 4 })
+		testutil.Eventually(t, 5*time.Second, "bob's session refused", func() bool { _, _, code := other.run("", "list"); return code == 4 })
 		other.must(4, pw, "login", "--server", v.URL, "--email", "bob@example.com", "--password-stdin")
 		if out, code := v.admin(t, "", "user", "enable", "bob@example.com"); code != 0 {
 			t.Fatalf("vmd user enable: %d %s", code, out)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -38,7 +39,7 @@ func serialCount(t *testing.T, v *vmd, vmID, want string) int {
 
 func waitSerialCount(t *testing.T, v *vmd, vmID, want string, n int, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d× %q on the serial port", n, want), timeout, func() bool { return serialCount(t, v, vmID, want) >= n })
+	testutil.Eventually(t, timeout, fmt.Sprintf("%d× %q on the serial port", n, want), func() bool { return serialCount(t, v, vmID, want) >= n })
 }
 
 // TestBrowserConsoleHeals: the console page comes back on its own after a
@@ -90,6 +91,20 @@ func TestBrowserConsoleHeals(t *testing.T) {
 			saveArtifact(t, "failed-heal-canvas.png", buf)
 			t.Fatalf("canvas after the restart: %.3f%% lit, %d rows, %v", frac*100, rows, err)
 		}
+	})
+
+	t.Run("vmd restart, in the VM page", func(t *testing.T) {
+		b.run("open the VM page", chromedp.Navigate(v.URL+"/vms/heal"))
+		b.waitJS("embedded console shows the screen", embeddedScreen, 60*time.Second)
+		status := `document.querySelector('#vm-console-frame').contentDocument.querySelector('#status').textContent`
+		v.stop()
+		b.waitJS("says why inside the VM page", `document.querySelector('#vm-console-frame').contentDocument.body.dataset.console === 'reconnecting' &&
+			`+status+`.includes('server restarting')`, 15*time.Second)
+		b.shot("vm-page-console-reconnecting")
+		v.start()
+		b.waitJS("embedded console back without a click", embeddedScreen, 90*time.Second)
+		b.run("back to the console page", chromedp.Navigate(v.URL+"/console/"+vmID))
+		b.waitJS("console page connected", `document.body.dataset.console === 'connected'`, 30*time.Second)
 	})
 
 	t.Run("ctrl-alt-del powers off, Start brings it back", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -44,7 +45,8 @@ func (b *browser) axeCheck(page string) {
 	if !value(b, "axe loaded", chromedp.Evaluate[bool](`typeof axe !== 'undefined'`)) {
 		value(b, "inject axe-core", chromedp.Evaluate[bool](axeSource(b.t)+"\n;true"))
 	}
-	got := value(b, "run axe on "+page, chromedp.Evaluate[[]string](`axe.run(document, {resultTypes: ['violations']}).then(r =>
+	// Frames (the console in the VM page) are checked as pages of their own.
+	got := value(b, "run axe on "+page, chromedp.Evaluate[[]string](`axe.run(document, {resultTypes: ['violations'], iframes: false}).then(r =>
 		r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
 			.map(v => v.impact + ' ' + v.id + ': ' + v.help + ' [' + v.nodes.slice(0, 4).map(n => n.target.join(' ')).join(', ') + ']'))`,
 		chromedp.EvalAwaitPromise))
@@ -71,6 +73,15 @@ func (b *browser) checkLayout(page string) {
 }
 
 func jsString(s string) string { j, _ := json.Marshal(s); return string(j) }
+
+// embeddedScreen is true when the VM page's framed console is connected and
+// its canvas holds the guest's screen: more than one colour, some lit pixels.
+const embeddedScreen = `(() => { const f = document.querySelector('#vm-console-frame'); const d = f && f.contentDocument;
+	if (f.hidden || !d || !d.body || d.body.dataset.console !== 'connected') return false;
+	const c = d.querySelector('#screen canvas'); if (!c || !c.width || !c.height) return false;
+	const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; const seen = new Set(); let lit = 0;
+	for (let i = 0; i < px.length; i += 16) { seen.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]); if (px[i] + px[i + 1] + px[i + 2] > 384) lit++; }
+	return seen.size > 1 && lit > 0; })()`
 
 // TestBrowserPagesFit walks every page at phone and laptop sizes (no
 // horizontal scroll, no serious axe-core violation, screenshots in
@@ -175,10 +186,17 @@ func TestBrowserPagesFit(t *testing.T) {
 	// The VM's own page, reached from its name on the dashboard.
 	b.run("open the VM page", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-vm=%q] a.vm-link`, vmID))),
 		chromedp.WaitVisible(chromedp.CSS("#vm-resources dt")))
-	b.waitJS("VM page shows the VM, its events and its screen", fmt.Sprintf(`document.querySelector('#vm-name').textContent === %s &&
-		document.querySelectorAll('#vm-events li').length > 0 && document.querySelector('#vm-screen').naturalWidth > 0 &&
-		document.title === %s`, jsString(long), jsString(long+" · vmd")), 30*time.Second)
+	b.waitJS("VM page shows the VM and its events", fmt.Sprintf(`document.querySelector('#vm-name').textContent === %s &&
+		document.querySelectorAll('#vm-events li').length > 0 && document.title === %s`, jsString(long), jsString(long+" · vmd")), 30*time.Second)
+	b.waitJS("VM page's console shows the guest's screen", embeddedScreen, 60*time.Second)
 	b.checkLayout("vm")
+	for _, vp := range []int64{390, 1280} {
+		b.run(fmt.Sprintf("VM page at %d px", vp), chromedp.EmulateViewport(vp, 800))
+		b.waitJS(fmt.Sprintf("embedded console fits %d px", vp), `(() => { const f = document.querySelector('#vm-console-frame');
+			const d = f.contentDocument, r = f.getBoundingClientRect();
+			return r.width > 0 && r.right <= window.innerWidth + 0.5 && d.documentElement.scrollWidth <= d.defaultView.innerWidth; })()`, 5*time.Second)
+	}
+	b.waitJS("embedded console still shows the screen", embeddedScreen, 10*time.Second)
 	b.run("back to the dashboard", chromedp.Navigate(v.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#vm-table")))
 
 	// The console, opened as the dashboard's link opens it (the session fetches the token).
@@ -260,10 +278,11 @@ func TestBrowserPagesFit(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#delete-password"), password),
 		chromedp.Click(chromedp.CSS("#delete-submit")),
 		chromedp.WaitVisible(chromedp.CSS("#notice")))
-	waitFor(t, "account gone with its VM", 2*time.Minute, func() bool {
+	testutil.Eventually(t, 2*time.Minute, "account gone with its VM", func() bool {
 		out, code := v.admin(t, "", "user", "list")
 		return code == 0 && !strings.Contains(out, email)
 	})
+
 	if paths, _ := filepath.Glob(filepath.Join(v.DataDir, "vms", "*", vmID)); len(paths) != 0 {
 		t.Fatalf("the VM's directory is still there: %v", paths)
 	}
@@ -296,7 +315,7 @@ func TestBrowserAccountRecovery(t *testing.T) {
 		const email, password, newPassword = "rex@example.com", "correct horse battery", "a brand new secret"
 		waitMails := func(n int) string {
 			t.Helper()
-			waitFor(t, fmt.Sprintf("e-mail %d to %s", n, email), 10*time.Second, func() bool { return mailCount(v, email) >= n })
+			testutil.Eventually(t, 10*time.Second, fmt.Sprintf("e-mail %d to %s", n, email), func() bool { return mailCount(v, email) >= n })
 			var got []string
 			for _, m := range v.SMTP.Messages() {
 				if len(m.To) == 1 && m.To[0] == email {

@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -162,19 +163,16 @@ func saveArtifact(t *testing.T, name string, data []byte) string {
 // waitJS polls a JavaScript expression until it is true.
 func (b *browser) waitJS(what, expr string, timeout time.Duration) {
 	b.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var err error
+	if !testutil.WaitFor(timeout, func() bool {
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		cancel()
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.shot("failed-" + regexp.MustCompile(`\W+`).ReplaceAllString(what, "-"))
-			b.t.Fatalf("browser: %s: not within %s (last error: %v)", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
+		defer cancel()
+		var ok bool
+		ok, err = chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		return err == nil && ok
+	}) {
+		b.shot("failed-" + regexp.MustCompile(`\W+`).ReplaceAllString(what, "-"))
+		b.t.Fatalf("browser: %s: not within %s (last error: %v)", what, timeout, err)
 	}
 }
 
@@ -359,7 +357,7 @@ func TestBrowserConsole(t *testing.T) {
 			saveArtifact(t, "failed-browser-console.png", buf)
 			t.Fatalf("console screenshot shows no text screen: %.3f%% lit pixels, %d rows", frac*100, rows)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // paces the screenshots (each is a PNG of the canvas), not a wait for something
 	}
 	b.shot("browser-console-page")
 }
@@ -400,20 +398,20 @@ func light(img image.Image, x, y int) bool {
 // waitSerial waits until the VM's serial log holds want.
 func waitSerial(t *testing.T, v *vmd, vmID, want string, timeout time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last string
-	for time.Now().Before(deadline) {
+	if testutil.WaitFor(timeout, func() bool {
 		paths, _ := filepath.Glob(filepath.Join(v.DataDir, "vms", "*", vmID, "serial.log"))
 		for _, p := range paths {
-			b, err := os.ReadFile(p)
-			if err == nil {
+			if b, err := os.ReadFile(p); err == nil {
 				last = string(b)
 				if strings.Contains(last, want) {
-					return last
+					return true
 				}
 			}
 		}
-		time.Sleep(250 * time.Millisecond)
+		return false
+	}) {
+		return last
 	}
 	t.Fatalf("serial log of %s has no %q within %s; it has:\n%s", vmID, want, timeout, last)
 	return ""

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/mail/mailtest"
@@ -22,7 +23,7 @@ import (
 func clusterStartNode(t *testing.T, dbURL, redisURL, name, ip, secret string) *vmd {
 	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	openParents(t, dataDir)
+	testutil.OpenParents(t, dataDir)
 	runDir, err := os.MkdirTemp("/tmp", "vmdrun-")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +35,7 @@ func clusterStartNode(t *testing.T, dbURL, redisURL, name, ip, secret string) *v
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	v := &vmd{t: t, URL: "http://" + addr, DataDir: dataDir, RunDir: runDir, DBURL: dbURL, SMTP: mailtest.Start(t), log: &syncBuffer{}}
+	v := &vmd{t: t, URL: "http://" + addr, DataDir: dataDir, RunDir: runDir, DBURL: dbURL, SMTP: mailtest.Start(t), log: &testutil.SyncBuffer{}}
 	v.args = []string{"serve", "--listen", addr, "--data-dir", dataDir, "--run-dir", runDir, "--database-url", dbURL,
 		"--smtp-url", v.SMTP.URL(), "--accel", "tcg", "--log-format", "text", "--stop-timeout", "3s",
 		"--node-name", name, "--session-secret", secret, "--redis-url", redisURL}
@@ -50,21 +51,18 @@ func clusterStartNode(t *testing.T, dbURL, redisURL, name, ip, secret string) *v
 // clusterWait polls a VM through c until ok says yes.
 func clusterWait(ctx context.Context, t *testing.T, c *client.Client, id string, timeout time.Duration, what string, ok func(api.VM) bool) api.VM {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last api.VM
-	for {
-		vm, err := c.GetVM(ctx, id)
-		if err == nil {
+	var err error
+	if !testutil.WaitFor(timeout, func() bool {
+		var vm *api.VM
+		if vm, err = c.GetVM(ctx, id); err == nil {
 			last = *vm
-			if ok(last) {
-				return last
-			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vm %s through %s: not %s within %s: %+v (err %v)", id, c.Server(), what, timeout, last, err)
-		}
-		time.Sleep(500 * time.Millisecond)
+		return err == nil && ok(last)
+	}) {
+		t.Fatalf("vm %s through %s: not %s within %s: %+v (err %v)", id, c.Server(), what, timeout, last, err)
 	}
+	return last
 }
 
 // TestCluster runs three vmd nodes on one PostgreSQL database: VMs spread
@@ -264,13 +262,8 @@ func TestCluster(t *testing.T) {
 	if _, err := clients[other].DeleteVM(ctx, target.ID); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
-		if _, err := clients[other].GetVM(ctx, target.ID); client.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vm %s on %s not deleted through %s", target.Name, target.Node, other)
-		}
+	if !testutil.WaitFor(time.Minute, func() bool { _, err := clients[other].GetVM(ctx, target.ID); return client.IsNotFound(err) }) {
+		t.Fatalf("vm %s on %s not deleted through %s", target.Name, target.Node, other)
 	}
 	t.Logf("stop and delete of %s on %s through %s took %s", target.Name, target.Node, other, time.Since(began).Round(100*time.Millisecond))
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"image"
 	"image/draw"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/client"
@@ -152,6 +155,26 @@ func TestConsoleThroughVMD(t *testing.T) {
 		if code, body := trade(); code != 200 || !strings.Contains(body, `"view_only":true`) {
 			t.Fatalf("link token without an account: %d %s", code, body)
 		}
+		// Links are in the database: a restarted vmd still honours one, view-only.
+		v.stop()
+		v.start()
+		if out := c.must(0, "", "console", "web", "--links"); !strings.HasPrefix(out, id) {
+			t.Fatalf("--links after a vmd restart: %q", out)
+		}
+		code, body := trade()
+		var tok struct {
+			WSURL    string `json:"ws_url"`
+			ViewOnly bool   `json:"view_only"`
+		}
+		if err := json.Unmarshal([]byte(body), &tok); code != 200 || err != nil || !tok.ViewOnly {
+			t.Fatalf("link token after a vmd restart: %d %s", code, body)
+		}
+		ws, _, err := websocket.Dial(ctx, tok.WSURL, &websocket.DialOptions{
+			HTTPHeader: http.Header{"Origin": {v.URL}}, Subprotocols: []string{client.ConsoleSubprotocol}})
+		if err != nil {
+			t.Fatalf("open a share link's console after a vmd restart: %v", err)
+		}
+		screen(ctx, t, websocket.NetConn(ctx, ws, websocket.MessageBinary))
 		c.must(0, "", "console", "web", "--revoke", id)
 		if out := c.must(0, "", "console", "web", "--links"); strings.TrimSpace(out) != "" {
 			t.Fatalf("--links after revoke: %q", out)

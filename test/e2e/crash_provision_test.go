@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
@@ -57,11 +58,12 @@ func TestCreateInterruptedByVMDCrash(t *testing.T) {
 	}
 
 	v.start()
-	waitFor(t, "the interrupted create rolled back", 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "the interrupted create rolled back", func() bool {
 		_, _, code := c.run("", "get", "half")
 		return code == 3
 	})
-	waitFor(t, "both VM directories removed", 30*time.Second, func() bool {
+
+	testutil.Eventually(t, 30*time.Second, "both VM directories removed", func() bool {
 		for _, d := range dirs {
 			if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 				return false
@@ -69,6 +71,7 @@ func TestCreateInterruptedByVMDCrash(t *testing.T) {
 		}
 		return true
 	})
+
 	if err := json.Unmarshal([]byte(c.must(0, "", "me", "-o", "json")), &me); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/internal/testutil/netns"
 	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
@@ -46,7 +47,7 @@ func BenchmarkDebianCreateToSSH(b *testing.B) {
 		// at a pace that leaves the guest its CPU.
 		waitReady(b, c, name, 15*time.Minute)
 		toReady = append(toReady, time.Since(start))
-		if !slowPoll(15*time.Minute, func() bool {
+		if !testutil.WaitEvery(15*time.Minute, 500*time.Millisecond, func() bool {
 			_, _, code := c.run("", "ssh", name, "-i", key, "--", "true")
 			return code == 0
 		}) {
@@ -64,22 +65,6 @@ func BenchmarkDebianCreateToSSH(b *testing.B) {
 		n, median(toReady).Seconds(), secs(toReady), median(toSSH).Seconds(), secs(toSSH))
 }
 
-// slowPoll is testutil.WaitFor at one try every 500 ms: each try of
-// vmctl ssh is a few processes, CPU the TCG guest would otherwise have.
-func slowPoll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			return cond()
-		case <-tick.C:
-		}
-	}
-	return true
-}
 
 // median is the middle of ds (the lower middle for an even count).
 func median(ds []time.Duration) time.Duration {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
@@ -34,21 +35,23 @@ func TestDebianImageCloudInit(t *testing.T) {
 	g := bootPlain(t, img, bootOpts{seed: seed, memMB: 1024})
 
 	addr := "127.0.0.1:" + g.SSHPort
-	waitFor(t, "ssh into the Debian guest", 10*time.Minute, func() bool {
+	testutil.Eventually(t, 10*time.Minute, "ssh into the Debian guest", func() bool {
 		if _, err := sshBanner(addr); err != nil {
 			return false
 		}
 		_, err := sshRun(addr, "debian", signer, debianHostKeys(g), "true")
 		return err == nil
 	})
+
 	toSSH := time.Since(g.Started)
 	// runcmd runs in cloud-final, after sshd is up.
 	var out string
-	waitFor(t, "runcmd's /run/marker", 5*time.Minute, func() bool {
+	testutil.Eventually(t, 5*time.Minute, "runcmd's /run/marker", func() bool {
 		var err error
 		out, err = sshRun(addr, "debian", signer, debianHostKeys(g), "cat /run/marker && sudo cat /etc/vmd-test/written && stat -c %a /etc/vmd-test/written")
 		return err == nil
 	})
+
 	toFinal := time.Since(g.Started)
 	want := "runcmd-deb-test\nwritten by cloud-init\n640\n"
 	if out != want {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/internal/testutil/netns"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
@@ -135,7 +136,7 @@ func TestDebianImageThroughVMD(t *testing.T) {
 	if !vm.Ready || !hasEvent(vm, "ready: the guest agent answers") {
 		t.Fatalf("after wait --for condition=ready: ready %v, events %+v", vm.Ready, vm.Events)
 	}
-	waitFor(t, "the guest's DHCP lease in addresses", 5*time.Minute, func() bool {
+	testutil.Eventually(t, 5*time.Minute, "the guest's DHCP lease in addresses", func() bool {
 		for _, a := range getVM(t, c, "deb").Addresses {
 			if a == "192.168.127.2/24" {
 				return true
@@ -147,7 +148,7 @@ func TestDebianImageThroughVMD(t *testing.T) {
 	ssh := func(cmd ...string) (string, string, int) {
 		return c.run("", append([]string{"ssh", "deb", "-i", key, "--"}, cmd...)...)
 	}
-	if !slowPoll(10*time.Minute, func() bool {
+	if !testutil.WaitEvery(10*time.Minute, 500*time.Millisecond, func() bool {
 		_, _, code := ssh("true")
 		return code == 0
 	}) {
@@ -167,10 +168,11 @@ func TestDebianImageThroughVMD(t *testing.T) {
 		t.Fatal("cloud-init printed no host keys block")
 	}
 	var got []string
-	waitFor(t, "ssh_host_keys in the VM JSON", time.Minute, func() bool {
+	testutil.Eventually(t, time.Minute, "ssh_host_keys in the VM JSON", func() bool {
 		got = getVM(t, c, "deb").SSHHostKeys
 		return len(got) > 0
 	})
+
 	if strings.Join(got, "\n") != strings.Join(printed, "\n") {
 		t.Fatalf("ssh_host_keys = %q, cloud-init printed %q", got, printed)
 	}
@@ -322,16 +324,6 @@ func hasEvent(vm api.VM, msg string) bool {
 		}
 	}
 	return false
-}
-
-// loadAvg is /proc/loadavg's three load averages.
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // debianHostKeysIn are the "TYPE BASE64" keys of cloud-init's console block.

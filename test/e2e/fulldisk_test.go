@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
@@ -18,7 +19,7 @@ import (
 // once there is room again the same create works.
 func TestFullDisk(t *testing.T) {
 	mnt := filepath.Join(t.TempDir(), "fs")
-	openParents(t, mnt)
+	testutil.OpenParents(t, mnt)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=160m,mode=0711", "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("mount a small tmpfs for the data dir (the tests run as root): %v %s", err, out)
 	}

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/vmdhq/vmd/internal/testutil"
 )
 
 // plainGuest is one QEMU process started by bootPlain.
@@ -89,7 +91,7 @@ func bootPlain(t *testing.T, base string, o bootOpts) *plainGuest {
 			"-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0")
 	}
 	g.cmd = exec.Command("qemu-system-x86_64", args...)
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	g.cmd.Stderr = &stderr
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	g.Started = time.Now()
@@ -128,11 +130,12 @@ func (g *plainGuest) waitSerial(re string, timeout time.Duration) ([]string, tim
 	g.t.Helper()
 	rx := regexp.MustCompile(re)
 	var m []string
-	waitFor(g.t, "serial line "+re, timeout, func() bool {
+	testutil.Eventually(g.t, timeout, "serial line "+re, func() bool {
 		b, _ := os.ReadFile(g.Serial)
 		m = rx.FindStringSubmatch(string(b))
 		return m != nil
 	})
+
 	return m, time.Since(g.Started)
 }
 
@@ -246,7 +249,7 @@ func dialQGA(t *testing.T, path string, timeout time.Duration) *qga {
 	}
 	t.Cleanup(func() { c.Close() })
 	q := &qga{c: c, r: bufio.NewReader(c), id: 1000}
-	waitFor(t, "guest agent guest-sync", timeout, func() bool { return q.sync(time.Second) == nil })
+	testutil.Eventually(t, timeout, "guest agent guest-sync", func() bool { return q.sync(time.Second) == nil })
 	return q
 }
 
@@ -327,11 +330,12 @@ func (q *qga) exec(t *testing.T, path string, args ...string) (int, string) {
 		ExitCode int    `json:"exitcode"`
 		Out      []byte `json:"out-data"`
 	}
-	waitFor(t, "guest-exec-status exited", 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "guest-exec-status exited", func() bool {
 		if err := q.do("guest-exec-status", map[string]any{"pid": pid.PID}, &st); err != nil {
 			t.Fatal(err)
 		}
 		return st.Exited
 	})
+
 	return st.ExitCode, string(st.Out)
 }

@@ -76,7 +76,7 @@ type vmd struct {
 	SMTP    *mailtest.Server
 	cmd     *exec.Cmd
 	exited  chan struct{}
-	log     *syncBuffer
+	log     *testutil.SyncBuffer
 	args    []string
 }
 
@@ -89,13 +89,13 @@ func startVMD(t testing.TB, b storetest.Backend, extra ...string) *vmd {
 		dataDir = filepath.Join(t.TempDir(), "data")
 	}
 	// QEMU runs as an unprivileged user and must pass through the parents of its files.
-	openParents(t, dataDir)
+	testutil.OpenParents(t, dataDir)
 	runDir, err := os.MkdirTemp("/tmp", "vmdrun-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(runDir) })
-	v := &vmd{t: t, DataDir: dataDir, RunDir: runDir, DBURL: dbURL, SMTP: mailtest.Start(t), log: &syncBuffer{}}
+	v := &vmd{t: t, DataDir: dataDir, RunDir: runDir, DBURL: dbURL, SMTP: mailtest.Start(t), log: &testutil.SyncBuffer{}}
 	addr := freeAddr(t)
 	v.URL = "http://" + addr
 	v.args = append([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--run-dir", runDir,
@@ -113,9 +113,6 @@ func startVMD(t testing.TB, b storetest.Backend, extra ...string) *vmd {
 	t.Cleanup(v.stop)
 	return v
 }
-
-// openParents gives "others" search permission on dir's parents below the temp dir.
-func openParents(t testing.TB, dir string) { testutil.OpenParents(t, dir) }
 
 func (v *vmd) storeArgs() []string {
 	a := []string{"--data-dir", v.DataDir, "--run-dir", v.RunDir, "--log-format", "text"}
@@ -233,10 +230,6 @@ func (c *cli) must(want int, stdin string, args ...string) string {
 	return out
 }
 
-// syncBuffer is the shared goroutine-safe buffer, under the name the
-// cluster and nginx tests still use.
-type syncBuffer = testutil.SyncBuffer
-
 // killGuests kills every QEMU whose command line names a file under dir.
 func killGuests(t testing.TB, dir string) {
 	t.Helper()
@@ -251,10 +244,4 @@ func killGuests(t testing.TB, dir string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-}
-
-// waitFor is testutil.Eventually with the argument order the e2e tests use.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	testutil.Eventually(t, timeout, what, cond)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/rfb"
@@ -30,6 +31,7 @@ func serialLen(t *testing.T, v *vmd, vm api.VM) int {
 // assertion (a frozen guest writes nothing), not a wait for something.
 func holds(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
+	// The sleep paces the checks over the window, which is the subject.
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
 		if !cond() {
 			t.Fatalf("%s: no longer so", what)
@@ -40,10 +42,8 @@ func holds(t *testing.T, what string, d time.Duration, cond func() bool) {
 // until waits for cond, failing after limit.
 func until(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(limit); !cond(); time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
+	if !testutil.WaitFor(limit, cond) {
+		t.Fatalf("%s: not within %s", what, limit)
 	}
 }
 

@@ -142,7 +142,7 @@ func TestNetworkSSHPortForward(t *testing.T) {
 	}
 	v.waitSerial(t, vm1, "vmd-tiny: hostkey", 4*time.Minute)
 	v.waitSerial(t, vm2, "vmd-tiny: hostkey", 4*time.Minute)
-	waitFor(t, "net1's address", time.Minute, func() bool {
+	testutil.Eventually(t, time.Minute, "net1's address", func() bool {
 		got := getVM(t, a, "net1").Addresses
 		return len(got) == 1 && got[0] == "192.168.127.2/24"
 	})
@@ -251,10 +251,11 @@ func TestNetworkSSHPortForward(t *testing.T) {
 	}
 	// Another guest: net2 listens on 9001 at 192.168.127.2 of its own stack; net1's .2 is itself.
 	go func() { _, _, _ = ssh(a, "", "net2", "sh", "-c", "'echo net2-marker | nc -l -p 9001'") }()
-	waitFor(t, "net2 listening", time.Minute, func() bool {
+	testutil.Eventually(t, time.Minute, "net2 listening", func() bool {
 		_, _, code := ssh(a, "", "net2", "grep", "-qi", "':2329 '", "/proc/net/tcp", "/proc/net/tcp6")
 		return code == 0
 	})
+
 	if out := probe("192.168.127.2", "9001"); strings.Contains(out, "net2-marker") {
 		t.Errorf("another guest reachable from net1: %q", out)
 	}
@@ -346,10 +347,11 @@ func TestNetworkSSHPortForward(t *testing.T) {
 	}
 	open.Close()
 	v.start()
-	waitFor(t, "net1's address after adoption", time.Minute, func() bool {
+	testutil.Eventually(t, time.Minute, "net1's address after adoption", func() bool {
 		got := getVM(t, a, "net1").Addresses
 		return len(got) == 1 && got[0] == "192.168.127.2/24"
 	})
+
 	if out, errOut, code := ssh(a, "", "net1", "echo", "again"); code != 0 || strings.TrimSpace(out) != "again" {
 		t.Fatalf("vmctl ssh after vmd restart: %d %q %s", code, out, errOut)
 	}

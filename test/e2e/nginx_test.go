@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
@@ -110,19 +111,16 @@ func TestNginxFrontsVMD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	testutil.Eventually(t, 2*time.Minute, "vm web running", func() bool {
 		got, err := ada.GetVM(ctx, "web")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.State == api.StateRunning {
-			break
-		}
 		if got.State == api.StateError || ctx.Err() != nil {
 			t.Fatalf("vm: %s %s", got.State, got.Message)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return got.State == api.StateRunning
+	})
 	v.waitSerial(t, *created, "vmd-tiny: booted", 90*time.Second)
 
 	t.Run("console websocket", func(t *testing.T) {
@@ -240,7 +238,7 @@ http {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", mainFile)
-	var logb syncBuffer
+	var logb testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logb, &logb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -260,20 +258,18 @@ http {
 			t.Logf("nginx error.log:\n%s\n%s", b, logb.String())
 		}
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	testutil.Eventually(t, 10*time.Second, "nginx listening on "+waitAddr, func() bool {
 		if c, err := net.Dial("tcp", waitAddr); err == nil {
 			c.Close()
-			return
+			return true
 		}
 		select {
 		case <-exited:
 			t.Fatalf("nginx exited: %s", logb.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx not listening on %s", waitAddr)
-		}
-	}
+		return false
+	})
 }
 
 // selfSignedCert writes a certificate for 127.0.0.1 and localhost and its

@@ -176,7 +176,8 @@ func TestReadyzFollowsPostgres(t *testing.T) {
 	if p.body["store"] != "unreachable" {
 		t.Errorf("readyz body %v: want store=unreachable", p.body)
 	}
-	// Stay down past a node heartbeat (2 s) so vmd's background writers fail too.
+	// Stay down past a node heartbeat (2 s) so vmd's background writers fail
+	// too: the outage's length is the subject, so this one sleeps.
 	for range 6 {
 		time.Sleep(500 * time.Millisecond)
 		if p := getProbe(t, v.URL+"/readyz"); p.code != http.StatusServiceUnavailable {

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -17,7 +18,7 @@ func TestCLIAccountRecovery(t *testing.T) {
 		const addr, pw, next = "ida@example.com", "correct horse battery\n", "a brand new secret\n"
 		nth := func(n int) string {
 			t.Helper()
-			waitFor(t, "e-mail to "+addr, 10*time.Second, func() bool { return mailCount(v, addr) >= n })
+			testutil.Eventually(t, 10*time.Second, "e-mail to "+addr, func() bool { return mailCount(v, addr) >= n })
 			var ms []string
 			for _, m := range v.SMTP.Messages() {
 				if len(m.To) == 1 && m.To[0] == addr {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/client"
 	"github.com/vmdhq/vmd/pkg/serial"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
@@ -65,7 +66,7 @@ func TestSerialConsole(t *testing.T) {
 
 	follow := exec.Command(filepath.Join(binDir, "vmctl"), "logs", "web", "-f", "--tail", "1")
 	follow.Env = c.env
-	var followOut syncBuffer
+	var followOut testutil.SyncBuffer
 	follow.Stdout = &followOut
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
@@ -85,7 +86,7 @@ func TestSerialConsole(t *testing.T) {
 			t.Fatal(err)
 		}
 		readConn(t, w, "marker-42x", 30*time.Second)
-		waitFor(t, "the marker in vmctl logs -f", 10*time.Second, func() bool { return strings.Contains(followOut.String(), "marker-42x") })
+		testutil.Eventually(t, 10*time.Second, "the marker in vmctl logs -f", func() bool { return strings.Contains(followOut.String(), "marker-42x") })
 
 		// A second connection only watches and is told so.
 		r, err := ada.DialSerial(ctx, "web", false)
@@ -126,13 +127,13 @@ func TestSerialConsole(t *testing.T) {
 		tm.run("send-keys", "-t", "tui", "Enter")
 		// The log tail holds what was typed over the serial port earlier.
 		tm.waitFor(regexp.MustCompile(`(?s)Events.*Serial log.*hi-2`), 20*time.Second)
-		tm.run("send-keys", "-t", "tui", "e")
+		tm.run("send-keys", "-t", "tui", "a") // e is a shell by ssh or exec (TestTUIShell)
 		tm.waitFor(regexp.MustCompile(`Ctrl-\] detaches`), 20*time.Second)
 		tm.run("send-keys", "-t", "tui", "-l", "echo tui-$((4*4))")
 		tm.run("send-keys", "-t", "tui", "Enter")
 		tm.waitFor(regexp.MustCompile(`(?m)^tui-16\s*$`), 30*time.Second)
 		tm.run("send-keys", "-t", "tui", "C-]")
-		tm.waitFor(regexp.MustCompile(`shell in web ended`), 20*time.Second)
+		tm.waitFor(regexp.MustCompile(`serial console of web ended`), 20*time.Second)
 		tm.run("send-keys", "-t", "tui", "q")
 		tm.waitFor(regexp.MustCompile(`vmctl exited 0`), 10*time.Second)
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/rfb"
 	"github.com/vmdhq/vmd/pkg/store"
@@ -28,10 +29,8 @@ func (v *vmd) serialCount(vm api.VM, line string) int {
 // waitSerialCount waits until line occurs n times in the VM's serial log.
 func (v *vmd) waitSerialCount(t *testing.T, vm api.VM, line string, n int, timeout time.Duration) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if v.serialCount(vm, line) >= n {
-			return
-		}
+	if testutil.WaitFor(timeout, func() bool { return v.serialCount(vm, line) >= n }) {
+		return
 	}
 	b, _ := os.ReadFile(v.vmFile(vm, "serial.log"))
 	t.Fatalf("%s: %q not %d times in serial.log within %s:\n%s", vm.Name, line, n, timeout, b)
@@ -363,22 +362,19 @@ func TestSnapshotSurvivesVMDKill(t *testing.T) {
 	v.start()
 	// The first pass after the start reconciles the records with the disk.
 	var listed, disk []string
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	testutil.WaitFor(60*time.Second, func() bool {
 		sns, err := st.ListSnapshots(context.Background(), vm.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		names := []string{}
 		for _, s := range sns {
-			if !s.Pending {
-				names = append(names, s.Name)
+			if s.Pending {
+				return false // the cheap check first: qemu-img runs only once no record is pending
 			}
 		}
 		listed, disk = snapshotNames(listSnapshots(t, c, "web")), v.diskSnapshots(t, vm)
-		if len(names) == len(sns) && strings.Join(listed, ",") == strings.Join(disk, ",") {
-			break
-		}
-	}
+		return strings.Join(listed, ",") == strings.Join(disk, ",")
+	})
 	if strings.Join(listed, ",") != strings.Join(disk, ",") {
 		t.Fatalf("after the restart vmd lists %v, the qcow2 file holds %v", listed, disk)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
@@ -64,10 +65,11 @@ func TestSSHKeysTinyVM(t *testing.T) {
 	start := time.Now()
 	printed := printedHostKeys(t, v.vmFile(vm, "serial.log"))
 	var got []string
-	waitFor(t, "ssh_host_keys in the VM JSON", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "ssh_host_keys in the VM JSON", func() bool {
 		got = getVM(t, c, "web").SSHHostKeys
 		return len(got) > 0
 	})
+
 	t.Logf("ssh_host_keys in the VM JSON %.1f s after the guest printed them", time.Since(start).Seconds())
 	if !slices.Equal(got, printed) {
 		t.Fatalf("ssh_host_keys = %q, the guest printed %q", got, printed)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmdhq/vmd/internal/testutil"
 )
 
 // TestTinyImageGuestServices boots the tiny template with a NIC on
@@ -39,11 +41,12 @@ func TestTinyImageGuestServices(t *testing.T) {
 
 	addr := "127.0.0.1:" + g.SSHPort
 	var banner string
-	waitFor(t, "SSH banner on "+addr, 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "SSH banner on "+addr, func() bool {
 		b, err := sshBanner(addr)
 		banner = b
 		return err == nil && b != ""
 	})
+
 	if !strings.HasPrefix(banner, "SSH-2.0-dropbear") {
 		t.Fatalf("banner %q, want dropbear's", banner)
 	}

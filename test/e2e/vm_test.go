@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
@@ -46,23 +47,17 @@ func (v *vmd) vmFile(vm api.VM, name string) string {
 
 // serialHas reports whether the VM's serial log holds line within timeout.
 func (v *vmd) serialHas(vm api.VM, line string, timeout time.Duration) bool {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if b, err := os.ReadFile(v.vmFile(vm, "serial.log")); err == nil && strings.Contains(string(b), line) {
-			return true
-		}
-	}
-	return false
+	return testutil.WaitFor(timeout, func() bool {
+		b, err := os.ReadFile(v.vmFile(vm, "serial.log"))
+		return err == nil && strings.Contains(string(b), line)
+	})
 }
 
 // waitSerial waits until the VM's serial log holds line.
 func (v *vmd) waitSerial(t *testing.T, vm api.VM, line string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(v.vmFile(vm, "serial.log")); err == nil && strings.Contains(string(b), line) {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
+	if v.serialHas(vm, line, timeout) {
+		return
 	}
 	b, _ := os.ReadFile(v.vmFile(vm, "serial.log"))
 	ql, _ := os.ReadFile(v.vmFile(vm, "qemu.log"))
@@ -226,18 +221,12 @@ func TestGuestsSurviveVMDCrash(t *testing.T) {
 	if err := syscall.Kill(pids["two"], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		vm := getVM(t, c, "two")
-		if vm.State == api.StateRunning {
-			if p := v.pid(t, vm); p != pids["two"] && alive(p) {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("killed guest not restarted: %+v", vm)
-		}
-		time.Sleep(250 * time.Millisecond)
+	var again api.VM
+	if !testutil.WaitFor(30*time.Second, func() bool {
+		again = getVM(t, c, "two")
+		return again.State == api.StateRunning && v.pid(t, again) != pids["two"] && alive(v.pid(t, again))
+	}) {
+		t.Fatalf("killed guest not restarted: %+v", again)
 	}
 	defer func() {
 		if t.Failed() {

@@ -39,6 +39,9 @@ let attempt = 0;
 let retryTimer = null;
 const retryDelay = () => Math.min(1000 * 2 ** Math.max(0, attempt - 1), 15000);
 
+// Inside the VM page's frame (only this origin may frame the page).
+if (window.self !== window.top) document.body.classList.add('embedded');
+
 function setTitle() {
   document.title = `${vmName} · Console · vmd`;
 }

@@ -1,11 +1,12 @@
 // One VM's page at /vms/<name>: its state, resources, addresses and
 // snapshots (when the server reports them), events, serial log tail (when
-// the server has logs) and a live screen that opens the console.
+// the server has logs) and the console embedded: the console page in a
+// same-origin frame (the server lets only this origin frame it), which
+// reconnects by itself and shows why it dropped.
 import { $, ApiError, announceLogout, el, get, post, showError } from './api.js';
 
 const ref = decodeURIComponent(location.pathname.split('/')[2] || '');
 let vmId = '';
-let shotURL = '';
 let logsMissing = false;
 
 function fmtMB(n) {
@@ -24,7 +25,13 @@ function render(vm) {
   const link = $('#vm-console');
   link.href = `/console/${encodeURIComponent(vm.id)}`;
   link.hidden = !running;
-  $('#vm-screen-link').href = link.href;
+  const frame = $('#vm-console-frame');
+  if (!frame.src) {
+    // Set once: the console inside follows the VM's state on its own.
+    frame.title = `Console of ${vm.name}`;
+    frame.src = link.href;
+    frame.hidden = false;
+  }
   $('#vm-start').disabled = !(vm.state === 'stopped' || vm.state === 'error');
   $('#vm-stop').disabled = !running;
   const facts = [
@@ -54,25 +61,6 @@ function render(vm) {
   );
 }
 
-async function screen(running) {
-  const a = $('#vm-screen-link');
-  if (!running || document.visibilityState !== 'visible') {
-    a.hidden = !running;
-    return;
-  }
-  try {
-    const res = await fetch(`/api/v1/vms/${encodeURIComponent(vmId)}/screenshot`, { credentials: 'same-origin', cache: 'no-store' });
-    if (!res.ok) return;
-    const url = URL.createObjectURL(await res.blob());
-    if (shotURL) URL.revokeObjectURL(shotURL);
-    shotURL = url;
-    $('#vm-screen').src = url;
-    a.hidden = false;
-  } catch {
-    // The next refresh tries again.
-  }
-}
-
 async function logs() {
   if (logsMissing || !vmId) return;
   try {
@@ -96,7 +84,7 @@ async function refresh() {
     const vm = await get(`/vms/${encodeURIComponent(ref)}`);
     render(vm);
     $('#error').hidden = true;
-    await Promise.all([screen(vm.state === 'running'), logs()]);
+    await logs();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
       location.replace('/login?next=' + encodeURIComponent(location.pathname));

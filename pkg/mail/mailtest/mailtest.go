@@ -14,6 +14,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/vmdhq/vmd/internal/testutil"
 )
 
 // Message is one received e-mail.
@@ -65,20 +67,22 @@ func (s *Server) Messages() []Message {
 // WaitFor waits until a message to addr arrived and returns the newest one.
 func (s *Server) WaitFor(t testing.TB, addr string, timeout time.Duration) Message {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	var m Message
+	if !testutil.WaitFor(timeout, func() bool {
 		msgs := s.Messages()
 		for i := len(msgs) - 1; i >= 0; i-- {
 			for _, to := range msgs[i].To {
 				if to == addr {
-					return msgs[i]
+					m = msgs[i]
+					return true
 				}
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("no e-mail to %s within %s", addr, timeout)
 	}
-	t.Fatalf("no e-mail to %s within %s", addr, timeout)
-	return Message{}
+	return m
 }
 
 var tokenRe = regexp.MustCompile(`token=([A-Za-z0-9_-]+)`)

@@ -204,7 +204,8 @@ func serialHas(path string, from int64, line string) bool {
 	return false
 }
 
-// addresses are the guest's addresses as its agent reports them, loopback left out.
+// addresses are the guest's addresses as its agent reports them, loopback
+// and link-local left out.
 func (d *Driver) addresses(g *guest) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	defer cancel()
@@ -215,12 +216,16 @@ func (d *Driver) addresses(g *guest) ([]string, error) {
 	return guestAddresses(ifs), nil
 }
 
-// guestAddresses lists the addresses of ifs but loopback, in the agent's order.
+// guestAddresses lists the addresses of ifs in the agent's order, without
+// loopback and link-local ones: nobody can reach a guest on those (vmd's
+// guest network has no IPv6, yet Linux gives every NIC an fe80:: address
+// a few seconds after it comes up), so listing them would only make the
+// answer change under a caller that waits for the lease.
 func guestAddresses(ifs []qga.Interface) []string {
 	out := []string{}
 	for _, ifc := range ifs {
 		for _, p := range ifc.Addresses {
-			if p.Addr().IsLoopback() {
+			if a := p.Addr(); a.IsLoopback() || a.IsLinkLocalUnicast() {
 				continue
 			}
 			out = append(out, p.String())

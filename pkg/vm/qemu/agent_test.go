@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmdhq/vmd/pkg/vm"
 	"github.com/vmdhq/vmd/pkg/vm/qga"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 func TestGuestAddresses(t *testing.T) {
@@ -26,6 +27,9 @@ func TestGuestAddresses(t *testing.T) {
 			{Name: "lo", Addresses: []netip.Prefix{p("127.0.0.1/8"), p("::1/128")}},
 			{Name: "eth0", Addresses: []netip.Prefix{p("10.0.2.15/24"), p("fec0::5054:ff:fe12:3456/64")}},
 		}, []string{"10.0.2.15/24", "fec0::5054:ff:fe12:3456/64"}},
+		{"link-local left out", []qga.Interface{
+			{Name: "eth0", Addresses: []netip.Prefix{p("192.168.127.2/24"), p("fe80::50ad:d3ff:fe55:67b6/64"), p("169.254.3.4/16")}},
+		}, []string{"192.168.127.2/24"}},
 		{"two nics in order", []qga.Interface{
 			{Name: "eth1", Addresses: []netip.Prefix{p("192.0.2.7/28")}},
 			{Name: "eth0", Addresses: []netip.Prefix{p("10.0.2.15/24")}},
@@ -64,7 +68,7 @@ func TestSerialHas(t *testing.T) {
 func TestDriverGuestAgent(t *testing.T) {
 	t.Parallel()
 	base := tinyImage(t)
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	events := make(chan vm.GuestEvent, 256)
 	d.Subscribe(func(e vm.GuestEvent) {
@@ -160,7 +164,7 @@ func nextEvent(t *testing.T, events <-chan vm.GuestEvent, id, kind string, limit
 // TestSerialFromKept: the offset of a boot's serial output survives for an
 // adopting driver; without one, adoption leaves readiness to the agent.
 func TestSerialFromKept(t *testing.T) {
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	if err := os.MkdirAll(l.RuntimeDir("vm_x"), 0o700); err != nil {
 		t.Fatal(err)

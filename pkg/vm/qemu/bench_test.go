@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 // BenchmarkCreateToRunning measures, from the start of provisioning, the
@@ -16,7 +17,7 @@ import (
 // until the tiny image says it booted (TCG).
 func BenchmarkCreateToRunning(b *testing.B) {
 	base := tinyImage(b)
-	l := testLayout(b)
+	l := vmtest.Layout(b)
 	d := newDriver(b, l)
 	ctx := context.Background()
 	var running, firstLine, booted time.Duration
@@ -34,6 +35,8 @@ func BenchmarkCreateToRunning(b *testing.B) {
 		}
 		running += time.Since(start)
 		serial := filepath.Join(l.VMDir(v.OwnerID, v.ID), vm.SerialFile)
+		// Sampling the serial log is the measurement: 10 ms is its resolution
+		// (testutil.Poll's 20 ms would coarsen the figures).
 		for seen := false; ; time.Sleep(10 * time.Millisecond) {
 			buf, _ := os.ReadFile(serial)
 			if !seen && bytes.IndexByte(buf, '\n') >= 0 {

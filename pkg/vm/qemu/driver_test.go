@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 // TestDriverLifecycle boots the tiny image, stops it, boots it again from
@@ -22,7 +23,7 @@ func TestDriverLifecycle(t *testing.T) {
 	t.Parallel()
 	base := tinyImage(t)
 	before := sha(t, base)
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	events := make(chan vm.GuestEvent, 64)
 	d.Subscribe(func(e vm.GuestEvent) { events <- e })
@@ -146,7 +147,7 @@ func waitEvent(t *testing.T, events <-chan vm.GuestEvent, id, kind string) vm.Gu
 func TestProvisionErrors(t *testing.T) {
 	t.Parallel()
 	needQEMU(t)
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	tmp := t.TempDir()
 	corrupt := filepath.Join(tmp, "corrupt.qcow2")
@@ -191,7 +192,7 @@ func TestCheckFree(t *testing.T) {
 func TestDriverAdoptAndKill(t *testing.T) {
 	t.Parallel()
 	base := tinyImage(t)
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	ctx := context.Background()
 	d1 := newDriver(t, l)
 	v := testVM("adopt")

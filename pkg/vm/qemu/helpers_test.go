@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/vm"
 	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
@@ -106,24 +107,6 @@ func asUID(t testing.TB, uid uint32, paths ...string) map[string]string {
 // tinyImage is the test template (built by make if missing).
 func tinyImage(t testing.TB) string { return vmtest.TinyImage(t) }
 
-// testLayout makes data and run dirs that QEMU's unprivileged user can
-// reach (t.TempDir's are 0700).
-func testLayout(t testing.TB) vm.Layout {
-	t.Helper()
-	mk := func(pattern string) string {
-		d, err := os.MkdirTemp("", pattern)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(d) })
-		return d
-	}
-	return vm.Layout{DataDir: mk("vmd-data-"), RunDir: mk("vmd-run-")}
-}
-
 func newDriver(t testing.TB, l vm.Layout) *Driver {
 	t.Helper()
 	d, err := New(Config{Layout: l, Accel: "tcg", StopTimeout: 10 * time.Second})
@@ -168,12 +151,8 @@ func sha(t testing.TB, path string) string {
 func waitSerial(t testing.TB, path, line string, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for time.Since(start) < limit {
-		b, _ := os.ReadFile(path)
-		if bytes.Contains(b, []byte(line)) {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if testutil.WaitFor(limit, func() bool { b, _ := os.ReadFile(path); return bytes.Contains(b, []byte(line)) }) {
+		return time.Since(start)
 	}
 	b, _ := os.ReadFile(path)
 	t.Fatalf("no %q in %s after %v; log:\n%s", line, path, limit, lastLines(string(b), 15))

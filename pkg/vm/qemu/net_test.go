@@ -14,6 +14,7 @@ import (
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/guestnet"
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 // sshBanner dials the guest's port 22 inside its network and reads the
@@ -42,7 +43,7 @@ func sshBanner(t *testing.T, d *Driver, id string) string {
 func TestDriverNetwork(t *testing.T) {
 	t.Parallel()
 	base := tinyImage(t)
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	ctx := context.Background()
 	d1 := newDriver(t, l)
 	v := testVM("net")

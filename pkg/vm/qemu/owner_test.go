@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 // TestGuestsCannotReadEachOther: two guests run under two uids, and one
@@ -21,7 +22,7 @@ func TestGuestsCannotReadEachOther(t *testing.T) {
 		t.Fatal("this test starts guests under their own uids, which needs root")
 	}
 	base := tinyImage(t)
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	ctx := context.Background()
 	a, b := testVM("a"), testVM("b")
@@ -95,7 +96,7 @@ func TestLaunchGivesOldDirItsOwnUID(t *testing.T) {
 		t.Fatal("needs root, to hand files to other uids")
 	}
 	base := tinyImage(t)
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	ctx := context.Background()
 	v := testVM("old")

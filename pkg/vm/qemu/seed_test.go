@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 func TestMetaData(t *testing.T) {
@@ -37,7 +38,7 @@ func TestMetaData(t *testing.T) {
 // whose meta-data lists them and whose user-data is empty.
 func TestProvisionSeedWithKeysOnly(t *testing.T) {
 	t.Parallel()
-	l := testLayout(t)
+	l := vmtest.Layout(t)
 	d := newDriver(t, l)
 	v := testVM("keys")
 	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOvXxQ0L5zZm8Kpt2k4mCqfUpXbT0h0W8y3uYwqQ2J1a"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vmdhq/vmd/pkg/vm"
+	"github.com/vmdhq/vmd/pkg/vm/vmtest"
 )
 
 // BenchmarkSnapshot measures snapshots of a VM whose overlay holds 1 GB
@@ -19,7 +20,7 @@ import (
 // before the write) against a plain create.
 func BenchmarkSnapshot(b *testing.B) {
 	base := tinyImage(b)
-	l := testLayout(b)
+	l := vmtest.Layout(b)
 	d := newDriver(b, l)
 	ctx := context.Background()
 	ms := func(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/vm/qga"
 )
 
@@ -175,13 +176,9 @@ func noLeak(t testing.TB) {
 // waitFor polls cond until it holds, failing the test after timeout.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("timed out after %v waiting for %s\n%s", timeout, what, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.WaitFor(timeout, cond) {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("timed out after %v waiting for %s\n%s", timeout, what, buf[:runtime.Stack(buf, true)])
 	}
 }
 
