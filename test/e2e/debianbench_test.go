@@ -65,7 +65,6 @@ func BenchmarkDebianCreateToSSH(b *testing.B) {
 		n, median(toReady).Seconds(), secs(toReady), median(toSSH).Seconds(), secs(toSSH))
 }
 
-
 // median is the middle of ds (the lower middle for an even count).
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
