@@ -28,9 +28,11 @@ image-debian: $(DEBIAN_IMAGE)
 $(DEBIAN_IMAGE): hack/build-debian-image.sh
 	./hack/build-debian-image.sh $(DEBIAN_IMAGE)
 
-# test-debian-image boots the Debian template under TCG and checks that its
-# cloud-init consumes a NoCloud seed (minutes: not part of make test).
-test-debian-image: image-debian
+# test-debian-image boots the Debian template under TCG, plain and through vmd
+# in a network namespace (cloud-init, vmctl ssh, port-forward, readiness):
+# minutes, so not part of make test; .ci/run runs it last when the rootfs
+# cache is warm (docs/TESTING.md).
+test-debian-image: image image-debian
 	$(GO) test -race -count=1 -timeout 20m -tags debianimage ./test/e2e -run TestDebianImage -v
 
 run: deps build image

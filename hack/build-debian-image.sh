@@ -23,13 +23,21 @@
 # so a rebuild after a change to this script's configuration part skips the
 # download and debootstrap (the configuration runs on every build).
 # (make image-debian skips everything when the image is newer than this script.)
+#
+# build-debian-image.sh --cache-status says whether a build would start from
+# the cached rootfs (exit 0, "warm: FILE": under a minute) or run debootstrap
+# (exit 1, "cold: ...": minutes); it needs neither root nor the tools.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
-	echo "usage: $0 OUT.qcow2" >&2
+	echo "usage: $0 OUT.qcow2 | --cache-status" >&2
 	exit 2
 fi
 OUT=$1
+STATUS=
+if [ "$OUT" = --cache-status ]; then
+	STATUS=1
+fi
 
 SUITE=bookworm
 DISK_MIB=2048
@@ -49,10 +57,10 @@ need() {
 		fi
 	done
 }
-need debootstrap chroot sfdisk mkfs.ext4 mkfs.vfat syslinux mcopy qemu-img sha256sum dd tar
+[ -n "$STATUS" ] || need debootstrap chroot sfdisk mkfs.ext4 mkfs.vfat syslinux mcopy qemu-img sha256sum dd tar
 MBR=/usr/lib/syslinux/mbr/mbr.bin
-[ -f "$MBR" ] || { echo "build-debian-image: $MBR missing; run make deps" >&2; exit 1; }
-if [ "$(id -u)" != 0 ]; then
+[ -n "$STATUS" ] || [ -f "$MBR" ] || { echo "build-debian-image: $MBR missing; run make deps" >&2; exit 1; }
+if [ -z "$STATUS" ] && [ "$(id -u)" != 0 ]; then
 	echo "build-debian-image: debootstrap and chroot need root" >&2
 	exit 1
 fi
@@ -74,6 +82,22 @@ mirror() {
 }
 MIRROR=${DEBIAN_MIRROR:-$(mirror)}
 
+DEBS_KEY=$(printf '%s %s %s\n' "$SUITE" "$MIRROR" "$INCLUDE" | sha256sum | cut -c1-12)
+DEBS="$CACHE/debian-12-debs-$DEBS_KEY.tgz"
+ROOTTAR="$CACHE/debian-12-rootfs-$DEBS_KEY.tgz"
+if [ -n "$STATUS" ]; then
+	if [ -f "$ROOTTAR" ]; then
+		echo "warm: $ROOTTAR"
+		exit 0
+	fi
+	if [ -f "$DEBS" ]; then
+		echo "cold: no $ROOTTAR (the .debs are cached: debootstrap, minutes)"
+	else
+		echo "cold: no $ROOTTAR nor $DEBS (download and debootstrap, minutes)"
+	fi
+	exit 1
+fi
+
 START=$(date +%s.%N)
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmd-debian.XXXXXX")
@@ -90,9 +114,6 @@ trap cleanup EXIT
 elapsed() { echo "$(date +%s.%N) $START" | awk '{printf "%.0f", $1-$2}'; }
 log() { echo "build-debian-image: [$(elapsed) s] $*"; }
 
-DEBS_KEY=$(printf '%s %s %s\n' "$SUITE" "$MIRROR" "$INCLUDE" | sha256sum | cut -c1-12)
-DEBS="$CACHE/debian-12-debs-$DEBS_KEY.tgz"
-ROOTTAR="$CACHE/debian-12-rootfs-$DEBS_KEY.tgz"
 
 mkdir -p "$ROOTFS"
 if [ -f "$ROOTTAR" ]; then

@@ -32,9 +32,16 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // WaitFor checks cond every Poll until it holds (true) or timeout passes
 // (false), for callers that report the failure themselves.
 func WaitFor(timeout time.Duration, cond func() bool) bool {
+	return WaitEvery(timeout, Poll, cond)
+}
+
+// WaitEvery is WaitFor checking every interval: for conditions whose
+// every check is costly (a process started, CPU a TCG guest would
+// otherwise have).
+func WaitEvery(timeout, interval time.Duration, cond func() bool) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(Poll)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		if cond() {

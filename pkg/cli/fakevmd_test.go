@@ -37,6 +37,8 @@ type fakeVMD struct {
 	changes []api.Change
 	// noEvents answers GET /events with 404, as a vmd from before the feed
 	noEvents  bool
+	// templateList, when set, is what GET /templates answers
+	templateList []api.Template
 	requests  []string
 	lastBody  map[string]any
 	lastAuth  string
@@ -350,6 +352,13 @@ func (f *fakeVMD) power(to api.State) http.HandlerFunc {
 }
 
 func (f *fakeVMD) templates(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	list := f.templateList
+	f.mu.Unlock()
+	if list != nil {
+		writeJSONResp(w, 200, list)
+		return
+	}
 	writeJSONResp(w, 200, []api.Template{{
 		Name: "tiny", SizeBytes: 50 * 1024 * 1024,
 		SHA256:    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",

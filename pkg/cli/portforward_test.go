@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vmdhq/vmd/pkg/api"
 )
 
 func TestParseMapping(t *testing.T) {
@@ -91,5 +93,33 @@ func TestSSHArgs(t *testing.T) {
 func TestPinnedHostKeysAreStrict(t *testing.T) {
 	if a := sshArgs("vmctl", "vm_1", t.TempDir()+"/vm_1", true, &SSHOptions{User: "root", Port: 22}); !slices.Contains(a, "StrictHostKeyChecking=yes") {
 		t.Fatalf("pinned keys not strict: %q", a)
+	}
+}
+
+// TestSSHDefaultUser: without -l, vmctl ssh logs in as the VM template's
+// ssh_user, and as root when the template names none; -l wins.
+func TestSSHDefaultUser(t *testing.T) {
+	for _, tt := range []struct {
+		template, flag, want string
+	}{
+		{"debian-12", "", "debian"},
+		{"plain", "", "root"},
+		{"gone", "", "root"},
+		{"debian-12", "admin", "admin"},
+	} {
+		e := newTestEnv(t)
+		e.fake.templateList = []api.Template{{Name: "debian-12", SSHUser: "debian"}, {Name: "plain"}}
+		e.fake.addVM(api.VM{ID: "vm_1", Name: "web", Template: tt.template, State: api.StateRunning})
+		var argv []string
+		opts := &SSHOptions{IO: e.f.IOStreams, Client: e.f.Client, Target: e.f.Target, ConfigPath: e.f.ConfigPath,
+			Name: "web", User: tt.flag, Port: 22,
+			Exec: func(_ context.Context, a, _ []string, _ *IOStreams) error { argv = a; return nil }}
+		if err := sshRun(context.Background(), opts); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.Index(argv, "-l")
+		if i < 0 || argv[i+1] != tt.want {
+			t.Errorf("template %q, -l %q: ssh %q, want -l %s", tt.template, tt.flag, argv, tt.want)
+		}
 	}
 }

@@ -38,9 +38,11 @@ func NewCmdSSH(f *Factory, runF func(context.Context, *SSHOptions) error) *cobra
 		Short: "Open an SSH session to a virtual machine through vmd",
 		Long: `Run the system's ssh to the VM, carried by "vmctl port-forward --stdio" as its
 ProxyCommand, so the guest needs no address reachable from here. vmctl keeps a
-known_hosts file per VM beside its config (known_hosts.d/<vm-id>); the host key
-is learned on the first connection. The exit status is the remote command's
-(or ssh's own 255).`,
+known_hosts file per VM beside its config (known_hosts.d/<vm-id>), filled with
+the host keys the guest reported (or, before it has, learned on the first
+connection). Without -l it logs in as the VM template's ssh_user (root on tiny,
+debian on debian-12; root when the template names none). The exit status is
+the remote command's (or ssh's own 255).`,
 		Example: `  vmctl ssh web
   vmctl ssh web -l debian -i ~/.ssh/id_ed25519
   vmctl ssh web -- uname -a`,
@@ -67,7 +69,7 @@ is learned on the first connection. The exit status is the remote command's
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&opts.User, "login", "l", "root", "user to log in as in the guest")
+	fl.StringVarP(&opts.User, "login", "l", "", "user to log in as in the guest (default: the template's ssh_user, else root)")
 	fl.StringVarP(&opts.KeyFile, "identity", "i", "", "private key file for ssh (default: ssh's own)")
 	fl.IntVarP(&opts.Port, "port", "p", 22, "guest port of the SSH server")
 	return cmd
@@ -133,6 +135,9 @@ func sshRun(ctx context.Context, opts *SSHOptions) error {
 	if run == nil {
 		run = execSSH
 	}
+	if opts.User == "" {
+		opts.User = templateUser(ctx, c, vm.Template)
+	}
 	known := filepath.Join(dir, vm.ID)
 	// The host keys the guest reported on its console pin the connection;
 	// without them the first connection's key is learned (accept-new).
@@ -143,6 +148,20 @@ func sshRun(ctx context.Context, opts *SSHOptions) error {
 		}
 	}
 	return run(ctx, sshArgs(self, vm.ID, known, len(keys) > 0, opts), env, opts.IO)
+}
+
+// templateUser is template's ssh_user as GET /templates names it, root
+// when it names none (or the list cannot be had: ssh then says who it tried).
+func templateUser(ctx context.Context, c *client.Client, template string) string {
+	ts, err := c.Templates(ctx)
+	if err == nil {
+		for _, t := range ts {
+			if t.Name == template && t.SSHUser != "" {
+				return t.SSHUser
+			}
+		}
+	}
+	return "root"
 }
 
 // execSSH runs ssh on the terminal and turns its exit status into vmctl's.

@@ -22,6 +22,7 @@ import (
 // cloud-init must apply all three (checked through SSH as the default user,
 // with the host key cloud-init prints on the console) and qemu-ga answers.
 func TestDebianImageCloudInit(t *testing.T) {
+	t.Parallel()
 	img := vmtest.DebianImage(t)
 	key, signer := sshKey(t)
 	seed := map[string]string{
