@@ -65,8 +65,16 @@ vet:
 
 # test runs everything: unit tests (both store backends against the local
 # PostgreSQL) and the end-to-end tests, with the race detector.
+# test/e2e is the long pole (~11 min): it starts at once, beside the other
+# packages run one at a time (-p 1), so at most two test binaries share the
+# two cores, as `go test ./...` would run them, without e2e waiting ~6 min
+# for a slot.
 test: vet build image
-	$(GO) test -race -count=1 -timeout 15m ./...
+	set -u; \
+	$(GO) test -race -count=1 -timeout 15m ./test/e2e & e2e=$$!; \
+	$(GO) test -race -count=1 -timeout 15m -p 1 $$($(GO) list ./... | grep -v '/test/e2e$$'); rest=$$?; \
+	wait $$e2e; e2e=$$?; \
+	if [ $$rest != 0 ] || [ $$e2e != 0 ]; then echo "make test: FAILED (packages: exit $$rest, test/e2e: exit $$e2e)"; exit 1; fi
 
 # fuzz runs each fuzz target for FUZZTIME (go test -fuzz takes one target
 # of one package at a time). Their seeds, with the corpora committed under
