@@ -252,26 +252,7 @@ func debianPortForward(t *testing.T, c *cli, key string, size int) time.Duration
 		t.Fatalf("vmd-sink in the guest said %q (%v)", lines.Text(), lines.Err())
 	}
 
-	pf := exec.CommandContext(ctx, filepath.Join(binDir, "vmctl"), "port-forward", "deb", "127.0.0.1:0:9000")
-	pf.Env = c.env
-	pfOut, err := pf.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf.Stderr = os.Stderr
-	if err := pf.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = pf.Wait() }()
-	fwd := bufio.NewScanner(pfOut)
-	var local string
-	var guestPort int
-	if !fwd.Scan() {
-		t.Fatalf("vmctl port-forward said nothing: %v", fwd.Err())
-	}
-	if _, err := fmt.Sscanf(fwd.Text(), "Forwarding from %s -> %d", &local, &guestPort); err != nil || guestPort != 9000 {
-		t.Fatalf("port-forward said %q (%v)", fwd.Text(), err)
-	}
+	local := c.portForward(t, "deb", "127.0.0.1:0:9000")[9000]
 	start := time.Now()
 	conn, err := net.Dial("tcp", local)
 	if err != nil {

@@ -4,9 +4,11 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -244,4 +246,40 @@ func killGuests(t testing.TB, dir string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// portForward starts `vmctl port-forward NAME SPEC…` as c until the test
+// ends and returns the local address of each guest port it forwards, read
+// from vmctl's "Forwarding from ADDR -> PORT" lines.
+func (c *cli) portForward(t testing.TB, name string, specs ...string) map[int]string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pf := exec.CommandContext(ctx, filepath.Join(binDir, "vmctl"), append([]string{"port-forward", name}, specs...)...)
+	pf.Env = c.env
+	pf.Stderr = os.Stderr
+	out, err := pf.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := pf.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = pf.Wait() })
+	sc := bufio.NewScanner(out)
+	addrs := map[int]string{}
+	for len(addrs) < len(specs) {
+		if !sc.Scan() {
+			t.Fatalf("vmctl port-forward %s %v ended after %v: %v", name, specs, addrs, sc.Err())
+		}
+		var local string
+		var port int
+		if _, err := fmt.Sscanf(sc.Text(), "Forwarding from %s -> %d", &local, &port); err != nil {
+			t.Fatalf("vmctl port-forward said %q (%v)", sc.Text(), err)
+		}
+		addrs[port] = local
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }() // keep vmctl's later lines from blocking it
+	return addrs
 }

@@ -184,29 +184,7 @@ func TestNetworkSSHPortForward(t *testing.T) {
 		}
 		t.Fatalf("nc not listening in the guest:\n%s\n%s", out, errOut)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pf := exec.CommandContext(ctx, filepath.Join(binDir, "vmctl"), "port-forward", "net1", "127.0.0.1:0:9000")
-	pf.Env = a.env
-	pfOut, err := pf.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf.Stderr = os.Stderr
-	if err := pf.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = pf.Wait() }()
-	line := make([]byte, 256)
-	n, err := pfOut.Read(line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var local string
-	var guestPort int
-	if _, err := fmt.Sscanf(string(line[:n]), "Forwarding from %s -> %d", &local, &guestPort); err != nil || guestPort != 9000 {
-		t.Fatalf("port-forward said %q (%v)", line[:n], err)
-	}
+	local := a.portForward(t, "net1", "127.0.0.1:0:9000")[9000]
 	start := time.Now()
 	conn, err := net.Dial("tcp", local)
 	if err != nil {

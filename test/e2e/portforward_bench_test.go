@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -139,22 +137,7 @@ func BenchmarkPortForwardVsHostfwd(b *testing.B) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pf := exec.CommandContext(ctx, filepath.Join(binDir, "vmctl"), "port-forward", "bench", "0:9000", "0:9001")
-	pf.Env = a.env
-	out, _ := pf.StdoutPipe()
-	if err := pf.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cancel(); _ = pf.Wait() }()
-	sc := bufio.NewScanner(out)
-	addrs := map[int]string{}
-	for len(addrs) < 2 && sc.Scan() {
-		var l string
-		var p int
-		if _, err := fmt.Sscanf(sc.Text(), "Forwarding from %s -> %d", &l, &p); err == nil {
-			addrs[p] = l
-		}
-	}
+	addrs := a.portForward(b, "bench", "0:9000", "0:9001")
 	lr, err := client.New(v.URL, "").Login(ctx, "bench@example.com", strings.TrimSpace(benchPassword))
 	if err != nil {
 		b.Fatal(err)
