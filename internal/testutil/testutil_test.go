@@ -63,15 +63,24 @@ func TestReachableDir(t *testing.T) {
 // default (GOMAXPROCS), so the raise shows.
 var mainParallel = runtime.GOMAXPROCS(0) + 3
 
-func TestMain(m *testing.M) { os.Exit(MainParallel(m, mainParallel)) }
+// parallelGiven is -test.parallel as the command line left it, before
+// MainParallel: what it must keep when the flag was given.
+var parallelGiven string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	parallelGiven = flag.Lookup("test.parallel").Value.String()
+	os.Exit(MainParallel(m, mainParallel))
+}
 
 func TestMainParallel(t *testing.T) {
 	set := false
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	want := strconv.Itoa(mainParallel)
 	if set {
-		t.Skip("-parallel was given on the command line; MainParallel leaves it")
+		want = parallelGiven // given on the command line: MainParallel leaves it
 	}
-	if got := flag.Lookup("test.parallel").Value.String(); got != strconv.Itoa(mainParallel) {
-		t.Fatalf("-test.parallel is %s, want %d", got, mainParallel)
+	if got := flag.Lookup("test.parallel").Value.String(); got != want {
+		t.Fatalf("-test.parallel is %s, want %s (given on the command line: %v)", got, want, set)
 	}
 }
