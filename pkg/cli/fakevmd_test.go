@@ -36,13 +36,13 @@ type fakeVMD struct {
 	// changes is the feed of GET /events; a change's ID is its index + 1
 	changes []api.Change
 	// noEvents answers GET /events with 404, as a vmd from before the feed
-	noEvents  bool
+	noEvents bool
 	// templateList, when set, is what GET /templates answers
 	templateList []api.Template
-	requests  []string
-	lastBody  map[string]any
-	lastAuth  string
-	userAgent string
+	requests     []string
+	lastBody     map[string]any
+	lastAuth     string
+	userAgent    string
 	// onExec, when set, sees each exec request
 	onExec func(api.ExecRequest)
 }
