@@ -35,6 +35,27 @@ func WaitFor(timeout time.Duration, cond func() bool) bool {
 	return WaitEvery(timeout, Poll, cond)
 }
 
+// Holds fails the test if cond stops holding at any check, every Poll,
+// over the next d: for assertions that something does not happen (a
+// frozen guest writes nothing), where the window itself is the subject.
+func Holds(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	tick := time.NewTicker(Poll)
+	defer tick.Stop()
+	for {
+		if !cond() {
+			t.Fatalf("%s: stopped holding within %s", what, d)
+		}
+		select {
+		case <-end.C:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // WaitEvery is WaitFor checking every interval: for conditions whose
 // every check is costly (a process started, CPU a TCG guest would
 // otherwise have).

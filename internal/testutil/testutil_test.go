@@ -29,6 +29,18 @@ func TestWaitFor(t *testing.T) {
 	}
 }
 
+func TestHolds(t *testing.T) {
+	var n atomic.Int32
+	start := time.Now()
+	Holds(t, 100*time.Millisecond, "a condition that always holds", func() bool { n.Add(1); return true })
+	if d := time.Since(start); d < 100*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("Holds returned after %s, want about 100ms", d)
+	}
+	if n.Load() < 2 {
+		t.Fatalf("checked %d times over the window, want several", n.Load())
+	}
+}
+
 func TestSyncBuffer(t *testing.T) {
 	var b SyncBuffer
 	var wg sync.WaitGroup

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/vm"
@@ -174,19 +175,6 @@ func serialSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
-// stays fails the test if cond stops holding within d: the observation
-// window is the assertion (a frozen guest writes nothing), not a wait.
-func stays(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-		if !cond() {
-			t.Fatalf("%s: no longer true", what)
-		}
-		time.Sleep(100 * time.Millisecond) // the observation window is the subject: nothing to wait for
-	}
-}
-
 // TestReconcilerPause: pause freezes the guest (its serial output stops),
 // a vmd restart keeps it paused (same process, QMP still paused), resume
 // lets it go on where it was, stop and delete work from paused.
@@ -221,7 +209,7 @@ func TestReconcilerPause(t *testing.T) {
 		t.Fatalf("qmp status %q %v, want paused", s, err)
 	}
 	size := serialSize(t, serial)
-	stays(t, "no serial output while paused", 3*time.Second, func() bool { return serialSize(t, serial) == size })
+	testutil.Holds(t, 3*time.Second, "no serial output while paused", func() bool { return serialSize(t, serial) == size })
 
 	// vmd restarts: the guest is adopted and stays paused.
 	n1.shutdown()
@@ -231,7 +219,7 @@ func TestReconcilerPause(t *testing.T) {
 		s, err := n2.drv.Status(ctx, v.ID)
 		return err == nil && s == "paused"
 	})
-	stays(t, "paused after adoption", 2*time.Second, func() bool {
+	testutil.Holds(t, 2*time.Second, "paused after adoption", func() bool {
 		got, err := st.GetVM(ctx, v.ID)
 		return err == nil && got.State == api.StatePaused && serialSize(t, serial) == size
 	})

@@ -27,26 +27,6 @@ func serialLen(t *testing.T, v *vmd, vm api.VM) int {
 	return len(b)
 }
 
-// holds fails the test if cond stops holding within d: the window is the
-// assertion (a frozen guest writes nothing), not a wait for something.
-func holds(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	// The sleep paces the checks over the window, which is the subject.
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		if !cond() {
-			t.Fatalf("%s: no longer so", what)
-		}
-	}
-}
-
-// until waits for cond, failing after limit.
-func until(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	if !testutil.WaitFor(limit, cond) {
-		t.Fatalf("%s: not within %s", what, limit)
-	}
-}
-
 // TestPauseResume: a guest printing a line a second on its serial port
 // (typed through vmd's console) goes silent when paused, its console stays
 // open and shows the frozen screen, a vmd restart keeps it paused with the
@@ -75,7 +55,7 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	typeRFB(t, conn, "while true; do echo tick; sleep 1; done >/dev/ttyS0\n")
-	until(t, "ticks on the serial port", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "ticks on the serial port", func() bool {
 		b, _ := os.ReadFile(v.vmFile(vm, "serial.log"))
 		return strings.Count(string(b), "tick") >= 2
 	})
@@ -86,7 +66,7 @@ func TestPauseResume(t *testing.T) {
 	c.must(0, "", "wait", "frozen", "--for", "state=paused", "--timeout", "30s")
 	t.Logf("pause: paused %s after vmctl pause started (vmctl wait polls every second)", time.Since(asked).Round(time.Millisecond))
 	size := serialLen(t, v, vm)
-	holds(t, "no serial output while paused", 3*time.Second, func() bool { return serialLen(t, v, vm) == size })
+	testutil.Holds(t, 3*time.Second, "no serial output while paused", func() bool { return serialLen(t, v, vm) == size })
 	// The console stayed open through the pause and still shows the screen.
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	img, err := rc.Snapshot(sctx)
@@ -107,14 +87,14 @@ func TestPauseResume(t *testing.T) {
 	// vmd restarts: the guest is adopted and stays paused.
 	v.stop()
 	v.start()
-	holds(t, "paused across a vmd restart", 3*time.Second, func() bool {
+	testutil.Holds(t, 3*time.Second, "paused across a vmd restart", func() bool {
 		got := getVM(t, c, "frozen")
 		return got.State == api.StatePaused && v.pid(t, got) == pid && alive(pid) && serialLen(t, v, vm) == size
 	})
 
 	c.must(0, "", "resume", "frozen")
 	c.must(0, "", "wait", "frozen", "--for", "state=running", "--timeout", "30s")
-	until(t, "ticks after resume", 30*time.Second, func() bool { return serialLen(t, v, vm) > size })
+	testutil.Eventually(t, 30*time.Second, "ticks after resume", func() bool { return serialLen(t, v, vm) > size })
 	if got := getVM(t, c, "frozen"); v.pid(t, got) != pid {
 		t.Fatal("resume replaced the process")
 	}
@@ -124,7 +104,7 @@ func TestPauseResume(t *testing.T) {
 	c.must(0, "", "pause", "frozen")
 	c.must(0, "", "wait", "frozen", "--for", "state=paused", "--timeout", "30s")
 	c.must(0, "", "delete", "frozen", "--yes", "--wait", "--timeout", "60s")
-	until(t, "qemu gone after delete from paused", 10*time.Second, func() bool { return !alive(pid) })
+	testutil.Eventually(t, 10*time.Second, "qemu gone after delete from paused", func() bool { return !alive(pid) })
 	if _, err := os.Stat(filepath.Join(v.DataDir, "vms", vm.OwnerID, vm.ID)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("files left after delete: %v", err)
 	}
@@ -211,7 +191,7 @@ func TestExpiry(t *testing.T) {
 	if msg := expiryEvent(t, ada, short.ID); !strings.Contains(msg, ext.ExpiresAt.UTC().Format(time.RFC3339)) {
 		t.Fatalf("expiry event %q does not name %v", msg, ext.ExpiresAt)
 	}
-	until(t, "the expired vm's qemu gone", 10*time.Second, func() bool { return !alive(pid) })
+	testutil.Eventually(t, 10*time.Second, "the expired vm's qemu gone", func() bool { return !alive(pid) })
 	if _, err := os.Stat(filepath.Join(v.DataDir, "vms", short.OwnerID, short.ID)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("files of the expired vm left: %v", err)
 	}
@@ -224,7 +204,7 @@ func TestExpiry(t *testing.T) {
 	down := getVM(t, c, "down")
 	pid = v.pid(t, down)
 	v.stop()
-	until(t, "the deadline passes while vmd is down", time.Minute, func() bool { return time.Now().After(*down.ExpiresAt) })
+	testutil.Eventually(t, time.Minute, "the deadline passes while vmd is down", func() bool { return time.Now().After(*down.ExpiresAt) })
 	if !alive(pid) {
 		t.Fatal("the guest died with vmd")
 	}
@@ -232,7 +212,7 @@ func TestExpiry(t *testing.T) {
 	started := time.Now()
 	c.must(0, "", "wait", "down", "--for", "delete", "--timeout", "60s")
 	t.Logf("expiry while down: gone %s after vmd was ready again", time.Since(started).Round(time.Millisecond))
-	until(t, "qemu of the vm that expired while vmd was down gone", 10*time.Second, func() bool { return !alive(pid) })
+	testutil.Eventually(t, 10*time.Second, "qemu of the vm that expired while vmd was down gone", func() bool { return !alive(pid) })
 	if _, err := os.Stat(filepath.Join(v.DataDir, "vms", down.OwnerID, down.ID)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("files of the vm that expired while vmd was down left: %v", err)
 	}
