@@ -13,6 +13,25 @@ import (
 )
 
 // parse runs cmd with argv through a root that maps flag errors like Main.
+// parsedOptions parses argv with the command newCmd builds and returns
+// the options its run was given; with wantErr the parse must fail with a
+// FlagError, and nil is returned.
+func parsedOptions[O any](t *testing.T, newCmd func(*Factory, func(context.Context, *O) error) *cobra.Command, wantErr bool, argv ...string) *O {
+	t.Helper()
+	var got *O
+	err := parse(t, newCmd(newTestEnv(t).f, func(_ context.Context, o *O) error { got = o; return nil }), argv...)
+	if wantErr {
+		if !isFlagError(err) {
+			t.Fatalf("%q: err = %v, want FlagError", argv, err)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func parse(t *testing.T, cmd *cobra.Command, argv ...string) error {
 	t.Helper()
 	root := &cobra.Command{Use: "vmctl", SilenceErrors: true, SilenceUsage: true}
@@ -60,16 +79,9 @@ func TestParseCreate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got *CreateOptions
-			err := parse(t, NewCmdCreate(newTestEnv(t).f, func(_ context.Context, o *CreateOptions) error { got = o; return nil }), tt.argv...)
+			got := parsedOptions(t, NewCmdCreate, tt.wantErr, tt.argv...)
 			if tt.wantErr {
-				if !isFlagError(err) {
-					t.Fatalf("err = %v, want FlagError", err)
-				}
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			g := *got
 			g.IO, g.Client, g.Now, g.Interval = nil, nil, nil, 0

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"strings"
@@ -24,16 +23,9 @@ func TestParseLogs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got *LogsOptions
-			err := parse(t, NewCmdLogs(newTestEnv(t).f, func(_ context.Context, o *LogsOptions) error { got = o; return nil }), tt.argv...)
+			got := parsedOptions(t, NewCmdLogs, tt.wantErr, tt.argv...)
 			if tt.wantErr {
-				if !isFlagError(err) {
-					t.Fatalf("err = %v, want FlagError", err)
-				}
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got.Name != tt.want.Name || got.Follow != tt.want.Follow || got.Tail != tt.want.Tail {
 				t.Fatalf("got %+v, want %+v", *got, tt.want)
@@ -56,16 +48,9 @@ func TestParseConsoleSerial(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.argv, " "), func(t *testing.T) {
-			var got *ConsoleOptions
-			err := parse(t, NewCmdConsole(newTestEnv(t).f, func(_ context.Context, o *ConsoleOptions) error { got = o; return nil }), tt.argv...)
+			got := parsedOptions(t, NewCmdConsole, tt.wantErr, tt.argv...)
 			if tt.wantErr {
-				if !isFlagError(err) {
-					t.Fatalf("err = %v, want FlagError", err)
-				}
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got.Serial != tt.serial || got.Write != tt.write {
 				t.Fatalf("serial %v write %v", got.Serial, got.Write)

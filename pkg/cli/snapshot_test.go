@@ -27,16 +27,9 @@ func TestParseSnapshot(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got *SnapshotOptions
-			err := parse(t, NewCmdSnapshot(newTestEnv(t).f, func(_ context.Context, o *SnapshotOptions) error { got = o; return nil }), tt.argv...)
+			got := parsedOptions(t, NewCmdSnapshot, tt.wantErr, tt.argv...)
 			if tt.wantErr {
-				if !isFlagError(err) {
-					t.Fatalf("err = %v, want FlagError", err)
-				}
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			g := *got
 			g.IO, g.Client, g.Now = nil, nil, nil
