@@ -73,15 +73,22 @@ func (v *vmd) waitSerial(t *testing.T, vm api.VM, line string, timeout time.Dura
 
 func (v *vmd) pid(t *testing.T, vm api.VM) int {
 	t.Helper()
-	b, err := os.ReadFile(v.vmFile(vm, "qemu.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err := v.readPID(vm)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// readPID reads the guest's QEMU pid file. Between a guest's death and its
+// relaunch the file is briefly absent (QEMU removes it on exit), so a
+// polling caller treats an error as "not yet", not as a failure.
+func (v *vmd) readPID(vm api.VM) (int, error) {
+	b, err := os.ReadFile(v.vmFile(vm, "qemu.pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
 // alive reports whether pid runs. A zombie does not: a guest orphaned by a
@@ -224,7 +231,8 @@ func TestGuestsSurviveVMDCrash(t *testing.T) {
 	var again api.VM
 	if !testutil.WaitFor(30*time.Second, func() bool {
 		again = getVM(t, c, "two")
-		return again.State == api.StateRunning && v.pid(t, again) != pids["two"] && alive(v.pid(t, again))
+		pid, err := v.readPID(again)
+		return err == nil && again.State == api.StateRunning && pid != pids["two"] && alive(pid)
 	}) {
 		t.Fatalf("killed guest not restarted: %+v", again)
 	}
