@@ -432,3 +432,78 @@ func (p *pgDB) inTx(ctx context.Context, f func(q querier) error) error {
 
 func (p *pgDB) ping(ctx context.Context) error { return classify(p.pool.Ping(ctx)) }
 func (p *pgDB) close() error                   { p.pool.Close(); return nil }
+
+// --- write counting (the view cache's invalidation) ---
+
+// countingDB bumps gen after every call that may have written to the
+// database, once the database has it, whatever the call returned: an
+// error (an ambiguous commit included) may still have written. The view
+// cache (viewcache.go) serves nothing read before the last bump, so a
+// write method added later cannot forget to invalidate it. Plain SELECTs
+// outside a transaction are the only calls that do not count; inside
+// inTx, the bump comes once the transaction has ended.
+type countingDB struct {
+	db
+	gen *atomic.Uint64
+}
+
+func (c countingDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	defer c.gen.Add(1)
+	return c.db.exec(ctx, q, args...)
+}
+
+func (c countingDB) query(ctx context.Context, q string, args ...any) (rows, error) {
+	if plainSelect(q) {
+		return c.db.query(ctx, q, args...)
+	}
+	r, err := c.db.query(ctx, q, args...)
+	if err != nil {
+		c.gen.Add(1)
+		return nil, err
+	}
+	return countingRows{r, c.gen}, nil
+}
+
+// queryRow bumps after Scan: pgx runs the statement there.
+func (c countingDB) queryRow(ctx context.Context, q string, args ...any) scanner {
+	if plainSelect(q) {
+		return c.db.queryRow(ctx, q, args...)
+	}
+	return countingRow{c.db.queryRow(ctx, q, args...), c.gen}
+}
+
+func (c countingDB) inTx(ctx context.Context, f func(q querier) error) error {
+	defer c.gen.Add(1)
+	return c.db.inTx(ctx, f)
+}
+
+type countingRow struct {
+	r   scanner
+	gen *atomic.Uint64
+}
+
+func (c countingRow) Scan(dest ...any) error {
+	defer c.gen.Add(1)
+	return c.r.Scan(dest...)
+}
+
+// countingRows bumps on Close: a statement with RETURNING may still be
+// running while its rows are read.
+type countingRows struct {
+	rows
+	gen *atomic.Uint64
+}
+
+func (c countingRows) Close() {
+	defer c.gen.Add(1)
+	c.rows.Close()
+}
+
+// plainSelect reports a statement that starts with SELECT, which the
+// store's SQL only uses to read (a WITH may hold an UPDATE, so it counts
+// as a write).
+func plainSelect(q string) bool {
+	q = strings.TrimLeft(q, " \t\r\n")
+	return len(q) > len("SELECT") && strings.EqualFold(q[:len("SELECT")], "SELECT") &&
+		strings.ContainsRune(" \t\r\n", rune(q[len("SELECT")]))
+}

@@ -91,7 +91,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
-	return &sqlStore{db: d, dl: sqliteDialect, views: newViewSQL(sqliteDialect)}, nil
+	return newSQLStore(d, sqliteDialect, true), nil
 }
 
 func openPostgres(ctx context.Context, databaseURL string) (Store, error) {
@@ -114,5 +114,7 @@ func openPostgres(ctx context.Context, databaseURL string) (Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
 	}
-	return &sqlStore{db: d, dl: postgresDialect, views: newViewSQL(postgresDialect)}, nil
+	s := newSQLStore(d, postgresDialect, false)
+	s.listener = startViewListener(cfg.ConnConfig, s.vc)
+	return s, nil
 }

@@ -12,9 +12,19 @@ import (
 
 // sqlStore implements Store over either backend with one set of SQL.
 type sqlStore struct {
-	db    db
+	db    db // a countingDB bumping vc.gen
 	dl    dialect
 	views viewSQL
+	vc    *viewCache
+	// listener, on PostgreSQL, keeps vc in step with the other nodes' writes.
+	listener *viewListener
+}
+
+// newSQLStore wraps d so its writes invalidate the view cache; the cache
+// is live at once unless a listener will make it so.
+func newSQLStore(d db, dl dialect, live bool) *sqlStore {
+	vc := newViewCache(ViewCacheTTL, live)
+	return &sqlStore{db: countingDB{db: d, gen: &vc.gen}, dl: dl, views: newViewSQL(dl), vc: vc}
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -580,4 +590,9 @@ func (s *sqlStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (s *sqlStore) Close() error { return s.db.close() }
+func (s *sqlStore) Close() error {
+	if s.listener != nil {
+		s.listener.stop()
+	}
+	return s.db.close()
+}

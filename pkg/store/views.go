@@ -28,7 +28,9 @@ type VMView struct {
 
 // ViewStore reads what the API's VM answers show, each in one statement:
 // one round trip on PostgreSQL instead of one for the VM, one for its
-// events and one for its snapshots.
+// events and one for its snapshots. Answers are cached until the next
+// write (viewcache.go) for at most ViewCacheTTL; each call returns its own
+// copy.
 type ViewStore interface {
 	// GetVMView returns a VM with its events and its snapshots;
 	// ErrNotFound when there is no such VM.
@@ -70,6 +72,20 @@ func newViewSQL(d dialect) viewSQL {
 }
 
 func (s *sqlStore) GetVMView(ctx context.Context, k VMKey) (VMView, error) {
+	g, cached := s.vc.begin()
+	if cached {
+		if v, ok := s.vc.getView(k, g); ok {
+			return v, nil
+		}
+	}
+	v, err := s.readVMView(ctx, k)
+	if err == nil && cached {
+		s.vc.putView(k, g, cloneView(v))
+	}
+	return v, err
+}
+
+func (s *sqlStore) readVMView(ctx context.Context, k VMKey) (VMView, error) {
 	q, args := s.views.getByID, []any{k.ID}
 	if k.ID == "" {
 		q, args = s.views.getByName, []any{k.OwnerID, k.Name}
@@ -90,6 +106,20 @@ func (s *sqlStore) GetVMView(ctx context.Context, k VMKey) (VMView, error) {
 }
 
 func (s *sqlStore) ListVMViews(ctx context.Context, ownerID string) ([]VMView, error) {
+	g, cached := s.vc.begin()
+	if cached {
+		if vs, ok := s.vc.getList(ownerID, g); ok {
+			return vs, nil
+		}
+	}
+	vs, err := s.readVMViews(ctx, ownerID)
+	if err == nil && cached {
+		s.vc.putList(ownerID, g, cloneViews(vs))
+	}
+	return vs, err
+}
+
+func (s *sqlStore) readVMViews(ctx context.Context, ownerID string) ([]VMView, error) {
 	q, args := s.views.listAll, []any(nil)
 	if ownerID != "" {
 		q, args = s.views.listOwner, []any{ownerID}
