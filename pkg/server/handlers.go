@@ -107,7 +107,7 @@ func (s *Server) listVMs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, vms)
+	return writeVMJSON(c, http.StatusOK, vms)
 }
 
 func (s *Server) createVM(c echo.Context) error {
@@ -132,7 +132,7 @@ func (s *Server) getVM(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, v)
+	return writeVMJSON(c, http.StatusOK, v)
 }
 
 func (s *Server) startVM(c echo.Context) error {
