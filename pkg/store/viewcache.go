@@ -23,8 +23,8 @@ const (
 	// half of the cache starts over.
 	maxCachedViews = 10000
 	maxCachedLists = 1000
-	// maxCachedListLen: longer lists are read each time; a copy of each
-	// per request would cost about what the read does.
+	// maxCachedListLen: longer lists are read each time (ListVMViews); a
+	// copy of each per request would cost about what the read does.
 	maxCachedListLen = 500
 )
 
@@ -131,9 +131,6 @@ func (c *viewCache) putView(k VMKey, g uint64, v VMView) {
 }
 
 func (c *viewCache) putList(owner string, g uint64, vs []VMView) {
-	if len(vs) > maxCachedListLen {
-		return
-	}
 	ok := c.lockFill(g)
 	defer c.mu.Unlock()
 	if !ok {

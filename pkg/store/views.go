@@ -113,7 +113,7 @@ func (s *sqlStore) ListVMViews(ctx context.Context, ownerID string) ([]VMView, e
 		}
 	}
 	vs, err := s.readVMViews(ctx, ownerID)
-	if err == nil && cached {
+	if err == nil && cached && len(vs) <= maxCachedListLen {
 		s.vc.putList(ownerID, g, cloneViews(vs))
 	}
 	return vs, err
