@@ -45,13 +45,17 @@ func sinkMBps(tb testing.TB, addr string, size int) float64 {
 
 // roundTrips is the median round trip of one byte on each of conns (each
 // to a guest's `nc -l -p P -e cat`), taking one round trip on each in turn
-// so that all see the same load.
+// so that all see the same load, each round starting one path further so
+// that no path always follows the same one (a guest still busy with the
+// last round trip's tail slows the next one to it).
 func roundTrips(tb testing.TB, rounds int, conns ...io.ReadWriter) []time.Duration {
 	tb.Helper()
 	rtts := make([][]time.Duration, len(conns))
 	one := []byte{'x'}
 	for i := 0; i <= rounds; i++ {
-		for j, c := range conns {
+		for k := range conns {
+			j := (i + k) % len(conns) // each path in turn, starting one further each round
+			c := conns[j]
 			t0 := time.Now()
 			if _, err := c.Write(one); err != nil {
 				tb.Fatal(err)
@@ -78,8 +82,11 @@ func roundTrips(tb testing.TB, rounds int, conns ...io.ReadWriter) []time.Durati
 // QEMU with its own user-network hostfwd (restrict=on), inside a network
 // namespace. Both guests run together so that both paths see the same load
 // (on a shared machine, measuring one after the other compared two loads);
-// the round trips are taken in turn: vmctl, hostfwd, and a WebSocket stream
-// this process opens itself (port 9002, the same path without vmctl).
+// the round trips are taken in turn: vmctl, hostfwd, a WebSocket stream
+// this process opens itself (port 9002, the same path without vmctl), and a
+// second hostfwd connection (to the other guest's 9002), so that each guest
+// serves two of the four paths. VMD_BENCH_ROUNDS sets the round trips a path
+// (300); VMD_BENCH_SCHED=FILE records `perf sched` during them.
 func BenchmarkPortForwardVsHostfwd(b *testing.B) {
 	if _, inChild := netns.Run(b); !inChild {
 		return
@@ -105,12 +112,12 @@ func BenchmarkPortForwardVsHostfwd(b *testing.B) {
 		filepath.Join(v.DataDir, "images", "tiny.qcow2"), hdisk).CombinedOutput(); err != nil {
 		b.Fatalf("qemu-img create: %v %s", err, out)
 	}
-	ports := []string{freePort(b), freePort(b), freePort(b)}
+	ports := []string{freePort(b), freePort(b), freePort(b), freePort(b)}
 	qemu := exec.Command("qemu-system-x86_64", "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg",
 		"-m", "256", "-display", "none",
 		"-drive", "if=none,id=d0,file="+hdisk+",format=qcow2", "-device", "virtio-blk-pci,drive=d0",
 		"-drive", "if=none,id=s0,file="+filepath.Join(vmDir, "seed.iso")+",format=raw,readonly=on", "-device", "virtio-blk-pci,drive=s0",
-		"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:"+ports[0]+"-:9000,hostfwd=tcp:127.0.0.1:"+ports[1]+"-:9001,hostfwd=tcp:127.0.0.1:"+ports[2]+"-:22",
+		"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:"+ports[0]+"-:9000,hostfwd=tcp:127.0.0.1:"+ports[1]+"-:9001,hostfwd=tcp:127.0.0.1:"+ports[2]+"-:22,hostfwd=tcp:127.0.0.1:"+ports[3]+"-:9002",
 		"-device", "virtio-net-pci,netdev=n0", "-serial", "file:"+filepath.Join(dir, "serial.log"))
 	if err := qemu.Start(); err != nil {
 		b.Fatal(err)
@@ -138,6 +145,10 @@ func BenchmarkPortForwardVsHostfwd(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addrs := a.portForward(b, "bench", "0:9000", "0:9001")
+	rounds := 300
+	if r, err := strconv.Atoi(os.Getenv("VMD_BENCH_ROUNDS")); err == nil && r > 0 {
+		rounds = r
+	}
 	lr, err := client.New(v.URL, "").Login(ctx, "bench@example.com", strings.TrimSpace(benchPassword))
 	if err != nil {
 		b.Fatal(err)
@@ -157,6 +168,14 @@ func BenchmarkPortForwardVsHostfwd(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer qc.Close()
+	// A second hostfwd connection (the other guest's port 9002) so that both guests serve two
+	// of the round trips, as vmd's serves vmctl's and the stream's: a busier QEMU waits longer
+	// for a core on a loaded machine. Its figure is also the noise between two equal paths.
+	qc2, err := net.Dial("tcp", "127.0.0.1:"+ports[3])
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer qc2.Close()
 
 	cpu := func() []time.Duration {
 		pid, _ := os.ReadFile(filepath.Join(vmDir, "qemu.pid"))
@@ -169,8 +188,20 @@ func BenchmarkPortForwardVsHostfwd(b *testing.B) {
 	b.Logf("idle for %v: CPU of vmd's QEMU %v, hostfwd QEMU %v, vmd %v", time.Since(t0).Round(time.Millisecond), c1[0]-c0[0], c1[1]-c0[1], c1[2]-c0[2])
 	vmdMBps := sinkMBps(b, addrs[9000], size)
 	qMBps := sinkMBps(b, "127.0.0.1:"+ports[0], size)
+	if f := os.Getenv("VMD_BENCH_SCHED"); f != "" {
+		// The scheduler's view of the round trips (docs/BENCHMARKS.md, "Where the round trip goes").
+		vpid, _ := os.ReadFile(filepath.Join(vmDir, "qemu.pid"))
+		b.Logf("perf sched record into %s; pids: vmd %d, vmd's QEMU %s, hostfwd QEMU %d, benchmark %d",
+			f, v.cmd.Process.Pid, strings.TrimSpace(string(vpid)), qemu.Process.Pid, os.Getpid())
+		rec := exec.Command("perf", "sched", "record", "-a", "-o", f, "--", "sleep", "2")
+		if err := rec.Start(); err != nil {
+			b.Fatalf("perf sched record: %v", err)
+		}
+		defer func() { _ = rec.Wait() }()
+	}
 	c0, t0 = cpu(), time.Now()
-	rtt := roundTrips(b, 100, vc, qc, direct)
+	rtt := roundTrips(b, rounds, vc, qc, direct, qc2)
+	b.Logf("second hostfwd connection: %v (%.2fx the first: the noise between two equal paths)", rtt[3], float64(rtt[3])/float64(rtt[1]))
 	c1 = cpu()
 	b.Logf("round trips for %v: CPU of vmd's QEMU %v, hostfwd QEMU %v, vmd %v", time.Since(t0).Round(time.Millisecond), c1[0]-c0[0], c1[1]-c0[1], c1[2]-c0[2])
 	vmdRTT, qRTT, directRTT := rtt[0], rtt[1], rtt[2]
@@ -179,6 +210,7 @@ func BenchmarkPortForwardVsHostfwd(b *testing.B) {
 	b.ReportMetric(float64(vmdRTT.Microseconds()), "vmd-rtt-µs")
 	b.ReportMetric(float64(qRTT.Microseconds()), "hostfwd-rtt-µs")
 	b.ReportMetric(float64(directRTT.Microseconds()), "stream-rtt-µs")
+	b.ReportMetric(float64(rtt[3].Microseconds()), "hostfwd2-rtt-µs")
 	b.Logf("port-forward 50 MB: vmd %.1f MB/s, hostfwd %.1f MB/s (%.2fx); 1-byte round trip p50: vmd %v, hostfwd %v (%.2fx); "+
 		"the WebSocket stream without vmctl %v (%.2fx)",
 		vmdMBps, qMBps, vmdMBps/qMBps, vmdRTT, qRTT, float64(vmdRTT)/float64(qRTT), directRTT, float64(directRTT)/float64(qRTT))
