@@ -27,6 +27,7 @@ const copySize = 100 << 20
 // ways with equal checksums, another user's 404, a stop by guest-shutdown,
 // the agent re-adopted after a vmd restart, and an agent gone.
 func TestGuestAgent(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	alice := loggedIn(t, v, "alice@example.com")
 	bob := loggedIn(t, v, "bob@example.com")

@@ -27,7 +27,16 @@ import (
 
 var binDir string
 
+// binDirEnv passes the built binaries to the test binary's own children
+// (netns.Run re-runs a test inside a network namespace), so they do not
+// build them again.
+const binDirEnv = "VMD_E2E_BIN_DIR"
+
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(binDirEnv); dir != "" {
+		binDir = dir
+		os.Exit(testutil.MainParallel(m, goParallel))
+	}
 	dir, err := os.MkdirTemp("", "vmd-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -40,7 +49,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	os.Setenv(binDirEnv, dir)
+	// The slots (parallel_test.go) decide how many tests run at once.
+	code := testutil.MainParallel(m, goParallel)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -21,6 +21,7 @@ import (
 // the host keys the guest prints on its serial console appear in the VM's
 // ssh_host_keys, equal to what it printed.
 func TestSSHKeysTinyVM(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	dir := t.TempDir()

@@ -18,6 +18,7 @@ import (
 // qemu-ga answers ping, exec, files and interfaces, and guest-shutdown powers
 // it off. A second boot of the same disk counts 2 and keeps its host key.
 func TestTinyImageGuestServices(t *testing.T) {
+	parallel(t, 1)
 	img := tinyImage(t)
 	userKey, userSigner := sshKey(t)
 	metaKey, metaSigner := sshKey(t)
