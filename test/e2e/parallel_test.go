@@ -33,7 +33,10 @@ const goParallel = 64
 // first names the longest tests, longest first (as measured: docs/TESTING.md):
 // they start first, so that none of them is the tail of the run; the others
 // follow in declaration order.
-var first = []string{}
+var first = []string{
+	"TestGuestAgent", "TestCluster", "TestNetworkSSHPortForward", "TestTUIShell", "TestBrowserPagesFit",
+	"TestSnapshotRestoreAndClone", "TestBrowserConsoleHeals", "TestNoLeakAfterCycles",
+}
 
 // sched hands out the slots: pending tests start in order (first, then
 // declaration order), each once its weight fits.
