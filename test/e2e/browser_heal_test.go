@@ -46,7 +46,7 @@ func waitSerialCount(t *testing.T, v *vmd, vmID, want string, n int, timeout tim
 // guest reboot and a vmd restart, and after the guest powers itself off
 // (Ctrl-Alt-Del in the tiny image) it says so and offers Start.
 func TestBrowserConsoleHeals(t *testing.T) {
-	parallel(t, 2)
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	const email, password = "heal@example.com", "correct horse battery"
 	if out, code := v.admin(t, password+"\n", "user", "add", email, "--password-stdin"); code != 0 {

@@ -92,7 +92,7 @@ const embeddedScreen = `(() => { const f = document.querySelector('#vm-console-f
 // keeps the VM's name in its title, labels its screen, releases the
 // keyboard, confirms a clipboard send and closes on a sign-out elsewhere.
 func TestBrowserPagesFit(t *testing.T) {
-	parallel(t, 2)
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	const email, password = "mae@example.com", "correct horse battery"
 	if out, code := v.admin(t, password+"\n", "user", "add", email, "--password-stdin"); code != 0 {

@@ -34,8 +34,10 @@ const goParallel = 64
 // they start first, so that none of them is the tail of the run; the others
 // follow in declaration order.
 var first = []string{
-	"TestGuestAgent", "TestCluster", "TestNetworkSSHPortForward", "TestTUIShell", "TestBrowserPagesFit",
-	"TestSnapshotRestoreAndClone", "TestBrowserConsoleHeals", "TestNoLeakAfterCycles",
+	"TestGuestAgentCopy", "TestCluster", "TestGuestAgent", "TestNetworkSSHPortForward",
+	"TestSnapshotRestoreAndClone", "TestBrowserConsoleHeals", "TestExpiry", "TestTinyImageGuestServices",
+	"TestVMLifecycle", "TestSnapshotSurvivesVMDKill", "TestGuestsSurviveVMDCrash", "TestNoLeakAfterCycles",
+	"TestPauseResume",
 }
 
 // sched hands out the slots: pending tests start in order (first, then

@@ -90,7 +90,7 @@ func TestTUI(t *testing.T) {
 // (the key in an ssh-agent), and exit comes back. vmd and its
 // guests run inside a network namespace the test creates.
 func TestTUIShell(t *testing.T) {
-	parallel(t, 2)
+	parallel(t, 1)
 	if _, inChild := netns.Run(t); !inChild {
 		return
 	}

@@ -185,7 +185,7 @@ func TestVMLifecycle(t *testing.T) {
 // guests go on, the next vmd adopts them with the same PIDs, and stop works.
 // Then a guest's QEMU is killed and the restart policy brings it back.
 func TestGuestsSurviveVMDCrash(t *testing.T) {
-	parallel(t, 2)
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	var wg sync.WaitGroup
