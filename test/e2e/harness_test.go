@@ -210,6 +210,7 @@ type cli struct {
 	t      testing.TB
 	server string
 	env    []string
+	limit  time.Duration // how long one command may take; 5 minutes when zero
 }
 
 func newCLI(t testing.TB, server string) *cli {
@@ -222,7 +223,11 @@ func newCLI(t testing.TB, server string) *cli {
 // run runs vmctl with stdin and returns stdout, stderr and the exit code.
 func (c *cli) run(stdin string, args ...string) (string, string, int) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	limit := c.limit
+	if limit == 0 {
+		limit = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "vmctl"), args...)
 	cmd.Env = c.env
