@@ -143,10 +143,13 @@ func TestPortForwardStream(t *testing.T) {
 
 // TestPortForwardSlowGuestOutlivesPings: a guest that stops reading for
 // many ping intervals while the client uploads (a busy TCG guest) holds the
-// client's pong behind its data; the stream is not closed as a dead peer,
-// and every byte arrives.
+// client's pong behind its data, both in the client's blocked write and in
+// vmd's read; the stream is not closed as a dead peer, and every byte
+// arrives.
 func TestPortForwardSlowGuestOutlivesPings(t *testing.T) {
-	const ping = 50 * time.Millisecond
+	// Not shorter: a loaded machine under -race delays a goroutine by
+	// tens of milliseconds, and then a live peer's pong misses its ping.
+	const ping = 250 * time.Millisecond
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -158,8 +161,8 @@ func TestPortForwardSlowGuestOutlivesPings(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		// The stall's length is the subject: twenty pings go unanswered meanwhile.
-		time.Sleep(20 * ping)
+		// The stall's length is the subject: a dozen pings go unanswered meanwhile.
+		time.Sleep(12 * ping)
 		h := sha256.New()
 		_, _ = io.Copy(h, c)
 		fmt.Fprintf(c, "%x", h.Sum(nil))
@@ -186,17 +189,25 @@ func TestPortForwardSlowGuestOutlivesPings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	// In reads of 32 KiB, as vmctl port-forward copies; the client reads
-	// nothing meanwhile, so it answers no ping either.
+	// Both ways at once, as vmctl port-forward copies: the reads answer
+	// pings, until the upload's blocked write holds the pong back.
+	type answer struct {
+		b   []byte
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() { b, err := io.ReadAll(s); answered <- answer{b, err} }()
+	// In writes of 32 KiB.
 	if _, err := io.Copy(s, struct{ io.Reader }{strings.NewReader(data)}); err != nil {
-		t.Fatalf("upload to a slow guest: %v (%v)", err, e.LastErr())
+		t.Fatalf("upload to a slow guest: %v", err)
 	}
 	if err := s.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(s)
+	a := <-answered
+	got, err := a.b, a.err
 	if err != nil {
-		t.Fatalf("answer of a slow guest: %v (%v)", err, e.LastErr())
+		t.Fatalf("answer of a slow guest: %v", err)
 	}
 	if want := fmt.Sprintf("%x", sha256.Sum256([]byte(data))); string(got) != want {
 		t.Fatalf("guest answered %q, want %q", got, want)
