@@ -65,10 +65,11 @@ vet:
 
 # test runs everything: unit tests (both store backends against the local
 # PostgreSQL) and the end-to-end tests, with the race detector.
-# test/e2e is the long pole (~11 min): it starts at once, beside the other
-# packages run one at a time (-p 1), so at most two test binaries share the
-# two cores, as `go test ./...` would run them, without e2e waiting ~6 min
-# for a slot.
+# test/e2e starts at once, beside the other packages run one at a time
+# (-p 1), so at most two test binaries share the two cores, as `go test
+# ./...` would run them, without e2e waiting ~6 min for a slot. Its tests
+# run side by side, VMD_E2E_SLOTS (4) at a time (test/e2e/parallel_test.go);
+# the -p 1 half is now the longer one (docs/TESTING.md).
 test: vet build image
 	set -u; \
 	$(GO) test -race -count=1 -timeout 15m ./test/e2e & e2e=$$!; \
