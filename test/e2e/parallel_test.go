@@ -15,7 +15,7 @@ import (
 // runs at the same time) more than a few booting at once slow every one of
 // them down, and with them every wait. So the top-level tests do not rely
 // on go test's -parallel alone: each calls parallel(t, weight) and holds
-// that many of slots (VMD_E2E_SLOTS) while it runs, the heavier ones first.
+// that many slots (VMD_E2E_SLOTS) while it runs, the longest ones first.
 //
 // Subtests stay sequential: they share their test's vmd and guests.
 
@@ -30,9 +30,10 @@ const slotsEnv = "VMD_E2E_SLOTS"
 // did: above the number of tests, so the slots alone decide what runs.
 const goParallel = 64
 
-// first names the longest tests, longest first (as measured: docs/TESTING.md):
-// they start first, so that none of them is the tail of the run; the others
-// follow in declaration order.
+// first names the longest tests, about longest first (as measured:
+// docs/TESTING.md; the cluster test, of weight 2, early while slots are
+// free): they start first, so that none of them is the tail of the run; the
+// others follow in declaration order.
 var first = []string{
 	"TestGuestAgentCopy", "TestCluster", "TestGuestAgent", "TestNetworkSSHPortForward",
 	"TestSnapshotRestoreAndClone", "TestBrowserConsoleHeals", "TestExpiry", "TestTinyImageGuestServices",
