@@ -65,10 +65,11 @@ vet:
 
 # test runs everything: unit tests (both store backends against the local
 # PostgreSQL) and the end-to-end tests, with the race detector.
-# test/e2e is the long pole (~11 min): it starts at once, beside the other
-# packages run one at a time (-p 1), so at most two test binaries share the
-# two cores, as `go test ./...` would run them, without e2e waiting ~6 min
-# for a slot.
+# test/e2e starts at once, beside the other packages run one at a time
+# (-p 1), so at most two test binaries share the two cores, as `go test
+# ./...` would run them, without e2e waiting ~6 min for a slot. Its tests
+# run side by side, VMD_E2E_SLOTS (4) at a time (test/e2e/parallel_test.go);
+# the -p 1 half is now the longer one (docs/TESTING.md).
 test: vet build image
 	set -u; \
 	$(GO) test -race -count=1 -timeout 15m ./test/e2e & e2e=$$!; \
@@ -80,11 +81,20 @@ test: vet build image
 # of one package at a time). Their seeds, with the corpora committed under
 # testdata/fuzz/, already run as plain tests in make test; a crasher found
 # here is written to that directory: keep it there with the fix.
+# Each package's test binary is built once, instrumented for fuzzing (go
+# test -c -fuzz), and run per target in the package's directory with the
+# cache directory go test -fuzz would give it; vet ran in make test.
 FUZZTIME ?= 10s
 FUZZ_TARGETS := ./pkg/rfb:FuzzHandshake ./pkg/console:FuzzFBWatch ./pkg/console:FuzzServeWS ./pkg/sshkey:FuzzHostKeys ./pkg/sshkey:FuzzParse
 fuzz:
-	set -e; for t in $(FUZZ_TARGETS); do \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	set -e; bin=$$(mktemp -d); trap 'rm -rf "$$bin"' EXIT; cache=$$($(GO) env GOCACHE)/fuzz; \
+	for p in $$(for t in $(FUZZ_TARGETS); do echo "$${t%%:*}"; done | sort -u); do \
+		$(GO) test -c -vet=off -fuzz . -o "$$bin/$$(basename $$p).test" "$$p"; \
+	done; \
+	for t in $(FUZZ_TARGETS); do p=$${t%%:*}; \
+		echo "fuzz $$p $${t#*:}"; \
+		(cd "$$p" && "$$bin/$$(basename $$p).test" -test.run '^$$' -test.fuzz "^$${t#*:}$$" -test.fuzztime $(FUZZTIME) \
+			-test.fuzzcachedir "$$cache/$$($(GO) list "$$p")"); \
 	done
 
 # bench prints figures: Go micro benchmarks, our console proxy against

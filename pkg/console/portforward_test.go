@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 
@@ -137,5 +138,78 @@ func TestPortForwardStream(t *testing.T) {
 	}
 	if _, err := e.Console.IssuePortForward(ctx, alice, "", v, 0); err == nil {
 		t.Fatal("port 0 issued")
+	}
+}
+
+// TestPortForwardSlowGuestOutlivesPings: a guest that stops reading for
+// many ping intervals while the client uploads (a busy TCG guest) holds the
+// client's pong behind its data, both in the client's blocked write and in
+// vmd's read; the stream is not closed as a dead peer, and every byte
+// arrives.
+func TestPortForwardSlowGuestOutlivesPings(t *testing.T) {
+	// Not shorter: a loaded machine under -race delays a goroutine by
+	// tens of milliseconds, and then a live peer's pong misses its ping.
+	const ping = 250 * time.Millisecond
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		// The stall's length is the subject: a dozen pings go unanswered meanwhile.
+		time.Sleep(12 * ping)
+		h := sha256.New()
+		_, _ = io.Copy(h, c)
+		fmt.Fprintf(c, "%x", h.Sum(nil))
+	}()
+	g := &guests{}
+	g.ports.Store(9000, l.Addr().String())
+	e := consoletest.New(t, func(c *console.Config) { c.Guests = g; c.PingInterval = ping })
+	e.HandleFunc("GET /api/v1/vms/{id}/portforward", func(w http.ResponseWriter, r *http.Request) {
+		if err := e.Console.ServePortForward(w, r, r.PathValue("id"), 9000, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), nil); err != nil {
+			w.WriteHeader(http.StatusForbidden)
+		}
+	})
+	alice := e.AddUser(t, "alice")
+	v := natVM(t, e, alice, "web", api.NetworkNAT)
+	ctx := context.Background()
+	res, err := e.Console.IssuePortForward(ctx, alice, "", v, 9000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Far more than the socket buffers between here and the guest hold.
+	data := strings.Repeat("slow guest ", 3<<20)
+	s, err := client.New(e.Server.URL, alice.ID).DialStreamURL(ctx, res.WSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Both ways at once, as vmctl port-forward copies: the reads answer
+	// pings, until the upload's blocked write holds the pong back.
+	type answer struct {
+		b   []byte
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() { b, err := io.ReadAll(s); answered <- answer{b, err} }()
+	// In writes of 32 KiB.
+	if _, err := io.Copy(s, struct{ io.Reader }{strings.NewReader(data)}); err != nil {
+		t.Fatalf("upload to a slow guest: %v", err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	a := <-answered
+	got, err := a.b, a.err
+	if err != nil {
+		t.Fatalf("answer of a slow guest: %v", err)
+	}
+	if want := fmt.Sprintf("%x", sha256.Sum256([]byte(data))); string(got) != want {
+		t.Fatalf("guest answered %q, want %q", got, want)
 	}
 }

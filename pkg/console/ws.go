@@ -312,8 +312,15 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	defer ioCancel()
 	ws.SetReadLimit(16 << 20)
 
-	var last atomic.Int64   // unix nanoseconds of the last byte either way
-	var halves atomic.Int32 // port-forward: sides closed (guest EOF, client's empty message)
+	var last atomic.Int64 // unix nanoseconds of the last byte either way
+	// The client's pong is read by the client-to-VM loop, behind the data
+	// the client sent before it: while that loop waits on a write to a
+	// guest that reads slowly (a busy TCG guest taking a 100 MB upload),
+	// no pong can arrive. So a ping goes unanswered without the client
+	// being gone; fromClient and writingToVM tell the ping loop so.
+	var fromClient atomic.Int64 // unix nanoseconds of the last byte read from the client
+	var writingToVM atomic.Bool // the client-to-VM loop waits on a write to the VM
+	var halves atomic.Int32     // port-forward: sides closed (guest EOF, client's empty message)
 	last.Store(time.Now().UnixNano())
 	fw := &fbWatch{}
 	var wg sync.WaitGroup
@@ -328,13 +335,18 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 				return
 			case <-t.C:
 			}
+			sent := time.Now().UnixNano()
 			pctx, pcancel := context.WithTimeout(ctx, c.cfg.PingInterval)
 			err := ws.Ping(pctx)
 			pcancel()
 			if err != nil {
-				if ctx.Err() == nil {
-					cancel(errNoPong)
+				if ctx.Err() != nil {
+					return
 				}
+				if fromClient.Load() >= sent || writingToVM.Load() {
+					continue // the client is alive, or the wait is the guest's
+				}
+				cancel(errNoPong)
 				return
 			}
 		}
@@ -397,7 +409,9 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 				n, err := rd.Read(buf)
 				if n > 0 {
 					empty = false
-					last.Store(time.Now().UnixNano())
+					now := time.Now().UnixNano()
+					last.Store(now)
+					fromClient.Store(now)
 					if t.kind == kindConsole {
 						fw.client(buf[:n])
 					}
@@ -411,7 +425,10 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 						}
 					}
 					if len(out) > 0 {
-						if _, werr := vnc.Write(out); werr != nil {
+						writingToVM.Store(true)
+						_, werr := vnc.Write(out)
+						writingToVM.Store(false)
+						if werr != nil {
 							cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
 							return
 						}

@@ -15,6 +15,7 @@ import (
 // TestNewUserFlow is the README's walk-through: sign-up, the e-mail link,
 // login, me, create, list, get, delete, with vmctl's exit codes, on both stores.
 func TestNewUserFlow(t *testing.T) {
+	parallel(t, 1)
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		v := startVMD(t, b, "--quota-vms", "2")
 		c := newCLI(t, v.URL)

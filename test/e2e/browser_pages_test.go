@@ -92,6 +92,7 @@ const embeddedScreen = `(() => { const f = document.querySelector('#vm-console-f
 // keeps the VM's name in its title, labels its screen, releases the
 // keyboard, confirms a clipboard send and closes on a sign-out elsewhere.
 func TestBrowserPagesFit(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	const email, password = "mae@example.com", "correct horse battery"
 	if out, code := v.admin(t, password+"\n", "user", "add", email, "--password-stdin"); code != 0 {
@@ -309,6 +310,7 @@ func mailCount(v *vmd, addr string) int {
 // password with clear errors for a short password and a used link, and
 // deleting the account.
 func TestBrowserAccountRecovery(t *testing.T) {
+	parallel(t, 1)
 	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
 		v := startVMD(t, be)
 		b := newBrowser(t)

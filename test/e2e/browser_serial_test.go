@@ -15,6 +15,7 @@ import (
 // guest: xterm.js shows the shell's prompt, what is typed there runs, and
 // the page keeps its CSP (newBrowser fails the test on a violation).
 func TestBrowserSerialConsole(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	const email, password = "sam@example.com", "correct horse battery"
 	if out, code := v.admin(t, password+"\n", "user", "add", email, "--password-stdin"); code != 0 {

@@ -207,6 +207,7 @@ var verifyLink = regexp.MustCompile(`https?://[^\s"<>]+/verify\?token=[A-Za-z0-9
 // TestBrowserSignupToDashboard is a new user in a real browser: sign-up on
 // the page, the e-mail link, sign-in, the dashboard and a VM created from its form.
 func TestBrowserSignupToDashboard(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	b := newBrowser(t)
 	const email, password = "grace@example.com", "correct horse battery"
@@ -291,6 +292,7 @@ func TestBrowserSignupToDashboard(t *testing.T) {
 // on the guest's VGA shell and sees it run on the serial port, and keeps a
 // screenshot in which the guest's text screen is visible.
 func TestBrowserConsole(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	const email, password = "lin@example.com", "correct horse battery"
 	if out, code := v.admin(t, password+"\n", "user", "add", email, "--password-stdin"); code != 0 {

@@ -70,6 +70,7 @@ func clusterWait(ctx context.Context, t *testing.T, c *client.Client, id string,
 // VMs read unknown while the others carry on, and the restarted node
 // re-adopts its guests.
 func TestCluster(t *testing.T) {
+	parallel(t, 2)
 	dbURL, _ := storetest.Backends()[1].New(t)
 	secret := strings.Repeat("cluster-secret-", 3)
 	// One Redis shared by the nodes (work queue, console tokens, login limits), under a key prefix of this test's own.

@@ -77,6 +77,7 @@ printf '%s\n' "${COMPREPLY[@]}"
 // names and template names from a real vmd, the token coming from the
 // environment as in a CI job.
 func TestBashCompletion(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	token := bearerToken(t, v, "complete@example.com")
 	home := t.TempDir()

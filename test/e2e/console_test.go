@@ -29,6 +29,7 @@ import (
 // TestConsoleThroughVMD reaches a real guest's screen through vmd's console
 // proxy and through `vmctl console --tunnel`, and is refused for another user.
 func TestConsoleThroughVMD(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")

@@ -25,6 +25,7 @@ import (
 // (defects 6 and 4). The kill's window is a few milliseconds, so the test
 // kills vmd and then lays out exactly what it leaves, on the real store.
 func TestCreateInterruptedByVMDCrash(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	var me api.User

@@ -18,6 +18,7 @@ import (
 // with insufficient_storage and leaves no record, file or usage behind;
 // once there is room again the same create works.
 func TestFullDisk(t *testing.T) {
+	parallel(t, 1)
 	mnt := filepath.Join(t.TempDir(), "fs")
 	testutil.OpenParents(t, mnt)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=160m,mode=0711", "tmpfs", mnt).CombinedOutput(); err != nil {

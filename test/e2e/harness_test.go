@@ -27,7 +27,16 @@ import (
 
 var binDir string
 
+// binDirEnv passes the built binaries to the test binary's own children
+// (netns.Run re-runs a test inside a network namespace), so they do not
+// build them again.
+const binDirEnv = "VMD_E2E_BIN_DIR"
+
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(binDirEnv); dir != "" {
+		binDir = dir
+		os.Exit(testutil.MainParallel(m, goParallel))
+	}
 	dir, err := os.MkdirTemp("", "vmd-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -40,7 +49,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	os.Setenv(binDirEnv, dir)
+	// The slots (parallel_test.go) decide how many tests run at once.
+	code := testutil.MainParallel(m, goParallel)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -199,6 +210,7 @@ type cli struct {
 	t      testing.TB
 	server string
 	env    []string
+	limit  time.Duration // how long one command may take; 5 minutes when zero
 }
 
 func newCLI(t testing.TB, server string) *cli {
@@ -211,7 +223,11 @@ func newCLI(t testing.TB, server string) *cli {
 // run runs vmctl with stdin and returns stdout, stderr and the exit code.
 func (c *cli) run(stdin string, args ...string) (string, string, int) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	limit := c.limit
+	if limit == 0 {
+		limit = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "vmctl"), args...)
 	cmd.Env = c.env

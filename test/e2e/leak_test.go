@@ -30,6 +30,7 @@ const leakSlackFDs = 5
 // cycles on a real vmd and checks that its open files and goroutines come
 // back to where they were after a warm-up cycle.
 func TestNoLeakAfterCycles(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	const email, pw = "leak@example.com", "correct horse battery"
 	if out, code := v.admin(t, pw+"\n", "user", "add", email, "--password-stdin"); code != 0 {

@@ -32,6 +32,7 @@ func serialLen(t *testing.T, v *vmd, vm api.VM) int {
 // open and shows the frozen screen, a vmd restart keeps it paused with the
 // same process, resume lets it go on, and delete works from paused.
 func TestPauseResume(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	c.must(0, "", "create", "frozen", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")
@@ -153,6 +154,7 @@ func expiryEvent(t *testing.T, ada *client.Client, vmID string) string {
 // operator's per-user maximum is enforced. --min-ttl lets the test use
 // seconds (vmd's default minimum is 1 min).
 func TestExpiry(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[1], "--min-ttl", "2s") // PostgreSQL; the unit tests cover both
 	c := loggedIn(t, v, "ada@example.com")
 	ctx := context.Background()
@@ -168,7 +170,9 @@ func TestExpiry(t *testing.T) {
 	}
 
 	start := time.Now()
-	c.must(0, "", "create", "short", "--template", "tiny", "--memory", "128", "--ttl", "10s", "--wait", "--timeout", "2m")
+	// The TTLs leave room for a slow boot under load (the tests run in
+	// parallel): the extend and the vmd stop below must come before them.
+	c.must(0, "", "create", "short", "--template", "tiny", "--memory", "128", "--ttl", "20s", "--wait", "--timeout", "2m")
 	short := getVM(t, c, "short")
 	pid := v.pid(t, short)
 	if short.ExpiresAt == nil {
@@ -178,7 +182,7 @@ func TestExpiry(t *testing.T) {
 	if !strings.Contains(wide, short.ExpiresAt.UTC().Format(time.RFC3339)) {
 		t.Fatalf("get -o wide lacks the expiry: %s", wide)
 	}
-	c.must(0, "", "extend", "short", "20s")
+	c.must(0, "", "extend", "short", "30s")
 	ext := getVM(t, c, "short")
 	if !ext.ExpiresAt.After(*short.ExpiresAt) {
 		t.Fatalf("extend: %v, was %v", ext.ExpiresAt, short.ExpiresAt)
@@ -200,7 +204,7 @@ func TestExpiry(t *testing.T) {
 	}
 
 	// vmd is stopped across the deadline.
-	c.must(0, "", "create", "down", "--template", "tiny", "--memory", "128", "--ttl", "15s", "--wait", "--timeout", "2m")
+	c.must(0, "", "create", "down", "--template", "tiny", "--memory", "128", "--ttl", "30s", "--wait", "--timeout", "2m")
 	down := getVM(t, c, "down")
 	pid = v.pid(t, down)
 	v.stop()

@@ -81,6 +81,7 @@ func standIn(l net.Listener, marker string) {
 // guests and unallowed ranges (the test host reachable), no host port for a
 // guest, and the port-forward's refusals.
 func TestNetworkSSHPortForward(t *testing.T) {
+	parallel(t, 2)
 	env, inChild := netns.Run(t)
 	if !inChild {
 		return

@@ -35,6 +35,7 @@ import (
 // console WebSocket reaching the guest's screen, and the auth rate limit.
 // It then scrapes vmd's own /metrics for the create's traces.
 func TestNginxFrontsVMD(t *testing.T) {
+	parallel(t, 1)
 	nginxBin, err := exec.LookPath("nginx")
 	if err != nil {
 		if nginxBin, err = exec.LookPath("/usr/sbin/nginx"); err != nil {

@@ -150,6 +150,7 @@ func waitProbe(t testing.TB, url string, want int, d time.Duration) probe {
 // /readyz turns 503 naming the store while /healthz stays 200, then the
 // same vmd process (not restarted) is ready again and serves the API.
 func TestReadyzFollowsPostgres(t *testing.T) {
+	parallel(t, 1)
 	pg := startPrivatePostgres(t)
 	v := startVMD(t, storetest.Backend{Name: "postgres", New: func(testing.TB) (string, string) { return pg.URL, "" }})
 	const email, password = "ready@example.com", "a long enough password"

@@ -12,6 +12,7 @@ import (
 // password reset, with vmctl against a real vmd and its e-mail through the
 // in-process SMTP server, on both stores.
 func TestCLIAccountRecovery(t *testing.T) {
+	parallel(t, 1)
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		v := startVMD(t, b)
 		c := newCLI(t, v.URL)

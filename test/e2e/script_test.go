@@ -17,6 +17,7 @@ import (
 // with no terminal and no config file against a real vmd and real guest,
 // checking exit codes as it goes.
 func TestCIScript(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	token := bearerToken(t, v, "ci@example.com")
 	home := t.TempDir()

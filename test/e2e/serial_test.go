@@ -43,6 +43,7 @@ func readConn(t *testing.T, conn net.Conn, want string, timeout time.Duration) s
 // leaves the terminal as it was; another user gets 404, a logged-out
 // session's token nothing.
 func TestSerialConsole(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")

@@ -92,6 +92,7 @@ func me(t *testing.T, c *cli) api.User {
 // boots once its source is deleted; bad names, duplicates, missing
 // snapshots and the disk quota are refused; records match the qcow2 file.
 func TestSnapshotRestoreAndClone(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")
@@ -259,6 +260,7 @@ func (k *keyboard) close() { _ = k.conn.Close() }
 // where it was, so the file is gone and the shell's history is as it was
 // (Up and Return run the last command typed before the snapshot).
 func TestMemorySnapshot(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	c.must(0, "", "create", "mem", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")
@@ -329,6 +331,7 @@ func TestMemorySnapshot(t *testing.T) {
 // Then again while a stopped VM is being started at a memory snapshot:
 // the VM ends up running, its snapshots as they were.
 func TestSnapshotSurvivesVMDKill(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[1])
 	st, err := store.Open(context.Background(), v.DBURL, "")
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 // qemu-ga answers ping, exec, files and interfaces, and guest-shutdown powers
 // it off. A second boot of the same disk counts 2 and keeps its host key.
 func TestTinyImageGuestServices(t *testing.T) {
+	parallel(t, 1)
 	img := tinyImage(t)
 	userKey, userSigner := sshKey(t)
 	metaKey, metaSigner := sshKey(t)
@@ -33,7 +34,7 @@ func TestTinyImageGuestServices(t *testing.T) {
 		t.Fatalf("ip line %q, want QEMU user networking's first lease 10.0.2.15", m[1])
 	}
 	// One line per host key; the ECDSA one comes last.
-	_, toSSH := g.waitSerial(`vmd-tiny: hostkey ecdsa-sha2-nistp256 `, 60*time.Second)
+	_, toSSH := g.waitSerial(ecdsaHostKeyLine, 60*time.Second)
 	hostKey := hostKeys(t, g)
 	t.Logf("tiny boot under TCG: booted %.1f s, ip %.1f s, hostkey (dropbear listening) %.1f s after QEMU start",
 		booted.Seconds(), toIP.Seconds(), toSSH.Seconds())
@@ -123,10 +124,27 @@ func TestTinyImageGuestServices(t *testing.T) {
 	g2 := bootPlain(t, img, bootOpts{disk: g.diskPath(t), noNIC: true, noQGA: true})
 	g2.waitSerial(`vmd-tiny: boot 2\b`, 90*time.Second)
 	g2.waitSerial(`vmd-tiny: booted`, time.Second)
-	g2.waitSerial(`vmd-tiny: hostkey ecdsa-sha2-nistp256 `, 60*time.Second)
+	g2.waitSerial(ecdsaHostKeyLine, 60*time.Second)
 	if hk2 := hostKeys(t, g2); strings.Join(hk2, "\n") != strings.Join(hostKey, "\n") {
 		t.Fatalf("host keys changed across a reboot: %q then %q", hostKey, hk2)
 	}
+}
+
+// hostKeyLine is one "vmd-tiny: hostkey TYPE BASE64" line of a serial log,
+// to its end: the guest writes the serial port byte by byte, so a line that
+// has begun may not have arrived yet.
+var hostKeyLine = regexp.MustCompile(`vmd-tiny: hostkey ((?:ssh-ed25519|ecdsa-sha2-nistp256) [A-Za-z0-9+/=]+)\r?\n`)
+
+// ecdsaHostKeyLine is the last host key line (ECDSA comes last), ended.
+const ecdsaHostKeyLine = `vmd-tiny: hostkey ecdsa-sha2-nistp256 [A-Za-z0-9+/=]+\r?\n`
+
+// hostKeyLines are the key parts of serial's complete host key lines.
+func hostKeyLines(serial []byte) []string {
+	var keys []string
+	for _, m := range hostKeyLine.FindAllSubmatch(serial, -1) {
+		keys = append(keys, string(m[1]))
+	}
+	return keys
 }
 
 // hostKeys are the "vmd-tiny: hostkey TYPE BASE64" lines of g's serial log:
@@ -137,10 +155,7 @@ func hostKeys(t *testing.T, g *plainGuest) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var keys []string
-	for _, m := range regexp.MustCompile(`vmd-tiny: hostkey ((?:ssh-ed25519|ecdsa-sha2-nistp256) [A-Za-z0-9+/=]+)`).FindAllStringSubmatch(string(b), -1) {
-		keys = append(keys, m[1])
-	}
+	keys := hostKeyLines(b)
 	if len(keys) != 2 || !strings.HasPrefix(keys[0], "ssh-ed25519 ") || !strings.HasPrefix(keys[1], "ecdsa-sha2-nistp256 ") {
 		t.Fatalf("hostkey lines: %q, want one ssh-ed25519 then one ecdsa-sha2-nistp256", keys)
 	}

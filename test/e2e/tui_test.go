@@ -55,6 +55,7 @@ func (tm *tmux) waitFor(re *regexp.Regexp, timeout time.Duration) string {
 // TestTUI runs vmctl tui in tmux against a real vmd: a VM created with
 // vmctl shows up and turns running without a key press, and x stops it.
 func TestTUI(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "tui@example.com")
 	tm := newTmux(t)
@@ -89,6 +90,7 @@ func TestTUI(t *testing.T) {
 // (the key in an ssh-agent), and exit comes back. vmd and its
 // guests run inside a network namespace the test creates.
 func TestTUIShell(t *testing.T) {
+	parallel(t, 1)
 	if _, inChild := netns.Run(t); !inChild {
 		return
 	}

@@ -120,6 +120,7 @@ func sha256File(t *testing.T, path string) string {
 // its data across stop and start while the base stays unchanged, and that
 // delete leaves nothing behind.
 func TestVMLifecycle(t *testing.T) {
+	parallel(t, 1)
 	b := storetest.Backends()[1] // PostgreSQL; the reconciler runs the same on both
 	v := startVMD(t, b)
 	c := loggedIn(t, v, "ada@example.com")
@@ -184,6 +185,7 @@ func TestVMLifecycle(t *testing.T) {
 // guests go on, the next vmd adopts them with the same PIDs, and stop works.
 // Then a guest's QEMU is killed and the restart policy brings it back.
 func TestGuestsSurviveVMDCrash(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	var wg sync.WaitGroup
@@ -295,6 +297,7 @@ func (v *vmd) screendump(t *testing.T, vm api.VM) string {
 
 // TestRestartPolicyNever leaves a guest whose QEMU died in error.
 func TestRestartPolicyNever(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0], "--restart-policy", "never")
 	c := loggedIn(t, v, "ada@example.com")
 	c.must(0, "", "create", "web", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")
@@ -315,6 +318,7 @@ func TestRestartPolicyNever(t *testing.T) {
 // TestBadTemplates: a template whose file changed after import is refused
 // with a clear error and nothing is left behind or counted.
 func TestBadTemplates(t *testing.T) {
+	parallel(t, 1)
 	v := startVMD(t, storetest.Backends()[0])
 	c := loggedIn(t, v, "ada@example.com")
 	path := filepath.Join(v.DataDir, "images", "tiny.qcow2")

@@ -16,6 +16,7 @@ import (
 // TestListWatch follows a VM's life in `vmctl list --watch` against a real
 // vmd: its rows come from the change feed, from provisioning to deleted.
 func TestListWatch(t *testing.T) {
+	parallel(t, 1)
 	b := storetest.Backends()[0] // SQLite; the feed's SQL is shared, and the server tests run both
 	v := startVMD(t, b)
 	c := loggedIn(t, v, "grace@example.com")
