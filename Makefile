@@ -65,15 +65,18 @@ vet:
 
 # test runs everything: unit tests (both store backends against the local
 # PostgreSQL) and the end-to-end tests, with the race detector.
-# test/e2e starts at once, beside the other packages run one at a time
-# (-p 1), so at most two test binaries share the two cores, as `go test
-# ./...` would run them, without e2e waiting ~6 min for a slot. Its tests
-# run side by side, VMD_E2E_SLOTS (4) at a time (test/e2e/parallel_test.go);
-# the -p 1 half is now the longer one (docs/TESTING.md).
+# test/e2e starts at once, beside the other packages, PKG_PARALLEL (2) test
+# binaries at a time as `go test ./...` would run them. The e2e tests run
+# side by side, VMD_E2E_SLOTS (4) at a time (test/e2e/parallel_test.go), and
+# finish first; with the other packages one at a time (-p 1) their half
+# took ~10 min, half the machine idle once e2e was done (docs/TESTING.md).
+# Each half prints how long it took.
+PKG_PARALLEL ?= 2
 test: vet build image
-	set -u; \
-	$(GO) test -race -count=1 -timeout 15m ./test/e2e & e2e=$$!; \
-	$(GO) test -race -count=1 -timeout 15m -p 1 $$($(GO) list ./... | grep -v '/test/e2e$$'); rest=$$?; \
+	set -u; start=$$SECONDS; \
+	{ $(GO) test -race -count=1 -timeout 15m ./test/e2e; e=$$?; echo "make test: test/e2e took $$((SECONDS - start)) s"; exit $$e; } & e2e=$$!; \
+	$(GO) test -race -count=1 -timeout 15m -p $(PKG_PARALLEL) $$($(GO) list ./... | grep -v '/test/e2e$$'); rest=$$?; \
+	echo "make test: the other packages took $$((SECONDS - start)) s"; \
 	wait $$e2e; e2e=$$?; \
 	if [ $$rest != 0 ] || [ $$e2e != 0 ]; then echo "make test: FAILED (packages: exit $$rest, test/e2e: exit $$e2e)"; exit 1; fi
 
