@@ -228,7 +228,8 @@ func serveForward(ctx context.Context, c *client.Client, vmID string, guest int,
 
 // carry copies in to the guest and the guest to out until both sides have
 // ended (each end is passed on as a half-close, so a guest reading to EOF —
-// nc, cat — finishes) or one fails. The stream is closed on return.
+// nc, cat — finishes) and the server has closed the stream, or one fails.
+// The stream is closed on return.
 func carry(ctx context.Context, s *client.Stream, in io.Reader, out io.Writer, closeOut func()) error {
 	defer s.Close()
 	sent := make(chan error, 1)
@@ -261,5 +262,7 @@ func carry(ctx context.Context, s *client.Stream, in io.Reader, out io.Writer, c
 			return ctx.Err()
 		}
 	}
-	return nil
+	// Both sides ended here, but what was sent may still be on its way to
+	// a slow guest: the server closes the stream once it has passed it all on.
+	return s.WaitClosed(ctx)
 }

@@ -111,6 +111,30 @@ func (s *Stream) CloseWrite() error {
 	return s.ws.Write(s.ctx, websocket.MessageBinary, nil)
 }
 
+// WaitClosed waits, after both sides have ended (Read returned io.EOF and
+// CloseWrite was sent), for the server to close the stream: vmd does once it
+// has handed everything sent to the guest. Closing before that loses data:
+// when the guest ended its side first (busybox nc does at once) and reads
+// slowly, the end of an upload is still in the sockets' buffers, and
+// Close's short close handshake gives up on a server still busy with it and
+// drops the connection (a reset, which discards what the server had not
+// read yet). Anything the server sends meanwhile is discarded; ctx bounds
+// the wait.
+func (s *Stream) WaitClosed(ctx context.Context) error {
+	for {
+		_, r, err := s.ws.Reader(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
+				return nil
+			}
+			return fmt.Errorf("port-forward stream: %w", err)
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return fmt.Errorf("port-forward stream: %w", err)
+		}
+	}
+}
+
 // Close ends the stream both ways.
 func (s *Stream) Close() error {
 	// An error here means the server closed first: nothing is left to do.
