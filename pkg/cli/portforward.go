@@ -244,6 +244,13 @@ func carry(ctx context.Context, s *client.Stream, in io.Reader, out io.Writer, c
 	go func() {
 		_, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{s}, make([]byte, 256<<10))
 		closeOut()
+		if err == nil {
+			// The guest has ended its side; what we send may still be on
+			// its way to it. Keep reading (it answers vmd's pings) until
+			// vmd closes the stream, which it does once it has passed on
+			// all we sent.
+			err = s.WaitClosed(ctx)
+		}
 		got <- err
 	}()
 	for left := 2; left > 0; left-- {
@@ -262,7 +269,5 @@ func carry(ctx context.Context, s *client.Stream, in io.Reader, out io.Writer, c
 			return ctx.Err()
 		}
 	}
-	// Both sides ended here, but what was sent may still be on its way to
-	// a slow guest: the server closes the stream once it has passed it all on.
-	return s.WaitClosed(ctx)
+	return nil
 }

@@ -111,15 +111,14 @@ func (s *Stream) CloseWrite() error {
 	return s.ws.Write(s.ctx, websocket.MessageBinary, nil)
 }
 
-// WaitClosed waits, after both sides have ended (Read returned io.EOF and
-// CloseWrite was sent), for the server to close the stream: vmd does once it
-// has handed everything sent to the guest. Closing before that loses data:
-// when the guest ended its side first (busybox nc does at once) and reads
-// slowly, the end of an upload is still in the sockets' buffers, and
-// Close's short close handshake gives up on a server still busy with it and
-// drops the connection (a reset, which discards what the server had not
-// read yet). Anything the server sends meanwhile is discarded; ctx bounds
-// the wait.
+// WaitClosed waits, once Read has returned io.EOF, for the server to close
+// the stream: vmd does once both sides have ended and it has passed on all
+// the client sent. A client whose guest ended its side first (busybox nc
+// does at once) calls it beside its upload: reading answers vmd's pings,
+// which otherwise go unanswered for the rest of the upload, and closing
+// only on the server's close loses nothing, where closing first could drop
+// the end of an upload still on its way to a slow guest. Anything the
+// server sends meanwhile is discarded; ctx bounds the wait.
 func (s *Stream) WaitClosed(ctx context.Context) error {
 	for {
 		_, r, err := s.ws.Reader(ctx)

@@ -81,11 +81,16 @@ func TestPortForwardStream(t *testing.T) {
 	var mu sync.Mutex
 	var last error
 	lastErr := func() error { mu.Lock(); defer mu.Unlock(); return last }
+	// served tells that a request's handler has stored its error: the
+	// stream's handler returns after the client's Close does, and its nil
+	// must not land after (over) a later refusal's error.
+	served := make(chan struct{}, 16)
 	e.HandleFunc("GET /api/v1/vms/{id}/portforward", func(w http.ResponseWriter, r *http.Request) {
 		err := e.Console.ServePortForward(w, r, r.PathValue("id"), 9000, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), nil)
 		mu.Lock()
 		last = err
 		mu.Unlock()
+		served <- struct{}{}
 		if err != nil {
 			w.WriteHeader(http.StatusForbidden)
 		}
@@ -117,6 +122,7 @@ func TestPortForwardStream(t *testing.T) {
 		t.Fatalf("guest answered %q, want %q", got, want)
 	}
 	s.Close()
+	<-served // the stream's own handler
 	if _, err := c.DialStreamURL(ctx, res.WSURL); err == nil || !errors.Is(lastErr(), console.ErrTokenInvalid) {
 		t.Fatalf("reused token: %v, %v", err, lastErr())
 	}
@@ -224,7 +230,10 @@ func TestPortForwardSlowGuestOutlivesPings(t *testing.T) {
 // (the next ping it sent hit the closed socket), which discards what it had
 // not read yet. TestNetworkSSHPortForward saw that as a wrong sha256 in the
 // guest on a loaded CI machine; this test checks the contract the fix
-// relies on, not the load (it passes with the old close too).
+// relies on, not the load (it passes with the old close too). Reading
+// beside the upload also answers the server's pings (250 ms here): a client
+// reading nothing is only spared by the server's exception for a peer whose
+// data keeps arriving, and under load it was not (a reset mid-upload).
 func TestPortForwardUploadAfterGuestHalfClose(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -248,7 +257,7 @@ func TestPortForwardUploadAfterGuestHalfClose(t *testing.T) {
 	g := &guests{}
 	g.ports.Store(9000, l.Addr().String())
 	// Pings keep arriving while the client uploads and waits.
-	e := consoletest.New(t, func(c *console.Config) { c.Guests = g; c.PingInterval = 100 * time.Millisecond })
+	e := consoletest.New(t, func(c *console.Config) { c.Guests = g; c.PingInterval = 250 * time.Millisecond })
 	e.HandleFunc("GET /api/v1/vms/{id}/portforward", func(w http.ResponseWriter, r *http.Request) {
 		if err := e.Console.ServePortForward(w, r, r.PathValue("id"), 9000, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), nil); err != nil {
 			w.WriteHeader(http.StatusForbidden)
@@ -271,13 +280,16 @@ func TestPortForwardUploadAfterGuestHalfClose(t *testing.T) {
 	if got, err := io.ReadAll(s); err != nil || len(got) != 0 {
 		t.Fatalf("guest's side: %q, %v; want an empty end", got, err)
 	}
+	// As vmctl does: wait for the server's close beside the upload.
+	closed := make(chan error, 1)
+	go func() { closed <- s.WaitClosed(ctx) }()
 	if _, err := io.Copy(s, struct{ io.Reader }{strings.NewReader(data)}); err != nil {
 		t.Fatalf("upload: %v (%v)", err, e.LastErr())
 	}
 	if err := s.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.WaitClosed(ctx); err != nil {
+	if err := <-closed; err != nil {
 		t.Fatalf("wait for the server's close: %v (%v)", err, e.LastErr())
 	}
 	s.Close()

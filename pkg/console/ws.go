@@ -320,6 +320,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 	// being gone; fromClient and writingToVM tell the ping loop so.
 	var fromClient atomic.Int64 // unix nanoseconds of the last byte read from the client
 	var writingToVM atomic.Bool // the client-to-VM loop waits on a write to the VM
+	var wroteToVM atomic.Int64  // unix nanoseconds the last write to the VM returned
 	var halves atomic.Int32     // port-forward: sides closed (guest EOF, client's empty message)
 	last.Store(time.Now().UnixNano())
 	fw := &fbWatch{}
@@ -343,7 +344,9 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 				if ctx.Err() != nil {
 					return
 				}
-				if fromClient.Load() >= sent || writingToVM.Load() {
+				// A write to the VM that ended after the ping counts too: on a
+				// loaded machine this check can run just after one returned.
+				if fromClient.Load() >= sent || writingToVM.Load() || wroteToVM.Load() >= sent {
 					continue // the client is alive, or the wait is the guest's
 				}
 				cancel(errNoPong)
@@ -427,6 +430,7 @@ func (c *Console) run(ctx context.Context, ws *websocket.Conn, vnc io.ReadWriteC
 					if len(out) > 0 {
 						writingToVM.Store(true)
 						_, werr := vnc.Write(out)
+						wroteToVM.Store(time.Now().UnixNano())
 						writingToVM.Store(false)
 						if werr != nil {
 							cancel(fmt.Errorf("%w: %w", errVNCClosed, werr))
