@@ -143,6 +143,10 @@ func TestReconcilerIdleStop(t *testing.T) {
 	waitState(t, st, v.ID, api.StateRunning, 30*time.Second)
 	c.Advance(50 * time.Second)
 	n.svc.Touch(ctx, v.ID) // a console session's touch
+	// Let a pass that read the VM before the touch finish before the clock
+	// moves on: read at 100 s, it would rightly take the VM for idle (CI
+	// saw that under load).
+	obs.await(t, 2)
 	c.Advance(50 * time.Second)
 	// Still running 100 s after creation: the touch at 50 s counts. Two
 	// more passes (each over this node's only VM) have looked at it.

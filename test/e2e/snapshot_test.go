@@ -266,6 +266,11 @@ func TestMemorySnapshot(t *testing.T) {
 	c.must(0, "", "create", "mem", "--template", "tiny", "--memory", "128", "--wait", "--timeout", "2m")
 	vm := getVM(t, c, "mem")
 	v.waitSerial(t, vm, "vmd-tiny: booted", 90*time.Second)
+	// The guest makes its SSH host keys after the shell is up, and keys
+	// typed while a CPU-starved guest does so are lost (QEMU's PS/2 queue
+	// is short; CI saw 60 tries fail under load): type once the last key
+	// line is out, as TestBrowserConsoleHeals does.
+	v.waitSerial(t, vm, "vmd-tiny: hostkey ecdsa-sha2-nistp256 ", 2*time.Minute)
 
 	kb := v.keyboard(t, vm)
 	// The console's shell may not be up yet: type until it answers.
