@@ -30,7 +30,11 @@ const copySize = 100 << 20
 // minutes of the guest's CPU, so the two run side by side.
 func TestGuestAgent(t *testing.T) {
 	parallel(t, 1)
-	v := startVMD(t, storetest.Backends()[0])
+	// The agent's guest-shutdown gets half the stop timeout before the ACPI
+	// button joins in: the default 30 s let a loaded CI machine's guest miss
+	// it (stopped by the button). 90 s still ends the button's wait of the
+	// agent-less stop below inside its 2-minute wait.
+	v := startVMD(t, storetest.Backends()[0], "--stop-timeout", "90s")
 	alice := loggedIn(t, v, "alice@example.com")
 	bob := loggedIn(t, v, "bob@example.com")
 
