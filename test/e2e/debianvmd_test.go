@@ -209,6 +209,10 @@ func TestDebianImageThroughVMD(t *testing.T) {
 		t.Fatalf("user, write_files file and mode, authorized_keys over vmctl ssh: exit %d\n%s%s\nwant %q and the key added through the API",
 			code, out, errOut, want)
 	}
+	// QEMU's virtio host_mtu, kept by networkd (its DHCP lease says the same).
+	if out, errOut, code := ssh("sh", "-c", "'cat /sys/class/net/e*/mtu'"); code != 0 || strings.TrimSpace(out) != "65520" {
+		t.Fatalf("guest NIC mtu: %d %q %s, want 65520", code, out, errOut)
+	}
 	if _, errOut, code := ssh("sh", "-c", "'exit 7'"); code != 7 {
 		t.Fatalf("vmctl ssh exit 7: %d %s", code, errOut)
 	}

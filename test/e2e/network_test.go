@@ -154,6 +154,10 @@ func TestNetworkSSHPortForward(t *testing.T) {
 	if out, errOut, code := ssh(a, "", "net1", "echo", "ok"); code != 0 || strings.TrimSpace(out) != "ok" {
 		t.Fatalf("vmctl ssh echo ok: %d %q %s", code, out, errOut)
 	}
+	// The NIC's MTU comes from QEMU (virtio host_mtu), not from a DHCP client.
+	if out, errOut, code := ssh(a, "", "net1", "cat", "/sys/class/net/eth0/mtu"); code != 0 || strings.TrimSpace(out) != "65520" {
+		t.Fatalf("guest eth0 mtu: %d %q %s, want 65520", code, out, errOut)
+	}
 	if _, errOut, code := ssh(a, "", "net1", "sh", "-c", "'exit 7'"); code != 7 {
 		t.Fatalf("vmctl ssh exit 7: %d %s", code, errOut)
 	}

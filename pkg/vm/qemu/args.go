@@ -67,7 +67,7 @@ func Args(s Invocation) []string {
 		// host TCP port, and QEMU listens again when vmd goes, so a restarted vmd reattaches.
 		a = append(a,
 			"-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path="+escape(s.Net),
-			"-device", "virtio-net-pci,netdev=n0,mac="+guestnet.GuestMAC(s.ID).String())
+			"-device", "virtio-net-pci,netdev=n0,mac="+guestnet.GuestMAC(s.ID).String()+",host_mtu="+strconv.Itoa(guestMTU))
 	}
 	a = append(a,
 		"-vga", "std",

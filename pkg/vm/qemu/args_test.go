@@ -69,7 +69,7 @@ func TestArgs(t *testing.T) {
 		{"boots", base, nil, []string{"-loadvm"}},
 		{"nat", nat, [][]string{
 			{"-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path=/r/net.sock"},
-			{"-device", "virtio-net-pci,netdev=n0,mac=" + guestnet.GuestMAC("vm_1").String()},
+			{"-device", "virtio-net-pci,netdev=n0,mac=" + guestnet.GuestMAC("vm_1").String() + ",host_mtu=65520"},
 		}, []string{"user", "-nic"}},
 		{"none", none, nil, []string{"-netdev", "-nic", "virtio-net-pci"}},
 		{"unset is none", base, nil, []string{"-netdev", "-nic"}},

@@ -37,7 +37,7 @@ func (d *Driver) startNet(g *guest, s Spec, sock string) error {
 	if s.Network != api.NetworkNAT {
 		return nil
 	}
-	n, err := guestnet.New(guestnet.Config{GuestMAC: guestnet.GuestMAC(s.ID),
+	n, err := guestnet.New(guestnet.Config{GuestMAC: guestnet.GuestMAC(s.ID), MTU: guestMTU,
 		Policy: guestnet.Policy{Allow: d.cfg.EgressAllow}, Log: d.log.With("vm", s.ID)})
 	if err != nil {
 		return fmt.Errorf("guest network of %s: %w", s.ID, err)
@@ -131,3 +131,10 @@ func (d *Driver) Addresses(id string) []string {
 }
 
 var _ vm.Addresser = (*Driver)(nil)
+
+// guestMTU is the guest NIC's MTU, offered by QEMU (virtio-net host_mtu, so
+// the guest's driver starts with it, no DHCP client needed) and used by its
+// guestnet stack and DHCP. Large, as passt's default: the link's cost is
+// per frame (one read or write on QEMU's stream socket, one interrupt and
+// one pass through the guest's stack, slow under TCG).
+const guestMTU = 65520
