@@ -403,6 +403,7 @@ load() { while read -r m; do insmod "/lib/modules/$m.ko" 2>/dev/null; done <"/et
 	for k in $keys; do
 		say "vmd-tiny: hostkey $(dropbearkey -y -f "$k" | grep -E '^(ssh-|ecdsa-)' | cut -d ' ' -f 1,2)"
 	done
+	say "vmd-tiny: hostkeys done"
 ) </dev/null >/dev/null 2>&1 &
 EOF
 chmod 0755 "$ROOT/etc/rc.late"

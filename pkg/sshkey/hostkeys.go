@@ -27,6 +27,7 @@ const (
 const (
 	tinyBoot   = "vmd-tiny: booted"
 	tinyPrefix = "vmd-tiny: hostkey "
+	tinyDone   = "vmd-tiny: hostkeys done" // after its last key line
 	ciBegin    = "-----BEGIN SSH HOST KEY KEYS-----"
 	ciEnd      = "-----END SSH HOST KEY KEYS-----"
 )
@@ -37,8 +38,10 @@ const (
 // KEYS lines. Each key is parsed (ssh.ParsePublicKey on the decoded blob,
 // whose type must be the one named) and returned re-marshalled as "TYPE
 // BASE64", without comment, de-duplicated, at most MaxHostKeys. found
-// reports whether the guest has reported at all (a key line, or a complete
-// block), so a caller need not read again this boot.
+// reports whether the report is complete (the tiny image's done line after
+// its key lines, or a block's end), so a caller need not read again this
+// boot; before that, keys holds the key lines printed so far (each key is
+// a line of its own, and under load seconds apart).
 func HostKeys(r io.Reader) (keys []string, found bool) {
 	br := bufio.NewReaderSize(io.LimitReader(r, MaxSerialRead), MaxHostKeyLine)
 	var (
@@ -79,12 +82,11 @@ func HostKeys(r io.Reader) (keys []string, found bool) {
 			inBlock, pending = true, nil
 		case strings.Contains(line, tinyBoot):
 			reset()
+		case strings.Contains(line, tinyDone):
+			found = true
 		default:
 			if i := strings.Index(line, tinyPrefix); i >= 0 {
-				if k := hostKey(line[i+len(tinyPrefix):]); k != "" {
-					add(k)
-					found = true
-				}
+				add(hostKey(line[i+len(tinyPrefix):]))
 			}
 		}
 	}

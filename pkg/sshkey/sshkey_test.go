@@ -130,28 +130,33 @@ func TestHostKeys(t *testing.T) {
 		wantFound bool
 	}{
 		{name: "nothing", log: "SeaBIOS\nvmd-tiny: booted\n"},
-		{name: "tiny", log: "vmd-tiny: booted\n\nvmd-tiny: hostkey " + a + "\n\nvmd-tiny: hostkey " + b + "\r\n",
+		{name: "tiny", log: "vmd-tiny: booted\n\nvmd-tiny: hostkey " + a + "\n\nvmd-tiny: hostkey " + b + "\r\nvmd-tiny: hostkeys done\n",
 			want: []string{a, b}, wantFound: true},
-		{name: "tiny with console noise before", log: "\x1b[0m[  1.2] x vmd-tiny: hostkey " + a + " root@x\n", want: []string{a}, wantFound: true},
+		// Each key is a line of its own, seconds apart under load: what is there so far, not complete.
+		{name: "tiny, first key line only", log: "vmd-tiny: booted\nvmd-tiny: hostkey " + a + "\n", want: []string{a}},
+		{name: "tiny, done without keys", log: "vmd-tiny: booted\nvmd-tiny: hostkeys done\n", wantFound: true},
+		{name: "tiny with console noise before", log: "\x1b[0m[  1.2] x vmd-tiny: hostkey " + a + " root@x\n\x1b[0mvmd-tiny: hostkeys done\n", want: []string{a}, wantFound: true},
 		{name: "cloud-init", log: "boot\n" + ciBegin + "\n" + b + " root@debian\n" + a + " root@debian\n" + ciEnd + "\nlogin:",
 			want: []string{b, a}, wantFound: true},
 		{name: "cloud-init unterminated", log: ciBegin + "\n" + a + "\n"},
-		{name: "reboot replaces", log: "vmd-tiny: booted\nvmd-tiny: hostkey " + a + "\nvmd-tiny: booted\nvmd-tiny: hostkey " + c + "\n",
+		{name: "reboot replaces", log: "vmd-tiny: booted\nvmd-tiny: hostkey " + a + "\nvmd-tiny: hostkeys done\nvmd-tiny: booted\nvmd-tiny: hostkey " + c + "\nvmd-tiny: hostkeys done\n",
 			want: []string{c}, wantFound: true},
+		{name: "reboot not done yet", log: "vmd-tiny: booted\nvmd-tiny: hostkey " + a + "\nvmd-tiny: hostkeys done\nvmd-tiny: booted\nvmd-tiny: hostkey " + c + "\n",
+			want: []string{c}},
 		{name: "second block replaces", log: ciBegin + "\n" + a + "\n" + ciEnd + "\n" + ciBegin + "\n" + c + "\n" + ciEnd + "\n",
 			want: []string{c}, wantFound: true},
-		{name: "duplicates once", log: "vmd-tiny: hostkey " + a + "\nvmd-tiny: hostkey " + a + "\n", want: []string{a}, wantFound: true},
+		{name: "duplicates once", log: "vmd-tiny: hostkey " + a + "\nvmd-tiny: hostkey " + a + "\n", want: []string{a}},
 		{name: "type mismatch", log: "vmd-tiny: hostkey ssh-rsa " + blobA + "\n"},
 		{name: "bad base64", log: "vmd-tiny: hostkey " + typeA + " %%%%\n"},
 		{name: "options and command", log: "vmd-tiny: hostkey command=\"rm -rf /\" " + a + "\n" + ciBegin + "\n" +
 			`command="x",no-pty ` + a + "\n@cert-authority * " + a + "\n" + ciEnd + "\n", wantFound: true},
 		{name: "comment stripped, injection after key ignored", log: "vmd-tiny: hostkey " + a + " x\nevil.example ssh-rsa AAAA\n",
-			want: []string{a}, wantFound: true},
+			want: []string{a}},
 		{name: "huge line skipped, then a key", log: "vmd-tiny: hostkey " + a + strings.Repeat("A", 3*MaxHostKeyLine) +
-			"vmd-tiny: hostkey " + c + "\nvmd-tiny: hostkey " + b + "\n", want: []string{b}, wantFound: true},
-		{name: "non-utf8", log: "\xff\xfe\x00vmd-tiny: hostkey " + a + " \xff\n\x80\x81\n", want: []string{a}, wantFound: true},
+			"vmd-tiny: hostkey " + c + "\nvmd-tiny: hostkey " + b + "\n", want: []string{b}},
+		{name: "non-utf8", log: "\xff\xfe\x00vmd-tiny: hostkey " + a + " \xff\n\x80\x81\n", want: []string{a}},
 		{name: "endless block given up", log: ciBegin + "\n" + strings.Repeat("noise\n", maxBlockLines+1) + a + "\n" + ciEnd + "\n"},
-		{name: "10000 fake keys capped", log: many.String(), wantFound: true},
+		{name: "10000 fake keys capped", log: many.String()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

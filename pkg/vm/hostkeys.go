@@ -10,9 +10,11 @@ import (
 )
 
 // learnHostKeys reads the SSH host keys a running guest printed on its
-// serial console and records them, once per launch: each pass reads the
-// log again (bounded by sshkey.MaxSerialRead) until the guest has
-// reported, then not until the next launch. The guest writes that log, so
+// serial console and records them: each pass reads the log again (bounded
+// by sshkey.MaxSerialRead) and records what it holds so far, until the
+// guest's report is complete, then not until the next launch. (Recording
+// only at the first key line lost the tiny image's second key, printed
+// seconds later under load.) The guest writes that log, so
 // sshkey.HostKeys trusts nothing in it beyond well-formed public keys.
 func (r *Reconciler) learnHostKeys(ctx context.Context, v *store.VM) {
 	if r.cfg.Layout.DataDir == "" {
@@ -30,8 +32,8 @@ func (r *Reconciler) learnHostKeys(ctx context.Context, v *store.VM) {
 	}
 	keys, found := sshkey.HostKeys(f)
 	f.Close()
-	if !found {
-		return
+	if !found && len(keys) == 0 {
+		return // nothing this launch yet: the last launch's keys stay
 	}
 	if !slices.Equal(keys, v.HostKeys) {
 		if err := r.cfg.Store.SetHostKeys(ctx, v.ID, keys); err != nil {
@@ -41,7 +43,10 @@ func (r *Reconciler) learnHostKeys(ctx context.Context, v *store.VM) {
 			return
 		}
 		v.HostKeys = keys
-		r.log.Info("reconcile: guest reported its ssh host keys", "vm", v.ID, "keys", len(keys))
+		r.log.Info("reconcile: guest reported its ssh host keys", "vm", v.ID, "keys", len(keys), "complete", found)
+	}
+	if !found {
+		return
 	}
 	r.mu.Lock()
 	r.hostKeysRead[v.ID] = true

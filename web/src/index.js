@@ -6,9 +6,18 @@ import { keepThumbs, thumb } from './thumbs.js';
 const pollMs = 2000;
 const rows = new Map(); // vm id -> {tr, sig}
 let timer = null;
+// leaving is set once the page sends the user on (account deleted, signed out): a poll still
+// out then gets a 401, and its redirect must not replace the page that says why.
+let leaving = false;
+
+function leave(url) {
+  leaving = true;
+  clearTimeout(timer);
+  location.replace(url);
+}
 
 function toLogin() {
-  location.replace('/login?next=' + encodeURIComponent(location.pathname));
+  if (!leaving) leave('/login?next=' + encodeURIComponent(location.pathname));
 }
 
 // guard sends the user to sign in when the session has gone.
@@ -177,9 +186,9 @@ async function poll() {
     $('#error').hidden = true;
   } catch (e) {
     if (guard(e)) return;
-    showError($('#error'), e);
+    if (!leaving) showError($('#error'), e);
   }
-  timer = setTimeout(poll, pollMs);
+  if (!leaving) timer = setTimeout(poll, pollMs);
 }
 
 async function loadTemplates() {
@@ -270,10 +279,9 @@ $('#delete-form').addEventListener('submit', (ev) => {
   busy($('#delete-submit'), async () => {
     try {
       const r = await del('/me', { password: pw.value });
-      clearTimeout(timer);
       announceLogout();
       // 202 "deleting": the VMs are still being torn down; the account follows them.
-      location.replace('/login?deleted=' + (r && r.status === 'deleting' ? 'pending' : '1'));
+      leave('/login?deleted=' + (r && r.status === 'deleting' ? 'pending' : '1'));
     } catch (e) {
       if (!guard(e)) showFieldErrors({ password: pw }, err, e);
     }
@@ -287,13 +295,13 @@ $('#logout').addEventListener('click', async () => {
     // Signed out already, or vmd is gone: the login page is right either way.
   }
   announceLogout();
-  location.replace('/login');
+  leave('/login');
 });
 
 // Pause polling while the tab is hidden; catch up at once when it returns.
 document.addEventListener('visibilitychange', () => {
   if (document.hidden) clearTimeout(timer);
-  else poll();
+  else if (!leaving) poll();
 });
 
 get('/me').then(
