@@ -96,3 +96,10 @@ func TestMainParallel(t *testing.T) {
 		t.Fatalf("-test.parallel is %s, want %s (given on the command line: %v)", got, want, set)
 	}
 }
+
+func TestSSHPublicKey(t *testing.T) {
+	a, b := SSHPublicKey(t), SSHPublicKey(t)
+	if !strings.HasPrefix(a, "ssh-ed25519 ") || strings.Contains(a, "\n") || a == b {
+		t.Fatalf("keys %q and %q: want two distinct one-line ssh-ed25519 keys", a, b)
+	}
+}

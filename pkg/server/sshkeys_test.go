@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -12,21 +10,18 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
 func pubKey(t *testing.T, comment string) (line, authorized, fingerprint string) {
 	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	authorized = testutil.SSHPublicKey(t)
+	p, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorized))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorized = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p)))
 	line = authorized
 	if comment != "" {
 		line += " " + comment

@@ -25,17 +25,7 @@ func TestFeedLagAndResume(t *testing.T) {
 		ctx := context.Background()
 		vms := map[string]store.VM{}
 		for _, owner := range []string{"u_alice", "u_bob"} {
-			u := store.User{ID: owner, Email: owner + "@example.com", PasswordHash: "x", Verified: true,
-				Quota: api.Quota{VMs: 1, CPUs: 1, MemoryMB: 512, DiskGB: 10}}
-			if err := st.CreateUser(ctx, u); err != nil {
-				t.Fatal(err)
-			}
-			v := store.VM{ID: NewID(), OwnerID: owner, Name: "web", Template: "tiny", CPU: 1, MemoryMB: 128, DiskGB: 1,
-				State: api.StatePending, Desired: api.DesiredRunning, Node: "test"}
-			if err := st.CreateVM(ctx, v); err != nil {
-				t.Fatal(err)
-			}
-			vms[owner] = v
+			vms[owner] = storedVM(t, st, owner, api.StatePending)
 		}
 		f := NewFeed(FeedConfig{Store: st, Poll: 5 * time.Millisecond})
 		f.page, f.buffer = 16, 8 // a backlog of several pages, a queue that overflows soon

@@ -2,17 +2,13 @@ package vm
 
 import (
 	"context"
-	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
-	"golang.org/x/crypto/ssh"
-
+	"github.com/vmdhq/vmd/internal/testutil"
 	"github.com/vmdhq/vmd/pkg/api"
-	"github.com/vmdhq/vmd/pkg/store"
 	"github.com/vmdhq/vmd/pkg/store/storetest"
 )
 
@@ -24,23 +20,14 @@ func TestLearnHostKeysUntilComplete(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		st := b.Open(t)
 		ctx := context.Background()
-		u := store.User{ID: "u_keys", Email: "keys@example.com", PasswordHash: "x", Verified: true,
-			Quota: api.Quota{VMs: 1, CPUs: 1, MemoryMB: 512, DiskGB: 10}}
-		if err := st.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-		v := store.VM{ID: NewID(), OwnerID: u.ID, Name: "web", Template: "tiny", CPU: 1, MemoryMB: 128, DiskGB: 1,
-			State: api.StateRunning, Desired: api.DesiredRunning, Node: "test"}
-		if err := st.CreateVM(ctx, v); err != nil {
-			t.Fatal(err)
-		}
+		v := storedVM(t, st, "u_keys", api.StateRunning)
 		l := Layout{DataDir: t.TempDir()}
-		serial := l.VMFile(u.ID, v.ID, SerialFile)
+		serial := l.VMFile(v.OwnerID, v.ID, SerialFile)
 		if err := os.MkdirAll(filepath.Dir(serial), 0o700); err != nil {
 			t.Fatal(err)
 		}
 		r := NewReconciler(ReconcilerConfig{Store: st, Layout: l})
-		k1, k2, k3 := testHostKey(t, 1), testHostKey(t, 2), testHostKey(t, 3)
+		k1, k2, k3 := testutil.SSHPublicKey(t), testutil.SSHPublicKey(t), testutil.SSHPublicKey(t)
 		pass := func(log string) []string {
 			t.Helper()
 			if err := os.WriteFile(serial, []byte(log), 0o600); err != nil {
@@ -80,15 +67,4 @@ func TestLearnHostKeysUntilComplete(t *testing.T) {
 			t.Fatalf("after a new launch: %q, want %q", got, []string{k3})
 		}
 	})
-}
-
-func testHostKey(t *testing.T, seed byte) string {
-	t.Helper()
-	var b [32]byte
-	b[0] = seed
-	p, err := ssh.NewPublicKey(ed25519.PublicKey(b[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p)))
 }
